@@ -1,0 +1,279 @@
+package testimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/reference"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// annotationImageName is the index annotation containerd's importer reads
+// first to name an image (images.AnnotationImageName). It is spelled out to
+// keep containerd's image packages out of this package's imports.
+const annotationImageName = "io.containerd.image.name"
+
+// epoch is the modification time of every tar entry, so that builds do not
+// depend on when the input files were written.
+var epoch = time.Unix(0, 0)
+
+// Options describe the image WriteArchive builds.
+type Options struct {
+	// Ref names the image, e.g. "sandbox-runner.test/busybox:latest". It must
+	// start with a host name and must not carry a digest; without a tag,
+	// ":latest" is used. Required: an invalid Ref is an
+	// errdefs.ErrInvalidArgument.
+	Ref string
+	// Env, Cmd, Entrypoint and User go into the image config unchanged.
+	Env        []string
+	Cmd        []string
+	Entrypoint []string
+	User       string
+	// Platform is the image platform. An empty OS or Architecture defaults
+	// to runtime.GOOS or runtime.GOARCH.
+	Platform ocispec.Platform
+}
+
+// WriteArchive writes to w an OCI image layout archive of a single-layer
+// image whose layer holds the directory tree rootfs.
+//
+// Regular files, directories and symlinks are stored with their modes,
+// owned by uid and gid 0, with zero timestamps; other file types are an
+// error. The layer is built in memory: this is meant for small test images.
+func WriteArchive(w io.Writer, rootfs string, opts Options) error {
+	name, tag, err := parseRef(opts.Ref)
+	if err != nil {
+		return err
+	}
+	platform := opts.Platform
+	if platform.OS == "" {
+		platform.OS = runtime.GOOS
+	}
+	if platform.Architecture == "" {
+		platform.Architecture = runtime.GOARCH
+	}
+
+	layer, diffID, err := buildLayer(rootfs)
+	if err != nil {
+		return fmt.Errorf("building layer from %s: %w", rootfs, err)
+	}
+	layerDesc := ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeImageLayerGzip,
+		Digest:    digest.FromBytes(layer),
+		Size:      int64(len(layer)),
+	}
+
+	config, err := json.Marshal(ocispec.Image{
+		Platform: platform,
+		Config: ocispec.ImageConfig{
+			User:       opts.User,
+			Env:        opts.Env,
+			Entrypoint: opts.Entrypoint,
+			Cmd:        opts.Cmd,
+		},
+		RootFS: ocispec.RootFS{
+			Type:    "layers",
+			DiffIDs: []digest.Digest{diffID},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("encoding image config: %w", err)
+	}
+	configDesc := ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeImageConfig,
+		Digest:    digest.FromBytes(config),
+		Size:      int64(len(config)),
+	}
+
+	manifest, err := json.Marshal(ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    configDesc,
+		Layers:    []ocispec.Descriptor{layerDesc},
+	})
+	if err != nil {
+		return fmt.Errorf("encoding manifest: %w", err)
+	}
+
+	index, err := json.Marshal(ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{{
+			MediaType: ocispec.MediaTypeImageManifest,
+			Digest:    digest.FromBytes(manifest),
+			Size:      int64(len(manifest)),
+			Platform:  &platform,
+			// containerd names the image after the first annotation; OCI
+			// tools after the second, which holds only the tag.
+			Annotations: map[string]string{
+				annotationImageName:       name,
+				ocispec.AnnotationRefName: tag,
+			},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("encoding index: %w", err)
+	}
+
+	layout, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	if err != nil {
+		return fmt.Errorf("encoding oci-layout: %w", err)
+	}
+
+	tw := tar.NewWriter(w)
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{ocispec.ImageLayoutFile, layout},
+		{ocispec.ImageIndexFile, index},
+		{"blobs/", nil},
+		{"blobs/sha256/", nil},
+		{blobPath(configDesc.Digest), config},
+		{blobPath(layerDesc.Digest), layer},
+		{blobPath(digest.FromBytes(manifest)), manifest},
+	}
+	for _, f := range files {
+		hdr := &tar.Header{
+			Name:     f.name,
+			Typeflag: tar.TypeReg,
+			Mode:     0o644,
+			Size:     int64(len(f.data)),
+			ModTime:  epoch,
+		}
+		if strings.HasSuffix(f.name, "/") {
+			hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("writing archive: %w", err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return fmt.Errorf("writing archive: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("writing archive: %w", err)
+	}
+	return nil
+}
+
+func blobPath(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// parseRef returns the full image name and the part after the repository
+// (the tag) with containerd's own reference parser, so both annotations
+// agree with what containerd derives from the name.
+func parseRef(ref string) (name, tag string, err error) {
+	spec, err := reference.Parse(ref)
+	if err == nil && !strings.Contains(spec.Locator, "/") {
+		// Parse takes a lone "busybox" for a host: ask for one explicitly,
+		// as "busybox:latest" fails to parse anyway.
+		err = reference.ErrHostnameRequired
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("parsing reference %q (want HOST/NAME[:TAG], e.g. sandbox-runner.test/busybox:latest): %w: %w",
+			ref, errdefs.ErrInvalidArgument, err)
+	}
+	if spec.Digest() != "" {
+		// The digest of an image built here is known only once it is built.
+		return "", "", fmt.Errorf("parsing reference %q: %w: a reference to build must not carry a digest",
+			ref, errdefs.ErrInvalidArgument)
+	}
+	if spec.Object == "" {
+		spec.Object = "latest"
+	}
+	return spec.String(), spec.Object, nil
+}
+
+// buildLayer returns the gzipped tar of rootfs and the digest of the
+// uncompressed tar, which the image config lists as the layer's diff ID.
+func buildLayer(rootfs string) ([]byte, digest.Digest, error) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz) // its header carries no name and no time
+	diff := sha256.New()
+	tw := tar.NewWriter(io.MultiWriter(zw, diff))
+
+	// WalkDir visits entries in lexical order, which makes the tar stable.
+	err := filepath.WalkDir(rootfs, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(rootfs, path)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		return addEntry(tw, path, filepath.ToSlash(rel))
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return gz.Bytes(), digest.NewDigest(digest.SHA256, diff), nil
+}
+
+func addEntry(tw *tar.Writer, path, name string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	var link string
+	switch mode := fi.Mode(); {
+	case mode.IsRegular(), mode.IsDir():
+	case mode&fs.ModeSymlink != 0:
+		if link, err = os.Readlink(path); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: unsupported file type %s", path, mode.Type())
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	hdr.Name = name
+	if fi.IsDir() {
+		hdr.Name += "/"
+	}
+	// The image must not depend on who built it or when.
+	hdr.Uid, hdr.Gid = 0, 0
+	hdr.Uname, hdr.Gname = "root", "root"
+	hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = epoch, time.Time{}, time.Time{}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(tw, f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
