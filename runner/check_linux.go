@@ -1,0 +1,141 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/cgroups/v3"
+)
+
+// Finding is one line of a host check: what was looked at, whether it is
+// fine, what was seen, and what to do when it is not.
+type Finding struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Check looks at everything a task needs from the host: a containerd that
+// answers, runc, the cgroup controllers the limits use, and seccomp. It
+// never starts anything.
+func Check(ctx context.Context, o ConnectOptions) []Finding {
+	var out []Finding
+	out = append(out, checkContainerd(ctx, o))
+	out = append(out, checkRunc())
+	out = append(out, checkCgroups())
+	f := Finding{Name: "seccomp", OK: true, Detail: "kernel seccomp filters available"}
+	if err := SeccompAvailable(); err != nil {
+		f = Finding{Name: "seccomp", Detail: err.Error(), Fix: "use a kernel built with CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER (every distribution kernel is)"}
+	}
+	return append(out, f)
+}
+
+func checkContainerd(ctx context.Context, o ConnectOptions) Finding {
+	f := Finding{Name: "containerd"}
+	addr := o.Address
+	if addr == "" {
+		addr = DefaultAddress
+	}
+	conn, err := dial(ctx, addr)
+	if err == nil {
+		defer conn.Close()
+		f.OK = true
+		f.Detail = fmt.Sprintf("%s (revision %s) at %s", conn.Version.Version, conn.Version.Revision, addr)
+		return f
+	}
+	if o.Address == "" && !o.NoPrivate {
+		private := filepath.Join(o.StateDir, "containerd", "containerd.sock")
+		if conn, perr := dial(ctx, private); perr == nil {
+			defer conn.Close()
+			f.OK = true
+			f.Detail = fmt.Sprintf("%s at %s (private, started by sandbox-runner; none at %s)", conn.Version.Version, private, addr)
+			return f
+		}
+		if _, lerr := exec.LookPath("containerd"); lerr == nil {
+			f.OK = true
+			f.Detail = fmt.Sprintf("none at %s; a private one will be started under %s on first use", addr, filepath.Dir(private))
+			return f
+		}
+	}
+	f.Detail = err.Error()
+	f.Fix = "install and start containerd (Debian: apt-get install containerd runc; systemctl start containerd), or pass --address for the socket it listens on"
+	return f
+}
+
+func checkRunc() Finding {
+	f := Finding{Name: "runc"}
+	path, err := exec.LookPath("runc")
+	if err != nil {
+		f.Detail = "runc is not on PATH"
+		f.Fix = "install runc (Debian: apt-get install runc)"
+		return f
+	}
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		f.Detail = fmt.Sprintf("%s --version failed: %v", path, err)
+		f.Fix = "reinstall runc"
+		return f
+	}
+	version := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+	if !strings.Contains(string(out), "libseccomp") {
+		f.Detail = fmt.Sprintf("%s: %s, built without seccomp", path, version)
+		f.Fix = "install a runc built with libseccomp (Debian's is)"
+		return f
+	}
+	f.OK = true
+	f.Detail = fmt.Sprintf("%s: %s", path, version)
+	return f
+}
+
+// requiredControllers are the cgroup controllers the limits need.
+var requiredControllers = []string{"memory", "cpu", "pids"}
+
+func checkCgroups() Finding {
+	f := Finding{Name: "cgroups"}
+	missing := missingControllers()
+	mode := map[cgroups.CGMode]string{
+		cgroups.Legacy: "v1", cgroups.Hybrid: "v1 (hybrid)", cgroups.Unified: "v2", cgroups.Unavailable: "unavailable",
+	}[cgroups.Mode()]
+	if len(missing) > 0 {
+		f.Detail = fmt.Sprintf("%s; missing controllers: %s", mode, strings.Join(missing, ", "))
+		f.Fix = "enable the missing controllers (kernel command line, or cgroup.subtree_control on v2)"
+		return f
+	}
+	f.OK = true
+	f.Detail = fmt.Sprintf("%s; controllers %s available", mode, strings.Join(requiredControllers, ", "))
+	if cgroups.Mode() != cgroups.Unified {
+		if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err != nil {
+			f.OK = false
+			f.Detail += "; no swap accounting, so tasks could swap past their memory limit"
+			f.Fix = "boot with swapaccount=1, or switch the host to cgroup v2"
+		}
+	}
+	return f
+}
+
+// missingControllers lists the required controllers the host lacks.
+func missingControllers() []string {
+	var missing []string
+	if cgroups.Mode() == cgroups.Unified {
+		b, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+		have := strings.Fields(string(b))
+		for _, c := range requiredControllers {
+			if !slices.Contains(have, c) {
+				missing = append(missing, c)
+			}
+		}
+		return missing
+	}
+	for _, c := range requiredControllers {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c)); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	return missing
+}

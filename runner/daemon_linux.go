@@ -1,0 +1,191 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// daemonStartTimeout bounds how long a new containerd may take to serve.
+const daemonStartTimeout = 20 * time.Second
+
+// Daemon is a private containerd: its own root, state dir and socket,
+// all under one directory.
+type Daemon struct {
+	// Dir holds config.toml, root/, state/, the socket and the log.
+	Dir string
+	// Address is the daemon's socket.
+	Address string
+	// Log is the daemon's log file.
+	Log string
+
+	cmd    *exec.Cmd // nil when the daemon was started by another process
+	exited chan error
+}
+
+// daemonConfig is a containerd config that works on 1.6, 1.7 and 2.x
+// (2.x migrates version 2 configs). The CRI plugin is off: nothing here
+// speaks CRI, and it is most of a daemon's start time.
+const daemonConfig = `version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[5]q
+`
+
+func newDaemon(dir string) *Daemon {
+	return &Daemon{
+		Dir:     dir,
+		Address: filepath.Join(dir, "containerd.sock"),
+		Log:     filepath.Join(dir, "containerd.log"),
+	}
+}
+
+// StartDaemon starts a containerd in dir as a child of this process and
+// waits until it serves; Stop ends it. Test harnesses use it.
+func StartDaemon(ctx context.Context, dir string) (*Daemon, error) {
+	return startDaemon(ctx, newDaemon(dir), false)
+}
+
+// EnsureDaemon returns the private containerd in dir, starting it when it
+// is not running. A started daemon is detached from this process so that
+// the next invocation of the runner finds it serving; its pid is kept in
+// dir/containerd.pid.
+func EnsureDaemon(ctx context.Context, dir string, log *slog.Logger) (*Daemon, error) {
+	d := newDaemon(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	// One runner at a time decides whether to start the daemon.
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	if c, err := dial(ctx, d.Address); err == nil {
+		c.Close()
+		return d, nil
+	}
+	log.Info("no containerd found; starting a private one", "dir", dir, "socket", d.Address, "log", d.Log)
+	return startDaemon(ctx, d, true)
+}
+
+func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
+	bin, err := exec.LookPath("containerd")
+	if err != nil {
+		return nil, fmt.Errorf("containerd is not installed: install it (Debian: apt-get install containerd runc): %w", err)
+	}
+	for _, sub := range []string{"", "root", "state", "opt"} {
+		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d.Dir, err)
+		}
+	}
+	// A socket left by a daemon that died would make the new one fail.
+	_ = os.Remove(d.Address)
+	config := filepath.Join(d.Dir, "config.toml")
+	body := fmt.Sprintf(daemonConfig, filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"),
+		d.Address, d.Address+".ttrpc", filepath.Join(d.Dir, "opt"))
+	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
+		return nil, fmt.Errorf("writing containerd config: %w", err)
+	}
+	logf, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening containerd log: %w", err)
+	}
+	defer logf.Close()
+
+	cmd := exec.Command(bin, "--config", config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: detach, Pdeathsig: 0}
+	if !detach {
+		// A test harness that dies takes its daemon with it.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting containerd: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	deadline := time.Now().Add(daemonStartTimeout)
+	for {
+		c, err := dial(ctx, d.Address)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case werr := <-exited:
+			return nil, fmt.Errorf("containerd exited at start (%v); its log %s ends with:\n%s", werr, d.Log, tail(d.Log, 20))
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("containerd did not serve on %s within %s; its log %s ends with:\n%s", d.Address, daemonStartTimeout, d.Log, tail(d.Log, 20))
+		}
+	}
+	if detach {
+		if err := os.WriteFile(filepath.Join(d.Dir, "containerd.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+			return nil, fmt.Errorf("writing containerd pid file: %w", err)
+		}
+		return d, nil
+	}
+	d.cmd = cmd
+	d.exited = exited
+	return d, nil
+}
+
+// Stop ends a daemon started by StartDaemon: SIGTERM, then SIGKILL after
+// a grace period. The tasks' shims outlive it, as they would any
+// containerd restart; delete the tasks first.
+func (d *Daemon) Stop() error {
+	if d.cmd == nil {
+		return errors.New("daemon was not started by this process")
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
+	return nil
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,74 @@
+package runner
+
+import (
+	"bytes"
+	"io"
+	"sync"
+)
+
+// cappedBuffer keeps the first limit bytes written to it, counts the rest
+// and never blocks or fails the writer: the task's pipe is drained to the
+// end, so a chatty task can neither stall on a full pipe nor grow the
+// runner's memory past the cap. The kept head is also copied to tee, when
+// there is one, as it arrives.
+type cappedBuffer struct {
+	mu      sync.Mutex
+	limit   int64
+	buf     bytes.Buffer
+	dropped int64
+	tee     io.Writer
+	teeErr  error
+}
+
+func newCappedBuffer(limit int64, tee io.Writer) *cappedBuffer {
+	return &cappedBuffer{limit: limit, tee: tee}
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := p
+	if room := c.limit - int64(c.buf.Len()); int64(len(keep)) > room {
+		keep = keep[:max(room, 0)]
+	}
+	c.buf.Write(keep)
+	c.dropped += int64(len(p) - len(keep))
+	// A caller that stops reading (a closed terminal, a full pipe) must not
+	// stop the task's output from being drained and kept: remember the
+	// first error and stop teeing.
+	if c.tee != nil && c.teeErr == nil && len(keep) > 0 {
+		_, c.teeErr = c.tee.Write(keep)
+	}
+	return len(p), nil
+}
+
+// result returns the kept bytes and how many were dropped.
+func (c *cappedBuffer) result() ([]byte, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.buf.Bytes()), c.dropped
+}
+
+// eofReader tells, by closing eof, that its reader is used up.
+type eofReader struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
+}
+
+// reader returns e as an io.Reader, or nil for a nil e, so that no stdin
+// FIFO is made for a task without input.
+func (e *eofReader) reader() io.Reader {
+	if e == nil {
+		return nil
+	}
+	return e
+}

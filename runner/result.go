@@ -1,0 +1,180 @@
+package runner
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Exit statuses with a fixed meaning, as timeout(1) and Docker use them.
+const (
+	// ExitTimedOut is the status of a task the wall-clock timeout killed.
+	ExitTimedOut = 124
+	// ExitCancelled is the status of a task whose caller gave up (Ctrl-C):
+	// 128 + SIGINT, as a shell reports it.
+	ExitCancelled = 130
+)
+
+// Outcome says in one word how a task ended.
+type Outcome string
+
+// The outcomes, exactly one per result.
+const (
+	// OutcomeExited: the task's main process exited by itself; ExitCode is
+	// its status.
+	OutcomeExited Outcome = "exited"
+	// OutcomeSignaled: a signal the runner did not send ended the task.
+	OutcomeSignaled Outcome = "signaled"
+	// OutcomeTimedOut: the runner killed the task at its timeout.
+	OutcomeTimedOut Outcome = "timed_out"
+	// OutcomeOOMKilled: the kernel killed a process of the task for going
+	// over its memory limit, as the cgroup's OOM counter shows.
+	OutcomeOOMKilled Outcome = "oom_killed"
+	// OutcomeCancelled: the caller cancelled the task, which was killed.
+	OutcomeCancelled Outcome = "cancelled"
+)
+
+// Result is what happened to one task. It is the one result document:
+// `exec --json` prints it and the service returns it.
+type Result struct {
+	ID      string  `json:"id"`
+	Runtime string  `json:"runtime,omitempty"`
+	Image   string  `json:"image"`
+	Outcome Outcome `json:"outcome"`
+	// ExitCode is the status a shell would see: the task's own, 124 when
+	// timed out, 130 when cancelled, 128+N when signal N ended it.
+	ExitCode int `json:"exit_code"`
+	// Signal names the signal that ended the task, if one did. containerd
+	// reports a death by signal N as status 128+N, so a task that itself
+	// exits with 128+N is reported as signaled too, as Docker does.
+	Signal    string `json:"signal,omitempty"`
+	TimedOut  bool   `json:"timed_out"`
+	OOMKilled bool   `json:"oom_killed"`
+	Cancelled bool   `json:"cancelled"`
+	// OutputTruncated is true when either stream went over its limit.
+	OutputTruncated bool   `json:"output_truncated"`
+	Stdout          Stream `json:"stdout"`
+	Stderr          Stream `json:"stderr"`
+	// Duration is the wall time from start to exit.
+	Duration time.Duration `json:"-"`
+	// Usage is read from the task's cgroup before it is deleted.
+	Usage Usage `json:"usage"`
+}
+
+// Usage is what the task consumed.
+type Usage struct {
+	// CPU is user plus system time.
+	CPU time.Duration
+	// MemoryPeak is the highest memory use in bytes, where the kernel
+	// records it (cgroup v1, and v2 from Linux 5.19).
+	MemoryPeak uint64
+}
+
+// Stream is one captured output stream.
+type Stream struct {
+	// Data is the head of the stream, at most the output limit.
+	Data []byte
+	// Dropped counts the bytes past the limit that were read and thrown away.
+	Dropped int64
+}
+
+// Truncated tells whether bytes were dropped.
+func (s Stream) Truncated() bool { return s.Dropped > 0 }
+
+// streamJSON is how a Stream is encoded: text when it is valid UTF-8,
+// base64 otherwise, with the encoding named so a reader never guesses.
+type streamJSON struct {
+	Data         string `json:"data"`
+	Encoding     string `json:"encoding"`
+	Truncated    bool   `json:"truncated"`
+	DroppedBytes int64  `json:"dropped_bytes"`
+}
+
+// MarshalJSON encodes the stream as text or base64.
+func (s Stream) MarshalJSON() ([]byte, error) {
+	j := streamJSON{Encoding: "utf-8", Truncated: s.Truncated(), DroppedBytes: s.Dropped}
+	if utf8.Valid(s.Data) {
+		j.Data = string(s.Data)
+	} else {
+		j.Encoding = "base64"
+		j.Data = base64.StdEncoding.EncodeToString(s.Data)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes what MarshalJSON encoded.
+func (s *Stream) UnmarshalJSON(b []byte) error {
+	var j streamJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	switch j.Encoding {
+	case "utf-8", "":
+		s.Data = []byte(j.Data)
+	case "base64":
+		d, err := base64.StdEncoding.DecodeString(j.Data)
+		if err != nil {
+			return fmt.Errorf("decoding base64 stream: %w", err)
+		}
+		s.Data = d
+	default:
+		return fmt.Errorf("unknown stream encoding %q", j.Encoding)
+	}
+	s.Dropped = j.DroppedBytes
+	return nil
+}
+
+// resultJSON adds the durations in milliseconds, which every JSON reader
+// understands, to the fields of Result.
+type resultJSON struct {
+	*resultAlias
+	DurationMS float64 `json:"duration_ms"`
+}
+
+type resultAlias Result
+
+// MarshalJSON encodes durations as milliseconds.
+func (r Result) MarshalJSON() ([]byte, error) {
+	a := resultAlias(r)
+	return json.Marshal(resultJSON{resultAlias: &a, DurationMS: ms(r.Duration)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encoded.
+func (r *Result) UnmarshalJSON(b []byte) error {
+	j := resultJSON{resultAlias: (*resultAlias)(r)}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	r.Duration = fromMS(j.DurationMS)
+	return nil
+}
+
+type usageJSON struct {
+	CPUMS      float64 `json:"cpu_ms"`
+	MemoryPeak uint64  `json:"memory_peak_bytes"`
+}
+
+// MarshalJSON encodes the CPU time as milliseconds.
+func (u Usage) MarshalJSON() ([]byte, error) {
+	return json.Marshal(usageJSON{CPUMS: ms(u.CPU), MemoryPeak: u.MemoryPeak})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encoded.
+func (u *Usage) UnmarshalJSON(b []byte) error {
+	var j usageJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*u = Usage{CPU: fromMS(j.CPUMS), MemoryPeak: j.MemoryPeak}
+	return nil
+}
+
+func fromMS(v float64) time.Duration {
+	return time.Duration(v * float64(time.Millisecond))
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}

@@ -1,0 +1,561 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/oci"
+)
+
+// Labels put on every containerd object the runner creates, so that a
+// restarted runner (or `sandbox-runner gc`) finds what a crashed one left.
+const (
+	LabelTask     = "io.sandbox-runner/task"
+	LabelCreated  = "io.sandbox-runner/created"
+	LabelOwner    = "io.sandbox-runner/owner"
+	LabelOwnerPID = "io.sandbox-runner/owner-pid"
+)
+
+// Defaults of the Runner's options.
+const (
+	DefaultNamespace   = "sandbox-runner"
+	DefaultSnapshotter = "overlayfs"
+	DefaultStateDir    = "/var/lib/sandbox-runner"
+	DefaultShim        = "io.containerd.runc.v2"
+)
+
+// How long the runner waits on teardown steps that should be instant.
+const (
+	// killWait bounds the wait for the exit after SIGKILL to all processes.
+	killWait = 5 * time.Second
+	// drainWait bounds the wait for the last output after the exit: the
+	// shim closes the pipes when the last process holding them is gone.
+	drainWait = 2 * time.Second
+	// cleanupTimeout bounds the whole teardown of one task.
+	cleanupTimeout = 30 * time.Second
+)
+
+// Runner runs tasks in one containerd namespace.
+type Runner struct {
+	client *client.Client
+	opts   options
+	host   hostFacts
+
+	mu     sync.Mutex
+	images map[string]*imageInfo
+}
+
+type imageInfo struct {
+	img client.Image
+	env []string
+}
+
+// Option configures a Runner.
+type Option func(*options)
+
+type options struct {
+	namespace   string
+	snapshotter string
+	stateDir    string
+	shim        string
+	catalog     images.Catalog
+	log         *slog.Logger
+	owner       string
+}
+
+// WithNamespace sets the containerd namespace every object lives in.
+// Default DefaultNamespace.
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
+// WithSnapshotter sets the snapshotter images are unpacked into and
+// task root file systems are made from. Default DefaultSnapshotter.
+func WithSnapshotter(s string) Option { return func(o *options) { o.snapshotter = s } }
+
+// WithStateDir sets the host directory for staged files and output FIFOs.
+// Default DefaultStateDir.
+func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
+
+// WithCatalog sets the runtime catalog. Default images.DefaultCatalog().
+func WithCatalog(c images.Catalog) Option { return func(o *options) { o.catalog = c } }
+
+// WithLogger sets where the runner logs. Default: nowhere.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithOwner sets the owner label on what the runner creates. Default
+// "HOSTNAME/PID".
+func WithOwner(owner string) Option { return func(o *options) { o.owner = owner } }
+
+// New returns a Runner that uses c. It refuses a host that cannot sandbox
+// tasks (no seccomp) with ErrSandboxUnavailable rather than run them
+// unconfined.
+func New(c *client.Client, opts ...Option) (*Runner, error) {
+	hostname, _ := os.Hostname()
+	o := options{
+		namespace:   DefaultNamespace,
+		snapshotter: DefaultSnapshotter,
+		stateDir:    DefaultStateDir,
+		shim:        DefaultShim,
+		log:         slog.New(slog.DiscardHandler),
+		owner:       fmt.Sprintf("%s/%d", hostname, os.Getpid()),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.catalog == nil {
+		o.catalog = images.DefaultCatalog()
+	}
+	if err := identifiers.Validate(o.namespace); err != nil {
+		return nil, fmt.Errorf("namespace %q: %w", o.namespace, err)
+	}
+	if err := SeccompAvailable(); err != nil {
+		return nil, err
+	}
+	if missing := missingControllers(); len(missing) > 0 {
+		return nil, fmt.Errorf("%w: cgroup controllers %s are missing, so limits cannot be enforced: refusing to run tasks", ErrSandboxUnavailable, strings.Join(missing, ", "))
+	}
+	host, err := readHostFacts()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{o.stateDir, filepath.Join(o.stateDir, "tasks"), filepath.Join(o.stateDir, "fifo")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("creating state dir: %w", err)
+		}
+	}
+	return &Runner{client: c, opts: o, host: host, images: map[string]*imageInfo{}}, nil
+}
+
+// Namespace returns the containerd namespace the runner works in.
+func (r *Runner) Namespace() string { return r.opts.namespace }
+
+// Catalog returns the runtime catalog.
+func (r *Runner) Catalog() images.Catalog { return r.opts.catalog }
+
+// SeccompAvailable returns nil when the kernel can confine tasks with
+// seccomp filters, and an ErrSandboxUnavailable error saying so otherwise.
+func SeccompAvailable() error {
+	// The filter mode exists when /proc/sys/kernel/seccomp/actions_avail
+	// lists its actions (Linux 4.14+); PR_GET_SECCOMP fails with EINVAL on
+	// kernels built without seccomp at all.
+	if _, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("%w: the kernel has no seccomp (CONFIG_SECCOMP): refusing to run tasks unconfined", ErrSandboxUnavailable)
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_avail")
+	if err != nil || len(b) == 0 {
+		return fmt.Errorf("%w: the kernel has no seccomp filters (CONFIG_SECCOMP_FILTER): refusing to run tasks unconfined", ErrSandboxUnavailable)
+	}
+	return nil
+}
+
+func readHostFacts() (hostFacts, error) {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return hostFacts{}, fmt.Errorf("reading host memory: %w", err)
+	}
+	return hostFacts{cpus: runtime.NumCPU(), memory: int64(si.Totalram) * int64(si.Unit)}, nil
+}
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+// NewID returns a fresh random task id.
+func NewID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "sr-" + hex.EncodeToString(b)
+}
+
+// prepared is a task checked and resolved, ready to create.
+type prepared struct {
+	id      string
+	runtime images.Runtime
+	image   string
+	files   []File
+	limits  Limits
+	args    []string
+	env     []string
+}
+
+// Validate checks everything about t that can be checked without
+// containerd: the runtime is in catalog, the limits are in range for this
+// host, the files and environment are well-formed. Run does the same
+// first; callers use Validate to refuse bad input before connecting.
+func Validate(t Task, catalog images.Catalog) error {
+	host, err := readHostFacts()
+	if err != nil {
+		return err
+	}
+	_, err = prepare(t, catalog, host)
+	return err
+}
+
+// prepare checks everything about t that can be checked without touching
+// containerd, so bad input fails before anything is created.
+func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) {
+	rt, err := catalog.Lookup(t.Runtime)
+	if err != nil {
+		return nil, &invalidError{msg: err.Error()}
+	}
+	limits, err := t.Limits.withDefaults(host)
+	if err != nil {
+		return nil, err
+	}
+	files := append([]File(nil), t.Files...)
+	if len(files) > 0 && files[0].Name == "" {
+		files[0].Name = rt.FileName
+	}
+	if err := checkFiles(files); err != nil {
+		return nil, err
+	}
+	for _, e := range t.Env {
+		if k, _, ok := cutEnv(e); !ok || k == "" {
+			return nil, invalid("environment entry %q is not KEY=VALUE", e)
+		}
+	}
+	id := t.ID
+	if id == "" {
+		id = NewID()
+	} else if !idPattern.MatchString(id) {
+		return nil, invalid("task id %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", id)
+	}
+	ref := t.Image
+	if ref == "" {
+		ref = rt.Image
+	}
+	name, err := images.Normalize(ref)
+	if err != nil {
+		return nil, &invalidError{msg: err.Error()}
+	}
+	entry, _ := cleanName(files[0].Name)
+	return &prepared{
+		id:      id,
+		runtime: rt,
+		image:   name,
+		files:   files,
+		limits:  limits,
+		args:    rt.Command(path.Join(oci.CodeDir, entry), t.Args),
+		env:     append(append([]string(nil), rt.Env...), t.Env...),
+	}, nil
+}
+
+func cutEnv(e string) (string, string, bool) {
+	for i := 0; i < len(e); i++ {
+		if e[i] == '=' {
+			return e[:i], e[i+1:], true
+		}
+	}
+	return e, "", false
+}
+
+// Run runs t in a fresh container and returns what happened. An error
+// means the runner could not run the task or lost track of it; whatever
+// the task itself did (exit codes, timeouts, OOM kills, the caller's
+// cancellation) is a Result. Run removes everything it created before it
+// returns, in every case.
+func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
+	p, err := prepare(t, r.opts.catalog, r.host)
+	if err != nil {
+		return nil, err
+	}
+	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
+	log := r.opts.log.With("task", p.id, "runtime", p.runtime.Name)
+
+	info, err := r.image(ctx, p.image)
+	if err != nil {
+		return nil, err
+	}
+
+	// Every step below has its undo in cleanup, which runs on a context
+	// that carries the namespace but not the caller's cancellation.
+	var c cleanup
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := c.run(cctx); err != nil {
+			log.Error("cleanup failed", "error", err)
+		}
+	}()
+
+	dir := filepath.Join(r.opts.stateDir, "tasks", p.id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("task id %s is in use: %w", p.id, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
+	c.add(func(context.Context) error { return os.RemoveAll(dir) })
+	code := filepath.Join(dir, "code")
+	if err := os.Mkdir(code, 0o755); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
+	if err := os.Chmod(code, 0o755); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
+	if err := stage(code, p.files); err != nil {
+		return nil, err
+	}
+
+	specOpts, err := oci.Options(oci.Config{
+		Args:       p.args,
+		Env:        append(append([]string(nil), info.env...), p.env...),
+		CodeSource: code,
+		Resources: oci.Resources{
+			MemoryBytes: p.limits.Memory,
+			CPUs:        p.limits.CPUs,
+			Pids:        p.limits.Pids,
+			TmpBytes:    p.limits.TmpSize,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	labels := map[string]string{
+		LabelTask:     p.id,
+		LabelCreated:  time.Now().UTC().Format(time.RFC3339),
+		LabelOwner:    r.opts.owner,
+		LabelOwnerPID: strconv.Itoa(os.Getpid()),
+	}
+	created := time.Now()
+	container, err := r.client.NewContainer(ctx, p.id,
+		client.WithContainerLabels(labels),
+		client.WithImageName(p.image),
+		client.WithSnapshotter(r.opts.snapshotter),
+		client.WithNewSnapshot(p.id, info.img, snapshots.WithLabels(labels)),
+		client.WithRuntime(r.opts.shim, nil),
+		client.WithNewSpec(specOpts...),
+	)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			r.forgetImage(p.image)
+		}
+		return nil, fmt.Errorf("creating container: %w", err)
+	}
+	c.add(func(ctx context.Context) error {
+		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
+	})
+
+	stdout := newCappedBuffer(p.limits.OutputLimit, t.Stdout)
+	stderr := newCappedBuffer(p.limits.OutputLimit, t.Stderr)
+	var stdin *eofReader
+	if t.Stdin != nil {
+		stdin = &eofReader{r: t.Stdin, eof: make(chan struct{})}
+	}
+	task, err := container.NewTask(ctx, cio.NewCreator(
+		cio.WithStreams(stdin.reader(), stdout, stderr),
+		cio.WithFIFODir(filepath.Join(r.opts.stateDir, "fifo")),
+	))
+	if err != nil {
+		return nil, fmt.Errorf("creating task: %w", err)
+	}
+	c.add(func(ctx context.Context) error {
+		drain(task.IO(), 0)
+		_, err := task.Delete(ctx, client.WithProcessKill)
+		return ignoreNotFound(err)
+	})
+	log.Debug("task created", "took", time.Since(created))
+	if stdin != nil {
+		done := make(chan struct{})
+		defer close(done)
+		// The shim holds the task's end of stdin open until told to close
+		// it, so the task sees end-of-file only through CloseIO.
+		go func() {
+			select {
+			case <-stdin.eof:
+				_ = task.CloseIO(context.WithoutCancel(ctx), client.WithStdinCloser)
+			case <-done:
+			}
+		}()
+	}
+
+	// Wait before Start, so not even an instant exit is missed; on a
+	// context the caller cannot cancel, so the exit is still seen after
+	// a cancellation kills the task.
+	exitC, err := task.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("waiting on task: %w", err)
+	}
+	start := time.Now()
+	if err := task.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting task: %w", err)
+	}
+
+	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image}
+	timer := time.NewTimer(p.limits.Timeout)
+	defer timer.Stop()
+	var status client.ExitStatus
+	select {
+	case status = <-exitC:
+	case <-timer.C:
+		res.TimedOut = true
+	case <-ctx.Done():
+		res.Cancelled = true
+	}
+	if res.TimedOut || res.Cancelled {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+		status, err = killAll(kctx, task, exitC)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	res.Duration = time.Since(start)
+	if err := status.Error(); err != nil {
+		return nil, fmt.Errorf("waiting on task: %w", err)
+	}
+
+	// The counters live in the task's cgroup, which goes with the task.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+	oomKills, usage, err := readUsage(mctx, task)
+	cancel()
+	if err != nil {
+		log.Warn("reading task usage", "error", err)
+	}
+	res.Usage = usage
+	drain(task.IO(), drainWait)
+
+	res.Stdout.Data, res.Stdout.Dropped = stdout.result()
+	res.Stderr.Data, res.Stderr.Dropped = stderr.result()
+	res.OutputTruncated = res.Stdout.Truncated() || res.Stderr.Truncated()
+	res.classify(int(status.ExitCode()), oomKills)
+	log.Info("task done", "outcome", res.Outcome, "exit_code", res.ExitCode, "duration", res.Duration)
+	return res, nil
+}
+
+// classify sets the outcome, exit code and signal from the exit status.
+func (res *Result) classify(code int, oomKills uint64) {
+	res.ExitCode = code
+	if code > 128 && code < 128+65 {
+		res.Signal = unix.SignalName(syscall.Signal(code - 128))
+	}
+	res.OOMKilled = oomKills > 0
+	switch {
+	case res.TimedOut:
+		res.Outcome, res.ExitCode = OutcomeTimedOut, ExitTimedOut
+	case res.Cancelled:
+		res.Outcome, res.ExitCode = OutcomeCancelled, ExitCancelled
+	case res.OOMKilled && code == 128+int(syscall.SIGKILL):
+		res.Outcome = OutcomeOOMKilled
+	case res.Signal != "":
+		res.Outcome = OutcomeSignaled
+	default:
+		res.Outcome = OutcomeExited
+	}
+}
+
+// killAll sends SIGKILL to every process of the task and waits for the
+// exit. The task has its own pid namespace, so killing its init would do;
+// killing all of them also covers a runtime that shares one.
+func killAll(ctx context.Context, task client.Task, exitC <-chan client.ExitStatus) (client.ExitStatus, error) {
+	if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		// The task may have exited just now; the exit tells.
+		select {
+		case st := <-exitC:
+			return st, nil
+		default:
+		}
+		return client.ExitStatus{}, fmt.Errorf("killing task: %w", err)
+	}
+	select {
+	case st := <-exitC:
+		return st, nil
+	case <-ctx.Done():
+		return client.ExitStatus{}, fmt.Errorf("task did not exit after SIGKILL: %w", ctx.Err())
+	}
+}
+
+// drain waits up to d for the output copiers to finish, then closes the
+// pipes, so a wedged shim can never hang the runner.
+func drain(iop cio.IO, d time.Duration) {
+	if iop == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		iop.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		iop.Cancel()
+		iop.Close()
+	}
+}
+
+// image returns the unpacked image ref and its environment, from a cache
+// after the first time.
+func (r *Runner) image(ctx context.Context, ref string) (*imageInfo, error) {
+	r.mu.Lock()
+	info, ok := r.images[ref]
+	r.mu.Unlock()
+	if ok {
+		return info, nil
+	}
+	img, err := images.Ensure(ctx, r.client, ref, r.opts.snapshotter)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %w", ErrImageNotFound, err)
+		}
+		return nil, err
+	}
+	spec, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading config of %s: %w", ref, err)
+	}
+	// Only the environment is taken from the image: its user, volumes,
+	// ports and entrypoint never loosen the sandbox.
+	info = &imageInfo{img: img, env: spec.Config.Env}
+	r.mu.Lock()
+	r.images[ref] = info
+	r.mu.Unlock()
+	return info, nil
+}
+
+func (r *Runner) forgetImage(ref string) {
+	r.mu.Lock()
+	delete(r.images, ref)
+	r.mu.Unlock()
+}
+
+// cleanup is a stack of undo steps, run last-in first-out.
+type cleanup struct{ steps []func(context.Context) error }
+
+func (c *cleanup) add(f func(context.Context) error) { c.steps = append(c.steps, f) }
+
+func (c *cleanup) run(ctx context.Context) error {
+	var errs []error
+	for i := len(c.steps) - 1; i >= 0; i-- {
+		errs = append(errs, c.steps[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func ignoreNotFound(err error) error {
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

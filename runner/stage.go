@@ -1,0 +1,119 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// maxNameLen bounds one file name, as most file systems do.
+const maxNameLen = 255
+
+// checkFiles rejects file lists that could not be staged safely: names
+// that are empty, absolute, climb out with "..", hold NUL bytes or
+// backslashes, or repeat; too many files; too many bytes.
+func checkFiles(files []File) error {
+	if len(files) == 0 {
+		return invalid("no code given: pass a file, -c CODE, or code on stdin")
+	}
+	if len(files) > DefaultMaxFiles {
+		return invalid("%d files given: at most %d are allowed", len(files), DefaultMaxFiles)
+	}
+	var total int64
+	seen := make(map[string]bool, len(files))
+	for _, f := range files {
+		name, err := cleanName(f.Name)
+		if err != nil {
+			return err
+		}
+		if seen[name] {
+			return invalid("file %q given twice: give every file a distinct name", f.Name)
+		}
+		seen[name] = true
+		total += int64(len(f.Content))
+	}
+	if total > DefaultMaxFileSize {
+		return invalid("files hold %d bytes: at most %d are allowed", total, DefaultMaxFileSize)
+	}
+	return nil
+}
+
+// cleanName checks one relative file name and returns its clean form.
+func cleanName(name string) (string, error) {
+	switch {
+	case name == "":
+		return "", invalid("a file has no name: name every file after the first")
+	case strings.ContainsRune(name, 0):
+		return "", invalid("file name %q holds a NUL byte", name)
+	case strings.ContainsRune(name, '\\'):
+		return "", invalid("file name %q holds a backslash: use / between directories", name)
+	case path.IsAbs(name):
+		return "", invalid("file name %q is absolute: give a path relative to /code", name)
+	case !filepath.IsLocal(name):
+		return "", invalid("file name %q leaves /code: remove the .. parts", name)
+	}
+	clean := path.Clean(name)
+	for _, part := range strings.Split(clean, "/") {
+		if len(part) > maxNameLen {
+			return "", invalid("file name %q has a part longer than %d bytes", name, maxNameLen)
+		}
+	}
+	return clean, nil
+}
+
+// stage writes files below dir, which must exist and be empty. It goes
+// through an os.Root, so even a name that slipped past cleanName could
+// not follow a symlink out of dir. Files are readable by the sandbox's
+// unprivileged user, and writable by nobody but root on the host.
+func stage(dir string, files []File) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opening staging dir: %w", err)
+	}
+	defer root.Close()
+	for _, f := range files {
+		name, err := cleanName(f.Name)
+		if err != nil {
+			return err
+		}
+		if err := mkdirs(root, path.Dir(name)); err != nil {
+			return fmt.Errorf("staging %s: %w", f.Name, err)
+		}
+		mode := os.FileMode(0o644)
+		if f.Executable {
+			mode = 0o755
+		}
+		w, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return fmt.Errorf("staging %s: %w", f.Name, err)
+		}
+		_, werr := w.Write(f.Content)
+		cerr := w.Close()
+		if err := errors.Join(werr, cerr); err != nil {
+			return fmt.Errorf("staging %s: %w", f.Name, err)
+		}
+		// The umask may have narrowed the mode; the sandbox user needs it.
+		if err := root.Chmod(name, mode); err != nil {
+			return fmt.Errorf("staging %s: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// mkdirs creates dir and its parents below root, each mode 0755 whatever
+// the umask, so the sandbox user can reach the files.
+func mkdirs(root *os.Root, dir string) error {
+	if dir == "." {
+		return nil
+	}
+	if err := mkdirs(root, path.Dir(dir)); err != nil {
+		return err
+	}
+	if err := root.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return root.Chmod(dir, 0o755)
+}

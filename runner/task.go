@@ -1,0 +1,139 @@
+package runner
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+// Default limits, applied by Run to every limit a task leaves zero.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultMemory      = 512 << 20
+	DefaultCPUs        = 1.0
+	DefaultPids        = 128
+	DefaultOutputLimit = 1 << 20 // per stream
+	DefaultTmpSize     = 64 << 20
+	DefaultMaxFiles    = 100
+	DefaultMaxFileSize = 16 << 20 // all files together
+)
+
+// Upper bounds that no task may ask for, whatever the host has.
+const (
+	MaxTimeout     = 24 * time.Hour
+	MaxOutputLimit = 1 << 30
+	MaxPids        = 1 << 16
+)
+
+// Task is one piece of code to run.
+type Task struct {
+	// ID names the container, its snapshot and its staging dir. Empty
+	// means a fresh random one; a given one must be unused.
+	ID string
+	// Runtime names the catalog entry (bash, python, ...).
+	Runtime string
+	// Image overrides the runtime's image.
+	Image string
+	// Files are staged read-only in /code. The first is the entry point;
+	// when its Name is empty it gets the runtime's file name.
+	Files []File
+	// Args are appended to the runtime's command.
+	Args []string
+	// Env entries (KEY=VALUE) are added after the image's and runtime's.
+	Env []string
+	// Stdin, when not nil, is forwarded to the task's standard input.
+	Stdin io.Reader
+	// Stdout and Stderr, when not nil, receive the task's output as it is
+	// produced, up to the output limit. The Result holds it as well.
+	Stdout, Stderr io.Writer
+	// Limits on the task; zero fields take the defaults.
+	Limits Limits
+}
+
+// File is one file of a task.
+type File struct {
+	// Name is a relative path inside /code, such as "main.py" or
+	// "lib/util.py". It may not leave /code.
+	Name    string
+	Content []byte
+	// Executable makes the file mode 0755 instead of 0644.
+	Executable bool
+}
+
+// Limits bound one task. The zero value means the defaults.
+type Limits struct {
+	// Timeout is the wall-clock limit from start to exit.
+	Timeout time.Duration
+	// Memory in bytes; swap is not allowed on top.
+	Memory int64
+	// CPUs is the CPU quota (0.5 = half a core).
+	CPUs float64
+	// Pids limits processes and threads together.
+	Pids int64
+	// OutputLimit caps each of stdout and stderr, in bytes.
+	OutputLimit int64
+	// TmpSize is the size of the writable /tmp and the largest file the
+	// task may write.
+	TmpSize int64
+}
+
+// hostFacts bound the limits a task may ask for.
+type hostFacts struct {
+	cpus   int
+	memory int64
+}
+
+// withDefaults fills zero fields and rejects out-of-range ones.
+func (l Limits) withDefaults(host hostFacts) (Limits, error) {
+	if l.Timeout == 0 {
+		l.Timeout = DefaultTimeout
+	}
+	if l.Memory == 0 {
+		l.Memory = DefaultMemory
+	}
+	if l.CPUs == 0 {
+		l.CPUs = DefaultCPUs
+	}
+	if l.Pids == 0 {
+		l.Pids = DefaultPids
+	}
+	if l.OutputLimit == 0 {
+		l.OutputLimit = DefaultOutputLimit
+	}
+	if l.TmpSize == 0 {
+		l.TmpSize = DefaultTmpSize
+	}
+	switch {
+	case l.Timeout < 0 || l.Timeout > MaxTimeout:
+		return l, invalid("timeout %s out of range: give a duration above 0 and at most %s", l.Timeout, MaxTimeout)
+	case l.Memory < 4<<20:
+		return l, invalid("memory limit %d bytes is too small: give at least 4MiB", l.Memory)
+	case l.Memory > host.memory:
+		return l, invalid("memory limit %d bytes is more than the host's %d", l.Memory, host.memory)
+	case l.CPUs < 0.01 || l.CPUs > float64(host.cpus):
+		return l, invalid("cpus %g out of range: give 0.01 to %d (the host's CPUs)", l.CPUs, host.cpus)
+	case l.Pids < 1 || l.Pids > MaxPids:
+		return l, invalid("pids limit %d out of range: give 1 to %d", l.Pids, MaxPids)
+	case l.OutputLimit < 0 || l.OutputLimit > MaxOutputLimit:
+		return l, invalid("output limit %d out of range: give 0 to %d bytes", l.OutputLimit, MaxOutputLimit)
+	case l.TmpSize < 1<<20:
+		return l, invalid("tmp size %d bytes is too small: give at least 1MiB", l.TmpSize)
+	}
+	return l, nil
+}
+
+// invalid returns an error that is both ErrInvalidTask and
+// errdefs.ErrInvalidArgument, with only the message as its text.
+func invalid(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+func (e *invalidError) Is(target error) bool {
+	return target == ErrInvalidTask || target == errdefs.ErrInvalidArgument
+}
