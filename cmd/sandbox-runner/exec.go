@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+// execOptions is everything `exec` reads from its flags.
+type execOptions struct {
+	global      globalFlags
+	runtime     string
+	image       string
+	code        string
+	codeSet     bool
+	files       []string
+	stdinFile   string
+	env         []string
+	timeout     string
+	memory      string
+	cpus        float64
+	pids        int64
+	outputLimit string
+	tmpSize     string
+	json        bool
+}
+
+func runExec(ctx context.Context, args []string, std stdio) int {
+	var o execOptions
+	fs := newFlagSet("exec", "--runtime NAME [FLAGS] [FILE | -c CODE | < CODE] [-- ARG...]", std.err)
+	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see `sandbox-runner runtimes`)")
+	fs.StringVar(&o.image, "image", "", "image to run in, instead of the runtime's")
+	fs.StringVarP(&o.code, "code", "c", "", "code to run, instead of a file")
+	fs.StringArrayVarP(&o.files, "file", "f", nil, "a file to stage in /code; repeatable; the first is the entry point unless FILE is given")
+	fs.StringVar(&o.stdinFile, "stdin", "", "file whose content is the task's standard input ('-' for this process's)")
+	fs.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE, or KEY to pass this process's value; repeatable")
+	fs.StringVar(&o.timeout, "timeout", "30s", "wall-clock limit, e.g. 30s, 2m, 1.5")
+	fs.StringVar(&o.memory, "memory", "512m", "memory limit (no swap on top), e.g. 256m, 1g")
+	fs.Float64Var(&o.cpus, "cpus", runner.DefaultCPUs, "CPU quota in CPUs, e.g. 0.5")
+	fs.Int64Var(&o.pids, "pids", runner.DefaultPids, "limit on processes and threads")
+	fs.StringVar(&o.outputLimit, "output-limit", "1m", "cap on each of stdout and stderr; the rest is read and dropped")
+	fs.StringVar(&o.tmpSize, "tmp-size", "64m", "size of the writable /tmp, and the largest file the task may write")
+	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
+	o.global.register(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	o.codeSet = fs.Changed("code")
+
+	task, err := o.task(fs.Args(), fs.ArgsLenAtDash(), std.in)
+	if err == nil {
+		err = runner.Validate(task, images.DefaultCatalog())
+	}
+	if err != nil {
+		return o.fail(std, err)
+	}
+	log, err := o.global.logger(std.err)
+	if err != nil {
+		return o.fail(std, err)
+	}
+	conn, err := o.global.connect(ctx, log)
+	if err != nil {
+		return o.fail(std, err)
+	}
+	defer conn.Close()
+	r, err := runner.New(conn.Client, o.global.runnerOptions(log)...)
+	if err != nil {
+		return o.fail(std, err)
+	}
+	if !o.json {
+		task.Stdout, task.Stderr = std.out, std.err
+	}
+	res, err := r.Run(ctx, task)
+	if err != nil {
+		return o.fail(std, err)
+	}
+	if o.json {
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return report(std.err, fmt.Errorf("writing result: %w", err))
+		}
+		return res.ExitCode
+	}
+	explain(std.err, res, task.Limits)
+	return res.ExitCode
+}
+
+// task turns the flags and arguments into a runner.Task. dash is the
+// index of the first argument after "--", or -1.
+func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Task, error) {
+	t := runner.Task{Runtime: o.runtime, Image: o.image}
+	before, after := args, []string(nil)
+	if dash >= 0 {
+		before, after = args[:dash], args[dash:]
+	}
+	if len(before) > 1 {
+		return t, usageError("unexpected argument %q: give one FILE, and put the task's arguments after --", before[1])
+	}
+	t.Args = after
+
+	var err error
+	if t.Limits, err = o.limits(); err != nil {
+		return t, err
+	}
+	for _, e := range o.env {
+		if !strings.Contains(e, "=") {
+			v, ok := os.LookupEnv(e)
+			if !ok {
+				continue
+			}
+			e += "=" + v
+		}
+		t.Env = append(t.Env, e)
+	}
+
+	codeFromStdin := false
+	switch {
+	case o.codeSet && len(before) > 0:
+		return t, usageError("both -c and FILE %q given: give one of them", before[0])
+	case o.codeSet:
+		t.Files = append(t.Files, runner.File{Content: []byte(o.code)})
+	case len(before) == 1 && before[0] == "-":
+		codeFromStdin = true
+	case len(before) == 1:
+		f, err := readFile(before[0])
+		if err != nil {
+			return t, err
+		}
+		t.Files = append(t.Files, f)
+	case len(o.files) == 0:
+		if isTerminal(stdin) {
+			return t, usageError("no code given: pass a FILE, -c CODE, --file FILE, or pipe the code in")
+		}
+		codeFromStdin = true
+	}
+	if codeFromStdin {
+		b, err := io.ReadAll(io.LimitReader(stdin, runner.DefaultMaxFileSize+1))
+		if err != nil {
+			return t, fmt.Errorf("reading code from stdin: %w", err)
+		}
+		t.Files = append(t.Files, runner.File{Content: b})
+	}
+	for _, path := range o.files {
+		f, err := readFile(path)
+		if err != nil {
+			return t, err
+		}
+		t.Files = append(t.Files, f)
+	}
+
+	switch {
+	case o.stdinFile == "-":
+		if codeFromStdin {
+			return t, usageError("--stdin - and code on stdin given: stdin can only be one of them")
+		}
+		t.Stdin = stdin
+	case o.stdinFile != "":
+		f, err := os.Open(o.stdinFile)
+		if err != nil {
+			return t, usageError("--stdin: %v", err)
+		}
+		// The process exits soon after the task; the file goes with it.
+		t.Stdin = f
+	case !codeFromStdin && !isTerminal(stdin):
+		t.Stdin = stdin
+	}
+	return t, nil
+}
+
+func (o *execOptions) limits() (runner.Limits, error) {
+	var l runner.Limits
+	var err error
+	if l.Timeout, err = runner.ParseDuration(o.timeout); err != nil {
+		return l, fmt.Errorf("--timeout: %w", err)
+	}
+	if l.Timeout <= 0 {
+		return l, usageError("--timeout %q: give a duration above zero", o.timeout)
+	}
+	sizes := []struct {
+		flag, value string
+		dst         *int64
+	}{
+		{"--memory", o.memory, &l.Memory},
+		{"--output-limit", o.outputLimit, &l.OutputLimit},
+		{"--tmp-size", o.tmpSize, &l.TmpSize},
+	}
+	for _, s := range sizes {
+		if *s.dst, err = runner.ParseSize(s.value); err != nil {
+			return l, fmt.Errorf("%s: %w", s.flag, err)
+		}
+		if *s.dst <= 0 {
+			return l, usageError("%s %q: give a size above zero", s.flag, s.value)
+		}
+	}
+	if o.cpus <= 0 {
+		return l, usageError("--cpus %g: give a number of CPUs above zero, e.g. 0.5", o.cpus)
+	}
+	if o.pids <= 0 {
+		return l, usageError("--pids %d: give a limit above zero", o.pids)
+	}
+	l.CPUs, l.Pids = o.cpus, o.pids
+	return l, nil
+}
+
+func readFile(path string) (runner.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return runner.File{}, usageError("code file: %v", err)
+	}
+	if !st.Mode().IsRegular() {
+		return runner.File{}, usageError("code file %s is not a regular file", path)
+	}
+	if st.Size() > runner.DefaultMaxFileSize {
+		return runner.File{}, usageError("code file %s holds %d bytes: at most %d are allowed", path, st.Size(), runner.DefaultMaxFileSize)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return runner.File{}, usageError("code file: %v", err)
+	}
+	return runner.File{Name: filepath.Base(path), Content: b, Executable: st.Mode()&0o111 != 0}, nil
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// fail reports err, as a JSON document too when --json was given, so a
+// program reading stdout always gets one document.
+func (o *execOptions) fail(std stdio, err error) int {
+	code := exitCode(err)
+	if o.json {
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			Error    string `json:"error"`
+			Kind     string `json:"kind"`
+			ExitCode int    `json:"exit_code"`
+		}{Error: strings.TrimSuffix(err.Error(), ": "+errUsage.Error()), Kind: errorKind(err), ExitCode: code})
+	}
+	return report(std.err, err)
+}
+
+func errorKind(err error) string {
+	switch {
+	case exitCode(err) == exitUsage:
+		return "invalid_input"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, runner.ErrImageNotFound):
+		return "image_not_found"
+	case errors.Is(err, runner.ErrSandboxUnavailable):
+		return "sandbox_unavailable"
+	default:
+		return "runner_failed"
+	}
+}
+
+// explain tells a person on stderr what the exit status alone does not.
+func explain(w io.Writer, res *runner.Result, l runner.Limits) {
+	switch res.Outcome {
+	case runner.OutcomeTimedOut:
+		fmt.Fprintf(w, "sandbox-runner: timed out after %s; killed\n", l.Timeout)
+	case runner.OutcomeOOMKilled:
+		fmt.Fprintf(w, "sandbox-runner: killed: out of memory (limit %s)\n", formatSize(l.Memory))
+	case runner.OutcomeCancelled:
+		fmt.Fprintln(w, "sandbox-runner: cancelled; killed")
+	case runner.OutcomeSignaled:
+		fmt.Fprintf(w, "sandbox-runner: ended by %s\n", res.Signal)
+	}
+	for _, s := range []struct {
+		name string
+		st   runner.Stream
+	}{{"stdout", res.Stdout}, {"stderr", res.Stderr}} {
+		if s.st.Truncated() {
+			fmt.Fprintf(w, "sandbox-runner: %s truncated: %d bytes over --output-limit dropped\n", s.name, s.st.Dropped)
+		}
+	}
+}
+
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		size int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
