@@ -53,6 +53,10 @@ type Result struct {
 	TimedOut  bool   `json:"timed_out"`
 	OOMKilled bool   `json:"oom_killed"`
 	Cancelled bool   `json:"cancelled"`
+	// PidsLimitHit is true when the task tried to create a process or
+	// thread past its pids limit (a fork bomb, or a runtime that needs a
+	// higher limit).
+	PidsLimitHit bool `json:"pids_limit_hit"`
 	// OutputTruncated is true when either stream went over its limit.
 	OutputTruncated bool   `json:"output_truncated"`
 	Stdout          Stream `json:"stdout"`

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
@@ -37,6 +37,9 @@ const (
 	LabelCreated  = "io.sandbox-runner/created"
 	LabelOwner    = "io.sandbox-runner/owner"
 	LabelOwnerPID = "io.sandbox-runner/owner-pid"
+	// LabelOwnerStart is the owner process's start time, so that a reused
+	// pid is not mistaken for a live owner.
+	LabelOwnerStart = "io.sandbox-runner/owner-start"
 )
 
 // Defaults of the Runner's options.
@@ -63,6 +66,8 @@ type Runner struct {
 	client *client.Client
 	opts   options
 	host   hostFacts
+	// pid and start identify this process in owner labels.
+	pid, start string
 
 	mu     sync.Mutex
 	images map[string]*imageInfo
@@ -140,12 +145,13 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{o.stateDir, filepath.Join(o.stateDir, "tasks"), filepath.Join(o.stateDir, "fifo")} {
+	for _, d := range []string{o.stateDir, filepath.Join(o.stateDir, "tasks")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("creating state dir: %w", err)
 		}
 	}
-	return &Runner{client: c, opts: o, host: host, images: map[string]*imageInfo{}}, nil
+	pid, start := processIdentity()
+	return &Runner{client: c, opts: o, host: host, pid: pid, start: start, images: map[string]*imageInfo{}}, nil
 }
 
 // Namespace returns the containerd namespace the runner works in.
@@ -306,6 +312,9 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		return nil, fmt.Errorf("creating staging dir: %w", err)
 	}
 	c.add(func(context.Context) error { return os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(r.pid+" "+r.start), 0o600); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
 	code := filepath.Join(dir, "code")
 	if err := os.Mkdir(code, 0o755); err != nil {
 		return nil, fmt.Errorf("creating staging dir: %w", err)
@@ -333,10 +342,11 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	}
 
 	labels := map[string]string{
-		LabelTask:     p.id,
-		LabelCreated:  time.Now().UTC().Format(time.RFC3339),
-		LabelOwner:    r.opts.owner,
-		LabelOwnerPID: strconv.Itoa(os.Getpid()),
+		LabelTask:       p.id,
+		LabelCreated:    time.Now().UTC().Format(time.RFC3339),
+		LabelOwner:      r.opts.owner,
+		LabelOwnerPID:   r.pid,
+		LabelOwnerStart: r.start,
 	}
 	created := time.Now()
 	container, err := r.client.NewContainer(ctx, p.id,
@@ -345,7 +355,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		client.WithSnapshotter(r.opts.snapshotter),
 		client.WithNewSnapshot(p.id, info.img, snapshots.WithLabels(labels)),
 		client.WithRuntime(r.opts.shim, nil),
-		client.WithNewSpec(specOpts...),
+		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(p.id)))...),
 	)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
@@ -365,7 +375,8 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	}
 	task, err := container.NewTask(ctx, cio.NewCreator(
 		cio.WithStreams(stdin.reader(), stdout, stderr),
-		cio.WithFIFODir(filepath.Join(r.opts.stateDir, "fifo")),
+		// In the staging dir, so the FIFOs go wherever it goes.
+		cio.WithFIFODir(filepath.Join(dir, "fifo")),
 	))
 	if err != nil {
 		return nil, fmt.Errorf("creating task: %w", err)
@@ -434,6 +445,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		log.Warn("reading task usage", "error", err)
 	}
 	res.Usage = usage
+	res.PidsLimitHit = pidsLimitHit(r.cgroupPath(p.id))
 	drain(task.IO(), drainWait)
 
 	res.Stdout.Data, res.Stdout.Dropped = stdout.result()
@@ -442,6 +454,12 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	res.classify(int(status.ExitCode()), oomKills)
 	log.Info("task done", "outcome", res.Outcome, "exit_code", res.ExitCode, "duration", res.Duration)
 	return res, nil
+}
+
+// cgroupPath is the task's cgroup, as containerd would name it, set
+// explicitly so the runner can read counters containerd does not report.
+func (r *Runner) cgroupPath(id string) string {
+	return "/" + r.opts.namespace + "/" + id
 }
 
 // classify sets the outcome, exit code and signal from the exit status.

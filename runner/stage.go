@@ -56,6 +56,9 @@ func cleanName(name string) (string, error) {
 		return "", invalid("file name %q leaves /code: remove the .. parts", name)
 	}
 	clean := path.Clean(name)
+	if clean == "." {
+		return "", invalid("file name %q names /code itself: give a file name", name)
+	}
 	for _, part := range strings.Split(clean, "/") {
 		if len(part) > maxNameLen {
 			return "", invalid("file name %q has a part longer than %d bytes", name, maxNameLen)

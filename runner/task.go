@@ -112,7 +112,7 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 		return l, invalid("memory limit %d bytes is too small: give at least 4MiB", l.Memory)
 	case l.Memory > host.memory:
 		return l, invalid("memory limit %d bytes is more than the host's %d", l.Memory, host.memory)
-	case l.CPUs < 0.01 || l.CPUs > float64(host.cpus):
+	case !(l.CPUs >= 0.01) || l.CPUs > float64(host.cpus): // NaN too
 		return l, invalid("cpus %g out of range: give 0.01 to %d (the host's CPUs)", l.CPUs, host.cpus)
 	case l.Pids < 1 || l.Pids > MaxPids:
 		return l, invalid("pids limit %d out of range: give 1 to %d", l.Pids, MaxPids)

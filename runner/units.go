@@ -30,6 +30,14 @@ func ParseSize(s string) (int64, error) {
 	if num == "" || !ok {
 		return 0, invalid("size %q: give a number with an optional unit, such as 512m, 1g or 65536", s)
 	}
+	if !strings.Contains(num, ".") {
+		// A whole number is exact in int64 and not in float64 past 2^53.
+		v, err := strconv.ParseInt(num, 10, 64)
+		if err != nil || v > math.MaxInt64/mult {
+			return 0, invalid("size %q is too large", s)
+		}
+		return v * mult, nil
+	}
 	v, err := strconv.ParseFloat(num, 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0, invalid("size %q: %q is not a number", s, num)
@@ -46,10 +54,13 @@ func ParseSize(s string) (int64, error) {
 func ParseDuration(s string) (time.Duration, error) {
 	in := strings.TrimSpace(s)
 	if v, err := strconv.ParseFloat(in, 64); err == nil {
-		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > float64(math.MaxInt64/int64(time.Second)) {
+		// Checked after scaling: seconds just under MaxInt64/1e9 still
+		// overflow, and float-to-int conversion out of range is undefined.
+		d := v * float64(time.Second)
+		if math.IsNaN(d) || math.Abs(d) >= math.MaxInt64 {
 			return 0, invalid("duration %q is out of range", s)
 		}
-		return time.Duration(v * float64(time.Second)), nil
+		return time.Duration(d), nil
 	}
 	d, err := time.ParseDuration(in)
 	if err != nil {

@@ -3,6 +3,9 @@ package runner
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -49,4 +52,25 @@ func readUsage(ctx context.Context, task client.Task) (oomKills uint64, u Usage,
 		return 0, u, fmt.Errorf("unknown metrics type %T", data)
 	}
 	return oomKills, u, nil
+}
+
+// pidsLimitHit reads the pids controller's "max" event count of the
+// cgroup at path (cgroup v1 and v2). containerd's metrics do not carry it.
+// A host whose cgroup fs this process cannot see reads as not hit.
+func pidsLimitHit(path string) bool {
+	for _, f := range []string{
+		filepath.Join("/sys/fs/cgroup/pids", path, "pids.events"),
+		filepath.Join("/sys/fs/cgroup", path, "pids.events"),
+	} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok && k == "max" {
+				return strings.TrimSpace(v) != "0"
+			}
+		}
+	}
+	return false
 }

@@ -47,6 +47,7 @@ func commands() []command {
 		{"check", "check that this host can sandbox tasks, and say what to fix", runCheck},
 		{"images", "import, list and remove runtime images", runImages},
 		{"runtimes", "list the runtimes and their images", runRuntimes},
+		{"gc", "remove what crashed runners left behind", runGC},
 		{"version", "print the version", runVersion},
 	}
 }

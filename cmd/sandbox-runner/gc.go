@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+func runGC(ctx context.Context, args []string, std stdio) int {
+	var g globalFlags
+	var all, asJSON bool
+	fs := newFlagSet("gc", "[FLAGS]", std.err)
+	fs.BoolVar(&all, "all", false, "remove every task of ours, live runners' too: only when no runner is running")
+	fs.BoolVar(&asJSON, "json", false, "print what was removed as JSON")
+	g.register(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	log, err := g.logger(std.err)
+	if err != nil {
+		return report(std.err, err)
+	}
+	conn, err := g.connect(ctx, log)
+	if err != nil {
+		return report(std.err, err)
+	}
+	defer conn.Close()
+	r, err := runner.New(conn.Client, g.runnerOptions(log)...)
+	if err != nil {
+		return report(std.err, err)
+	}
+	rep, err := r.Sweep(ctx, all)
+	if asJSON {
+		_ = json.NewEncoder(std.out).Encode(rep)
+	} else {
+		fmt.Fprintf(std.out, "removed %d tasks, %d containers, %d snapshots, %d leases, %d staging dirs in namespace %q\n",
+			rep.Tasks, rep.Containers, rep.Snapshots, rep.Leases, rep.Dirs, g.namespace)
+	}
+	if err != nil {
+		return report(std.err, err)
+	}
+	return exitOK
+}

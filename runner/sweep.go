@@ -1,0 +1,224 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+)
+
+// staleLease is the age past which a lease in our namespace is taken to be
+// the leftover of a runner that died while creating a container: creating
+// one takes well under a second.
+const staleLease = 10 * time.Minute
+
+// ownerFile in a task's staging dir records which runner process made it,
+// as the owner labels do on containerd objects.
+const ownerFile = "owner"
+
+// SweepReport counts what a sweep removed.
+type SweepReport struct {
+	Tasks      int `json:"tasks"`
+	Containers int `json:"containers"`
+	Snapshots  int `json:"snapshots"`
+	Leases     int `json:"leases"`
+	Dirs       int `json:"dirs"`
+}
+
+// Total is the number of objects removed.
+func (s SweepReport) Total() int {
+	return s.Tasks + s.Containers + s.Snapshots + s.Leases + s.Dirs
+}
+
+// Sweep removes what runners that are no longer alive left behind: tasks
+// (killed first), containers, snapshots, leases and staging dirs. It finds
+// them by our labels in our namespace only, and knows a runner is gone when
+// the process its owner label names no longer runs. With all set it
+// removes everything of ours, live runners' tasks included: use it only
+// when no runner is running.
+func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
+	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
+	var rep SweepReport
+	var errs []error
+	orphan := func(labels map[string]string) bool {
+		return all || !ownerAlive(labels[LabelOwnerPID], labels[LabelOwnerStart])
+	}
+
+	containers, err := r.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelTask))
+	if err != nil {
+		return rep, fmt.Errorf("listing containers: %w", err)
+	}
+	live := map[string]bool{}
+	for _, c := range containers {
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !orphan(labels) {
+			live[c.ID()] = true
+			continue
+		}
+		killed, err := removeContainer(ctx, c)
+		if killed {
+			rep.Tasks++
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("removing container %s: %w", c.ID(), err))
+			live[c.ID()] = true
+			continue
+		}
+		rep.Containers++
+	}
+
+	// Snapshots whose container is gone: a runner died between making the
+	// snapshot and the container, or a delete half failed.
+	sn := r.client.SnapshotService(r.opts.snapshotter)
+	var stale []string
+	err = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted && !live[info.Name] && orphan(info.Labels) {
+			stale = append(stale, info.Name)
+		}
+		return nil
+	}, fmt.Sprintf("labels.%q", LabelTask))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listing snapshots: %w", err))
+	}
+	for _, key := range stale {
+		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing snapshot %s: %w", key, err))
+			continue
+		}
+		rep.Snapshots++
+	}
+
+	// The client protects a container's snapshot with a lease while it
+	// creates it; one that outlived its runner would pin content for a day.
+	ls := r.client.LeasesService()
+	leaseList, err := ls.List(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listing leases: %w", err))
+	}
+	for _, l := range leaseList {
+		if !all && time.Since(l.CreatedAt) < staleLease {
+			continue
+		}
+		if err := ls.Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing lease %s: %w", l.ID, err))
+			continue
+		}
+		rep.Leases++
+	}
+
+	// Staging dirs of tasks whose runner is gone.
+	tasksDir := filepath.Join(r.opts.stateDir, "tasks")
+	entries, err := os.ReadDir(tasksDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("listing staging dirs: %w", err))
+	}
+	for _, e := range entries {
+		if live[e.Name()] {
+			continue
+		}
+		dir := filepath.Join(tasksDir, e.Name())
+		if !all && dirOwnerAlive(dir) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("removing staging dir: %w", err))
+			continue
+		}
+		rep.Dirs++
+	}
+	return rep, errors.Join(errs...)
+}
+
+// removeContainer kills and deletes c's task, if it has one, then c and
+// its snapshot. killed tells whether there was a task.
+func removeContainer(ctx context.Context, c client.Container) (killed bool, err error) {
+	task, err := c.Task(ctx, nil)
+	switch {
+	case errdefs.IsNotFound(err):
+	case err != nil:
+		return false, err
+	default:
+		killed = true
+		wctx, cancel := context.WithTimeout(ctx, killWait)
+		defer cancel()
+		exitC, err := task.Wait(wctx)
+		if err != nil {
+			return killed, err
+		}
+		if err := task.Kill(wctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+			return killed, err
+		}
+		select {
+		case <-exitC:
+		case <-wctx.Done():
+			return killed, fmt.Errorf("task did not exit after SIGKILL: %w", wctx.Err())
+		}
+		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+			return killed, err
+		}
+	}
+	return killed, ignoreNotFound(c.Delete(ctx, client.WithSnapshotCleanup))
+}
+
+// processIdentity returns this process's pid and start time, which
+// together name it uniquely until the host reboots.
+func processIdentity() (pid, start string) {
+	pid = strconv.Itoa(os.Getpid())
+	return pid, startTime(pid)
+}
+
+// startTime reads a process's start time (clock ticks since boot, field
+// 22 of /proc/PID/stat), or "" when there is no such process.
+func startTime(pid string) string {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return ""
+	}
+	// The command name in parentheses may hold spaces: count from after it.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+// ownerAlive tells whether the runner process named by pid and start time
+// still runs. Objects without owner labels are not ours to judge: alive.
+func ownerAlive(pid, start string) bool {
+	if pid == "" {
+		return true
+	}
+	return startTime(pid) == start && start != ""
+}
+
+func dirOwnerAlive(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if err != nil {
+		// No owner file: its runner is between the mkdir and the write, or
+		// died there. Give it the benefit of the doubt for a minute.
+		st, err := os.Stat(dir)
+		return err == nil && time.Since(st.ModTime()) < time.Minute
+	}
+	pid, start, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	return ownerAlive(pid, start)
+}
