@@ -22,6 +22,10 @@ type Runtime struct {
 	// FileName is the name the code is written to when it has none of its
 	// own (code given with -c or on stdin).
 	FileName string
+	// Compile, when set, is a command run first, in a sandbox of its own
+	// that shares /tmp with the run stage; FilePlaceholder is replaced as
+	// in Run. The run stage only starts when it exits 0.
+	Compile []string
 	// Run is the command; FilePlaceholder is replaced by the entry file's
 	// path and the task's arguments are appended.
 	Run []string
@@ -32,11 +36,24 @@ type Runtime struct {
 // Command returns the run command for the entry file at path, followed by
 // the task's arguments.
 func (r Runtime) Command(path string, args []string) []string {
-	cmd := make([]string, 0, len(r.Run)+len(args))
-	for _, a := range r.Run {
-		cmd = append(cmd, strings.ReplaceAll(a, FilePlaceholder, path))
+	return append(expand(r.Run, path), args...)
+}
+
+// CompileCommand returns the compile command for the entry file at path,
+// or nil for a runtime that is not compiled.
+func (r Runtime) CompileCommand(path string) []string {
+	if len(r.Compile) == 0 {
+		return nil
 	}
-	return append(cmd, args...)
+	return expand(r.Compile, path)
+}
+
+func expand(cmd []string, path string) []string {
+	out := make([]string, 0, len(cmd))
+	for _, a := range cmd {
+		out = append(out, strings.ReplaceAll(a, FilePlaceholder, path))
+	}
+	return out
 }
 
 // Catalog maps runtime names to runtimes.
@@ -54,6 +71,12 @@ func DefaultCatalog() Catalog {
 			Run: []string{"python3", FilePlaceholder}, Env: []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}},
 		"node": {Name: "node", Image: "docker.io/library/node:22-alpine", FileName: "main.js",
 			Run: []string{"node", FilePlaceholder}},
+		"c": {Name: "c", Image: "docker.io/library/gcc:14", FileName: "main.c",
+			Compile: []string{"gcc", "-O2", "-o", "/tmp/main", FilePlaceholder, "-lm"},
+			Run:     []string{"/tmp/main"}},
+		"cpp": {Name: "cpp", Image: "docker.io/library/gcc:14", FileName: "main.cpp",
+			Compile: []string{"g++", "-O2", "-o", "/tmp/main", FilePlaceholder},
+			Run:     []string{"/tmp/main"}},
 	}
 }
 

@@ -35,6 +35,11 @@ type Config struct {
 	// CodeSource is the host directory bind-mounted read-only at CodeDir.
 	// Empty means no code mount.
 	CodeSource string
+	// ScratchSource, when set, is a host directory (a size-limited tmpfs
+	// the caller mounted) bind-mounted read-write at ScratchDir instead of
+	// a fresh tmpfs, so that the stages of one task (compile, then run)
+	// share their scratch space. Must be absolute.
+	ScratchSource string
 	// Hostname inside the UTS namespace; default DefaultHostname.
 	Hostname string
 	// Resources are the cgroup and rlimit limits.

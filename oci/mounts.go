@@ -29,6 +29,8 @@ var systemMounts = []specs.Mount{
 //   - /dev/shm, a tmpfs of ShmBytes, noexec;
 //   - ScratchDir (/tmp), a tmpfs of TmpBytes, the only writable place. It is
 //     not noexec: compiled languages build binaries there and run them;
+//     When ScratchSource is set, that host directory is bind-mounted there
+//     instead (read-write, nosuid, nodev); its size is the caller's mount's;
 //   - CodeSource bind-mounted read-only at CodeDir, when set;
 //   - the task's own cgroup, read-only at /sys/fs/cgroup, so runtimes such
 //     as the JVM and .NET size themselves to their limits, not the host's.
@@ -61,6 +63,14 @@ func WithMounts(cfg Config) ctrdoci.SpecOpts {
 				Source:      "tmpfs",
 				Options:     []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%d", cfg.Resources.TmpBytes)},
 			},
+		}
+		if cfg.ScratchSource != "" {
+			owned[1] = specs.Mount{
+				Destination: ScratchDir,
+				Type:        "bind",
+				Source:      cfg.ScratchSource,
+				Options:     []string{"rbind", "rw", "nosuid", "nodev"},
+			}
 		}
 		if cfg.CodeSource != "" {
 			owned = append(owned, specs.Mount{

@@ -113,6 +113,9 @@ func (c Config) validateCodeSource() error {
 	if c.CodeSource != "" && !path.IsAbs(c.CodeSource) {
 		return invalid("CodeSource %q is not absolute, pass an absolute host path", c.CodeSource)
 	}
+	if c.ScratchSource != "" && !path.IsAbs(c.ScratchSource) {
+		return invalid("ScratchSource %q is not absolute, pass an absolute host path", c.ScratchSource)
+	}
 	return nil
 }
 

@@ -559,3 +559,29 @@ func TestParseCPUList(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+func TestScratchSourceReplacesTmpfs(t *testing.T) {
+	cfg := validConfig()
+	cfg.ScratchSource = "/var/lib/sandbox-runner/tasks/x/scratch"
+	s := generate(t, cfg)
+	var found bool
+	for _, m := range s.Mounts {
+		if m.Destination == ScratchDir {
+			require.False(t, found, "/tmp mounted twice")
+			found = true
+			assert.Equal(t, "bind", m.Type)
+			assert.Equal(t, cfg.ScratchSource, m.Source)
+			assert.Subset(t, m.Options, []string{"rbind", "rw", "nosuid", "nodev"})
+		}
+	}
+	require.True(t, found)
+}
+
+func TestScratchSourceMustBeAbsolute(t *testing.T) {
+	cfg := validConfig()
+	cfg.ScratchSource = "scratch"
+	_, err := Options(cfg)
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err))
+	assert.Contains(t, err.Error(), "ScratchSource")
+}

@@ -34,26 +34,41 @@ const (
 	OutcomeOOMKilled Outcome = "oom_killed"
 	// OutcomeCancelled: the caller cancelled the task, which was killed.
 	OutcomeCancelled Outcome = "cancelled"
+	// OutcomeCompileFailed: the compile stage did not succeed, so the code
+	// never ran; Result.Compile says how the compiler ended.
+	OutcomeCompileFailed Outcome = "compile_failed"
 )
 
 // Result is what happened to one task. It is the one result document:
-// `exec --json` prints it and the service returns it.
+// `exec --json` prints it and the service returns it. Its Stage fields
+// describe the run stage; when a compile stage failed they hold the
+// outcome compile_failed with the compiler's exit status, and Compile
+// holds the details.
 type Result struct {
-	ID      string  `json:"id"`
-	Runtime string  `json:"runtime,omitempty"`
-	Image   string  `json:"image"`
+	ID      string `json:"id"`
+	Runtime string `json:"runtime,omitempty"`
+	Image   string `json:"image"`
+	Stage
+	// Compile is the compile stage of a compiled runtime, nil otherwise.
+	Compile *Stage `json:"compile,omitempty"`
+}
+
+// Stage is what happened in one stage (compile or run) of a task. Each
+// stage runs in a fresh container of its own, so its verdicts and usage
+// are its alone.
+type Stage struct {
 	Outcome Outcome `json:"outcome"`
-	// ExitCode is the status a shell would see: the task's own, 124 when
-	// timed out, 130 when cancelled, 128+N when signal N ended it.
+	// ExitCode is the status a shell would see: the process's own, 124
+	// when timed out, 130 when cancelled, 128+N when signal N ended it.
 	ExitCode int `json:"exit_code"`
-	// Signal names the signal that ended the task, if one did. containerd
-	// reports a death by signal N as status 128+N, so a task that itself
-	// exits with 128+N is reported as signaled too, as Docker does.
+	// Signal names the signal that ended the stage, if one did. containerd
+	// reports a death by signal N as status 128+N, so a process that
+	// itself exits with 128+N is reported as signaled too, as Docker does.
 	Signal    string `json:"signal,omitempty"`
 	TimedOut  bool   `json:"timed_out"`
 	OOMKilled bool   `json:"oom_killed"`
 	Cancelled bool   `json:"cancelled"`
-	// PidsLimitHit is true when the task tried to create a process or
+	// PidsLimitHit is true when the stage tried to create a process or
 	// thread past its pids limit (a fork bomb, or a runtime that needs a
 	// higher limit).
 	PidsLimitHit bool `json:"pids_limit_hit"`
@@ -63,7 +78,7 @@ type Result struct {
 	Stderr          Stream `json:"stderr"`
 	// Duration is the wall time from start to exit.
 	Duration time.Duration `json:"-"`
-	// Usage is read from the task's cgroup before it is deleted.
+	// Usage is read from the stage's cgroup before it is deleted.
 	Usage Usage `json:"usage"`
 }
 
@@ -130,27 +145,56 @@ func (s *Stream) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// resultJSON adds the durations in milliseconds, which every JSON reader
-// understands, to the fields of Result.
-type resultJSON struct {
-	*resultAlias
+// stageAlias has Stage's fields and none of its methods, so it can be
+// embedded (and flattened) without Stage's MarshalJSON taking over.
+type stageAlias Stage
+
+// stageJSON adds the duration in milliseconds, which every JSON reader
+// understands.
+type stageJSON struct {
+	stageAlias
 	DurationMS float64 `json:"duration_ms"`
 }
 
-type resultAlias Result
+// MarshalJSON encodes the duration as milliseconds.
+func (s Stage) MarshalJSON() ([]byte, error) {
+	return json.Marshal(stageJSON{stageAlias: stageAlias(s), DurationMS: ms(s.Duration)})
+}
 
-// MarshalJSON encodes durations as milliseconds.
+// UnmarshalJSON decodes what MarshalJSON encoded.
+func (s *Stage) UnmarshalJSON(b []byte) error {
+	var j stageJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Stage(j.stageAlias)
+	s.Duration = fromMS(j.DurationMS)
+	return nil
+}
+
+type resultJSON struct {
+	ID      string `json:"id"`
+	Runtime string `json:"runtime,omitempty"`
+	Image   string `json:"image"`
+	stageJSON
+	Compile *Stage `json:"compile,omitempty"`
+}
+
+// MarshalJSON flattens the run stage into the result.
 func (r Result) MarshalJSON() ([]byte, error) {
-	a := resultAlias(r)
-	return json.Marshal(resultJSON{resultAlias: &a, DurationMS: ms(r.Duration)})
+	return json.Marshal(resultJSON{
+		ID: r.ID, Runtime: r.Runtime, Image: r.Image, Compile: r.Compile,
+		stageJSON: stageJSON{stageAlias: stageAlias(r.Stage), DurationMS: ms(r.Duration)},
+	})
 }
 
 // UnmarshalJSON decodes what MarshalJSON encoded.
 func (r *Result) UnmarshalJSON(b []byte) error {
-	j := resultJSON{resultAlias: (*resultAlias)(r)}
+	var j resultJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
+	*r = Result{ID: j.ID, Runtime: j.Runtime, Image: j.Image, Compile: j.Compile, Stage: Stage(j.stageAlias)}
 	r.Duration = fromMS(j.DurationMS)
 	return nil
 }

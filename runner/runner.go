@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -154,6 +155,13 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	return &Runner{client: c, opts: o, host: host, pid: pid, start: start, images: map[string]*imageInfo{}}, nil
 }
 
+// Limits returns l with the runner's defaults in place of zero fields, as
+// Run applies them.
+func (r *Runner) Limits(l Limits) Limits {
+	full, _ := l.withDefaults(r.host)
+	return full
+}
+
 // Namespace returns the containerd namespace the runner works in.
 func (r *Runner) Namespace() string { return r.opts.namespace }
 
@@ -184,7 +192,8 @@ func readHostFacts() (hostFacts, error) {
 	return hostFacts{cpus: runtime.NumCPU(), memory: int64(si.Totalram) * int64(si.Unit)}, nil
 }
 
-var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+// idPattern leaves room for compileSuffix within containerd's limit.
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`)
 
 // NewID returns a fresh random task id.
 func NewID() string {
@@ -196,6 +205,7 @@ func NewID() string {
 // prepared is a task checked and resolved, ready to create.
 type prepared struct {
 	id      string
+	compile []string
 	runtime images.Runtime
 	image   string
 	files   []File
@@ -244,7 +254,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 	if id == "" {
 		id = NewID()
 	} else if !idPattern.MatchString(id) {
-		return nil, invalid("task id %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", id)
+		return nil, invalid("task id %q: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit", id)
 	}
 	ref := t.Image
 	if ref == "" {
@@ -261,6 +271,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 		image:   name,
 		files:   files,
 		limits:  limits,
+		compile: rt.CompileCommand(path.Join(oci.CodeDir, entry)),
 		args:    rt.Command(path.Join(oci.CodeDir, entry), t.Args),
 		env:     append(append([]string(nil), rt.Env...), t.Env...),
 	}, nil
@@ -277,9 +288,9 @@ func cutEnv(e string) (string, string, bool) {
 
 // Run runs t in a fresh container and returns what happened. An error
 // means the runner could not run the task or lost track of it; whatever
-// the task itself did (exit codes, timeouts, OOM kills, the caller's
-// cancellation) is a Result. Run removes everything it created before it
-// returns, in every case.
+// the task itself did (exit codes, timeouts, OOM kills, compile errors,
+// the caller's cancellation) is a Result. Run removes everything it
+// created before it returns, in every case.
 func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	p, err := prepare(t, r.opts.catalog, r.host)
 	if err != nil {
@@ -311,7 +322,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		}
 		return nil, fmt.Errorf("creating staging dir: %w", err)
 	}
-	c.add(func(context.Context) error { return os.RemoveAll(dir) })
+	c.add(func(context.Context) error { return removeTaskDir(dir) })
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(r.pid+" "+r.start), 0o600); err != nil {
 		return nil, fmt.Errorf("creating staging dir: %w", err)
 	}
@@ -326,8 +337,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		return nil, err
 	}
 
-	specOpts, err := oci.Options(oci.Config{
-		Args:       p.args,
+	cfg := oci.Config{
 		Env:        append(append([]string(nil), info.env...), p.env...),
 		CodeSource: code,
 		Resources: oci.Resources{
@@ -336,30 +346,100 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 			Pids:        p.limits.Pids,
 			TmpBytes:    p.limits.TmpSize,
 		},
+	}
+	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image}
+	if p.compile != nil {
+		// The stages share /tmp: a tmpfs of the task's size, mounted on
+		// the host so it outlives the compile stage's container.
+		scratch := filepath.Join(dir, scratchDir)
+		if err := mountScratch(scratch, p.limits.TmpSize); err != nil {
+			return nil, err
+		}
+		cfg.ScratchSource = scratch
+
+		cfg.Args = p.compile
+		compile, err := r.runStage(ctx, log, stageSpec{
+			id: p.id + compileSuffix, task: p.id, image: p.image, img: info.img, cfg: cfg,
+			timeout: p.limits.CompileTimeout, outputLimit: p.limits.OutputLimit,
+			stdout: t.Stdout, stderr: t.Stderr,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("compile stage: %w", err)
+		}
+		res.Compile = compile
+		if compile.Outcome != OutcomeExited || compile.ExitCode != 0 {
+			res.Outcome, res.ExitCode = OutcomeCompileFailed, compile.ExitCode
+			if compile.Cancelled {
+				res.Outcome, res.Cancelled = OutcomeCancelled, true
+			}
+			log.Info("compile failed", "outcome", compile.Outcome, "exit_code", compile.ExitCode)
+			return res, nil
+		}
+	}
+	cfg.Args = p.args
+	run, err := r.runStage(ctx, log, stageSpec{
+		id: p.id, task: p.id, image: p.image, img: info.img, cfg: cfg,
+		timeout: p.limits.Timeout, outputLimit: p.limits.OutputLimit,
+		stdin: t.Stdin, stdout: t.Stdout, stderr: t.Stderr,
 	})
 	if err != nil {
 		return nil, err
 	}
+	res.Stage = *run
+	return res, nil
+}
 
+// compileSuffix names a task's compile-stage container.
+const compileSuffix = ".compile"
+
+// stageSpec is one stage of a task: one container, one process.
+type stageSpec struct {
+	id          string // container and snapshot
+	task        string // the task's id, for the labels
+	image       string
+	img         client.Image
+	cfg         oci.Config
+	timeout     time.Duration
+	outputLimit int64
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
+}
+
+// runStage runs one process in a fresh container and removes the
+// container before it returns.
+func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*Stage, error) {
+	var c cleanup
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := c.run(cctx); err != nil {
+			log.Error("cleanup failed", "container", s.id, "error", err)
+		}
+	}()
+	specOpts, err := oci.Options(s.cfg)
+	if err != nil {
+		return nil, err
+	}
 	labels := map[string]string{
-		LabelTask:       p.id,
+		LabelTask:       s.task,
 		LabelCreated:    time.Now().UTC().Format(time.RFC3339),
 		LabelOwner:      r.opts.owner,
 		LabelOwnerPID:   r.pid,
 		LabelOwnerStart: r.start,
 	}
 	created := time.Now()
-	container, err := r.client.NewContainer(ctx, p.id,
+	container, err := r.client.NewContainer(ctx, s.id,
 		client.WithContainerLabels(labels),
-		client.WithImageName(p.image),
+		client.WithImageName(s.image),
 		client.WithSnapshotter(r.opts.snapshotter),
-		client.WithNewSnapshot(p.id, info.img, snapshots.WithLabels(labels)),
+		client.WithNewSnapshot(s.id, s.img, snapshots.WithLabels(labels)),
 		client.WithRuntime(r.opts.shim, nil),
-		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(p.id)))...),
+		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(s.id)))...),
 	)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			r.forgetImage(p.image)
+			r.forgetImage(s.image)
 		}
 		return nil, fmt.Errorf("creating container: %w", err)
 	}
@@ -367,16 +447,16 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
 	})
 
-	stdout := newCappedBuffer(p.limits.OutputLimit, t.Stdout)
-	stderr := newCappedBuffer(p.limits.OutputLimit, t.Stderr)
+	stdout := newCappedBuffer(s.outputLimit, s.stdout)
+	stderr := newCappedBuffer(s.outputLimit, s.stderr)
 	var stdin *eofReader
-	if t.Stdin != nil {
-		stdin = &eofReader{r: t.Stdin, eof: make(chan struct{})}
+	if s.stdin != nil {
+		stdin = &eofReader{r: s.stdin, eof: make(chan struct{})}
 	}
 	task, err := container.NewTask(ctx, cio.NewCreator(
 		cio.WithStreams(stdin.reader(), stdout, stderr),
 		// In the staging dir, so the FIFOs go wherever it goes.
-		cio.WithFIFODir(filepath.Join(dir, "fifo")),
+		cio.WithFIFODir(filepath.Join(r.opts.stateDir, "tasks", s.task, "fifo")),
 	))
 	if err != nil {
 		return nil, fmt.Errorf("creating task: %w", err)
@@ -386,7 +466,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		_, err := task.Delete(ctx, client.WithProcessKill)
 		return ignoreNotFound(err)
 	})
-	log.Debug("task created", "took", time.Since(created))
+	log.Debug("task created", "container", s.id, "took", time.Since(created))
 	if stdin != nil {
 		done := make(chan struct{})
 		defer close(done)
@@ -413,18 +493,18 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 		return nil, fmt.Errorf("starting task: %w", err)
 	}
 
-	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image}
-	timer := time.NewTimer(p.limits.Timeout)
+	st := &Stage{}
+	timer := time.NewTimer(s.timeout)
 	defer timer.Stop()
 	var status client.ExitStatus
 	select {
 	case status = <-exitC:
 	case <-timer.C:
-		res.TimedOut = true
+		st.TimedOut = true
 	case <-ctx.Done():
-		res.Cancelled = true
+		st.Cancelled = true
 	}
-	if res.TimedOut || res.Cancelled {
+	if st.TimedOut || st.Cancelled {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 		status, err = killAll(kctx, task, exitC)
 		cancel()
@@ -432,7 +512,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 			return nil, err
 		}
 	}
-	res.Duration = time.Since(start)
+	st.Duration = time.Since(start)
 	if err := status.Error(); err != nil {
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
@@ -442,18 +522,18 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	oomKills, usage, err := readUsage(mctx, task)
 	cancel()
 	if err != nil {
-		log.Warn("reading task usage", "error", err)
+		log.Warn("reading task usage", "container", s.id, "error", err)
 	}
-	res.Usage = usage
-	res.PidsLimitHit = pidsLimitHit(r.cgroupPath(p.id))
+	st.Usage = usage
+	st.PidsLimitHit = pidsLimitHit(r.cgroupPath(s.id))
 	drain(task.IO(), drainWait)
 
-	res.Stdout.Data, res.Stdout.Dropped = stdout.result()
-	res.Stderr.Data, res.Stderr.Dropped = stderr.result()
-	res.OutputTruncated = res.Stdout.Truncated() || res.Stderr.Truncated()
-	res.classify(int(status.ExitCode()), oomKills)
-	log.Info("task done", "outcome", res.Outcome, "exit_code", res.ExitCode, "duration", res.Duration)
-	return res, nil
+	st.Stdout.Data, st.Stdout.Dropped = stdout.result()
+	st.Stderr.Data, st.Stderr.Dropped = stderr.result()
+	st.OutputTruncated = st.Stdout.Truncated() || st.Stderr.Truncated()
+	st.classify(int(status.ExitCode()), oomKills)
+	log.Info("stage done", "container", s.id, "outcome", st.Outcome, "exit_code", st.ExitCode, "duration", st.Duration)
+	return st, nil
 }
 
 // cgroupPath is the task's cgroup, as containerd would name it, set
@@ -463,7 +543,7 @@ func (r *Runner) cgroupPath(id string) string {
 }
 
 // classify sets the outcome, exit code and signal from the exit status.
-func (res *Result) classify(code int, oomKills uint64) {
+func (res *Stage) classify(code int, oomKills uint64) {
 	res.ExitCode = code
 	if code > 128 && code < 128+65 {
 		res.Signal = unix.SignalName(syscall.Signal(code - 128))

@@ -59,6 +59,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("listing containers: %w", err)
 	}
+	// live holds the containers and the task ids that must stay.
 	live := map[string]bool{}
 	for _, c := range containers {
 		labels, err := c.Labels(ctx)
@@ -67,7 +68,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 			continue
 		}
 		if !orphan(labels) {
-			live[c.ID()] = true
+			live[c.ID()], live[labels[LabelTask]] = true, true
 			continue
 		}
 		killed, err := removeContainer(ctx, c)
@@ -76,7 +77,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("removing container %s: %w", c.ID(), err))
-			live[c.ID()] = true
+			live[c.ID()], live[labels[LabelTask]] = true, true
 			continue
 		}
 		rep.Containers++
@@ -135,7 +136,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		if !all && dirOwnerAlive(dir) {
 			continue
 		}
-		if err := os.RemoveAll(dir); err != nil {
+		if err := removeTaskDir(dir); err != nil {
 			errs = append(errs, fmt.Errorf("removing staging dir: %w", err))
 			continue
 		}

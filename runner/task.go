@@ -10,14 +10,16 @@ import (
 
 // Default limits, applied by Run to every limit a task leaves zero.
 const (
-	DefaultTimeout     = 30 * time.Second
-	DefaultMemory      = 512 << 20
-	DefaultCPUs        = 1.0
-	DefaultPids        = 128
-	DefaultOutputLimit = 1 << 20 // per stream
-	DefaultTmpSize     = 64 << 20
-	DefaultMaxFiles    = 100
-	DefaultMaxFileSize = 16 << 20 // all files together
+	DefaultTimeout = 30 * time.Second
+	// DefaultCompileTimeout is generous: javac and the .NET SDK start slowly.
+	DefaultCompileTimeout = 60 * time.Second
+	DefaultMemory         = 512 << 20
+	DefaultCPUs           = 1.0
+	DefaultPids           = 128
+	DefaultOutputLimit    = 1 << 20 // per stream
+	DefaultTmpSize        = 64 << 20
+	DefaultMaxFiles       = 100
+	DefaultMaxFileSize    = 16 << 20 // all files together
 )
 
 // Upper bounds that no task may ask for, whatever the host has.
@@ -66,6 +68,8 @@ type File struct {
 type Limits struct {
 	// Timeout is the wall-clock limit from start to exit.
 	Timeout time.Duration
+	// CompileTimeout is the compile stage's wall-clock limit.
+	CompileTimeout time.Duration
 	// Memory in bytes; swap is not allowed on top.
 	Memory int64
 	// CPUs is the CPU quota (0.5 = half a core).
@@ -90,6 +94,9 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 	if l.Timeout == 0 {
 		l.Timeout = DefaultTimeout
 	}
+	if l.CompileTimeout == 0 {
+		l.CompileTimeout = DefaultCompileTimeout
+	}
 	if l.Memory == 0 {
 		l.Memory = DefaultMemory
 	}
@@ -108,6 +115,8 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 	switch {
 	case l.Timeout < 0 || l.Timeout > MaxTimeout:
 		return l, invalid("timeout %s out of range: give a duration above 0 and at most %s", l.Timeout, MaxTimeout)
+	case l.CompileTimeout < 0 || l.CompileTimeout > MaxTimeout:
+		return l, invalid("compile timeout %s out of range: give a duration above 0 and at most %s", l.CompileTimeout, MaxTimeout)
 	case l.Memory < 4<<20:
 		return l, invalid("memory limit %d bytes is too small: give at least 4MiB", l.Memory)
 	case l.Memory > host.memory:

@@ -12,7 +12,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/spf13/pflag"
 
+	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/config"
 )
 
 // version is stamped at build time with -X main.version=...
@@ -88,31 +90,55 @@ func usage(w io.Writer) {
 }
 
 // globalFlags are the flags every command that talks to containerd has.
+// Each takes, in this order: the flag, its environment variable, the
+// config file, the built-in default.
 type globalFlags struct {
+	configPath  string
 	address     string
 	namespace   string
 	snapshotter string
 	stateDir    string
 	logLevel    string
+
+	// file is the config file, read by load.
+	file *config.File
 }
 
 func (g *globalFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&g.address, "address", os.Getenv("CONTAINERD_ADDRESS"),
+	fs.StringVar(&g.configPath, "config", "", "config file (env SANDBOX_RUNNER_CONFIG; default "+config.DefaultPath+", if it exists)")
+	fs.StringVar(&g.address, "address", "",
 		"containerd socket (env CONTAINERD_ADDRESS); default: "+runner.DefaultAddress+", else a private containerd under --state-dir")
-	fs.StringVar(&g.namespace, "namespace", envOr("SANDBOX_RUNNER_NAMESPACE", runner.DefaultNamespace),
-		"containerd namespace for everything the runner creates (env SANDBOX_RUNNER_NAMESPACE)")
-	fs.StringVar(&g.snapshotter, "snapshotter", envOr("CONTAINERD_SNAPSHOTTER", runner.DefaultSnapshotter),
-		"containerd snapshotter (env CONTAINERD_SNAPSHOTTER)")
-	fs.StringVar(&g.stateDir, "state-dir", envOr("SANDBOX_RUNNER_STATE_DIR", runner.DefaultStateDir),
-		"directory for staged files and a private containerd (env SANDBOX_RUNNER_STATE_DIR)")
+	fs.StringVar(&g.namespace, "namespace", "",
+		"containerd namespace for everything the runner creates (env SANDBOX_RUNNER_NAMESPACE; default "+runner.DefaultNamespace+")")
+	fs.StringVar(&g.snapshotter, "snapshotter", "", "containerd snapshotter (env CONTAINERD_SNAPSHOTTER; default "+runner.DefaultSnapshotter+")")
+	fs.StringVar(&g.stateDir, "state-dir", "",
+		"directory for staged files and a private containerd (env SANDBOX_RUNNER_STATE_DIR; default "+runner.DefaultStateDir+")")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
+// load reads the config file and settles every global setting.
+func (g *globalFlags) load() error {
+	path := first(g.configPath, os.Getenv("SANDBOX_RUNNER_CONFIG"))
+	f, err := config.Load(path)
+	if err != nil {
+		return err
 	}
-	return def
+	g.file = f
+	g.address = first(g.address, os.Getenv("CONTAINERD_ADDRESS"), f.Address)
+	g.namespace = first(g.namespace, os.Getenv("SANDBOX_RUNNER_NAMESPACE"), f.Namespace, runner.DefaultNamespace)
+	g.snapshotter = first(g.snapshotter, os.Getenv("CONTAINERD_SNAPSHOTTER"), f.Snapshotter, runner.DefaultSnapshotter)
+	g.stateDir = first(g.stateDir, os.Getenv("SANDBOX_RUNNER_STATE_DIR"), f.StateDir, runner.DefaultStateDir)
+	return nil
+}
+
+// first returns the first non-empty value.
+func first(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -127,11 +153,12 @@ func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Co
 	return runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
 }
 
-func (g *globalFlags) runnerOptions(log *slog.Logger) []runner.Option {
+func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {
 	return []runner.Option{
 		runner.WithNamespace(g.namespace),
 		runner.WithSnapshotter(g.snapshotter),
 		runner.WithStateDir(g.stateDir),
+		runner.WithCatalog(catalog),
 		runner.WithLogger(log),
 	}
 }
@@ -148,14 +175,22 @@ func newFlagSet(name, args string, w io.Writer) *pflag.FlagSet {
 	return fs
 }
 
-// parse parses args into fs; ok is false when the command should return
-// code right away (help asked for, or bad flags).
-func parse(fs *pflag.FlagSet, args []string) (code int, ok bool) {
+// parse parses args into fs and, when g is not nil, loads the config;
+// ok is false when the command should return code right away (help
+// asked for, bad flags, a bad config file).
+func parse(fs *pflag.FlagSet, args []string, g *globalFlags) (code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK, false
 		}
+		// With ContinueOnError, pflag reports nothing itself.
+		fmt.Fprintf(fs.Output(), "sandbox-runner: %v\nRun 'sandbox-runner %s --help' for its flags.\n", err, fs.Name())
 		return exitUsage, false
+	}
+	if g != nil {
+		if err := g.load(); err != nil {
+			return report(fs.Output(), err), false
+		}
 	}
 	return 0, true
 }

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
-	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
@@ -27,12 +27,17 @@ type execOptions struct {
 	stdinFile   string
 	env         []string
 	timeout     string
+	compileTO   string
 	memory      string
 	cpus        float64
 	pids        int64
 	outputLimit string
 	tmpSize     string
 	json        bool
+
+	// changed tells whether a flag was given; unset limits come from the
+	// config file.
+	changed func(name string) bool
 }
 
 func runExec(ctx context.Context, args []string, std stdio) int {
@@ -45,6 +50,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.stdinFile, "stdin", "", "file whose content is the task's standard input ('-' for this process's)")
 	fs.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE, or KEY to pass this process's value; repeatable")
 	fs.StringVar(&o.timeout, "timeout", "30s", "wall-clock limit, e.g. 30s, 2m, 1.5")
+	fs.StringVar(&o.compileTO, "compile-timeout", "60s", "wall-clock limit of a compiled runtime's compile stage")
 	fs.StringVar(&o.memory, "memory", "512m", "memory limit (no swap on top), e.g. 256m, 1g")
 	fs.Float64Var(&o.cpus, "cpus", runner.DefaultCPUs, "CPU quota in CPUs, e.g. 0.5")
 	fs.Int64Var(&o.pids, "pids", runner.DefaultPids, "limit on processes and threads")
@@ -52,14 +58,19 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.tmpSize, "tmp-size", "64m", "size of the writable /tmp, and the largest file the task may write")
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
 	o.global.register(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := parse(fs, args, &o.global); !ok {
 		return code
 	}
 	o.codeSet = fs.Changed("code")
+	o.changed = fs.Changed
 
+	catalog, err := o.global.file.Catalog()
+	if err != nil {
+		return o.fail(std, err)
+	}
 	task, err := o.task(fs.Args(), fs.ArgsLenAtDash(), std.in)
 	if err == nil {
-		err = runner.Validate(task, images.DefaultCatalog())
+		err = runner.Validate(task, catalog)
 	}
 	if err != nil {
 		return o.fail(std, err)
@@ -73,7 +84,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	defer conn.Close()
-	r, err := runner.New(conn.Client, o.global.runnerOptions(log)...)
+	r, err := runner.New(conn.Client, o.global.runnerOptions(log, catalog)...)
 	if err != nil {
 		return o.fail(std, err)
 	}
@@ -100,7 +111,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		}
 		return res.ExitCode
 	}
-	explain(std.err, res, task.Limits)
+	explain(std.err, res, r.Limits(task.Limits))
 	return res.ExitCode
 }
 
@@ -186,38 +197,63 @@ func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Tas
 	return t, nil
 }
 
+// limits returns the config file's limits for the runtime, with the
+// flags that were given on top.
 func (o *execOptions) limits() (runner.Limits, error) {
-	var l runner.Limits
-	var err error
-	if l.Timeout, err = runner.ParseDuration(o.timeout); err != nil {
-		return l, fmt.Errorf("--timeout: %w", err)
+	l, err := o.global.file.TaskLimits(o.runtime)
+	if err != nil {
+		return l, err
 	}
-	if l.Timeout <= 0 {
-		return l, usageError("--timeout %q: give a duration above zero", o.timeout)
+	set := func(name string) bool { return o.changed != nil && o.changed(name) }
+	durations := []struct {
+		flag, value string
+		dst         *time.Duration
+	}{
+		{"timeout", o.timeout, &l.Timeout},
+		{"compile-timeout", o.compileTO, &l.CompileTimeout},
+	}
+	for _, d := range durations {
+		if !set(d.flag) {
+			continue
+		}
+		if *d.dst, err = runner.ParseDuration(d.value); err != nil {
+			return l, fmt.Errorf("--%s: %w", d.flag, err)
+		}
+		if *d.dst <= 0 {
+			return l, usageError("--%s %q: give a duration above zero", d.flag, d.value)
+		}
 	}
 	sizes := []struct {
 		flag, value string
 		dst         *int64
 	}{
-		{"--memory", o.memory, &l.Memory},
-		{"--output-limit", o.outputLimit, &l.OutputLimit},
-		{"--tmp-size", o.tmpSize, &l.TmpSize},
+		{"memory", o.memory, &l.Memory},
+		{"output-limit", o.outputLimit, &l.OutputLimit},
+		{"tmp-size", o.tmpSize, &l.TmpSize},
 	}
 	for _, s := range sizes {
+		if !set(s.flag) {
+			continue
+		}
 		if *s.dst, err = runner.ParseSize(s.value); err != nil {
-			return l, fmt.Errorf("%s: %w", s.flag, err)
+			return l, fmt.Errorf("--%s: %w", s.flag, err)
 		}
 		if *s.dst <= 0 {
-			return l, usageError("%s %q: give a size above zero", s.flag, s.value)
+			return l, usageError("--%s %q: give a size above zero", s.flag, s.value)
 		}
 	}
-	if o.cpus <= 0 {
-		return l, usageError("--cpus %g: give a number of CPUs above zero, e.g. 0.5", o.cpus)
+	if set("cpus") {
+		if o.cpus <= 0 {
+			return l, usageError("--cpus %g: give a number of CPUs above zero, e.g. 0.5", o.cpus)
+		}
+		l.CPUs = o.cpus
 	}
-	if o.pids <= 0 {
-		return l, usageError("--pids %d: give a limit above zero", o.pids)
+	if set("pids") {
+		if o.pids <= 0 {
+			return l, usageError("--pids %d: give a limit above zero", o.pids)
+		}
+		l.Pids = o.pids
 	}
-	l.CPUs, l.Pids = o.cpus, o.pids
 	return l, nil
 }
 
@@ -277,6 +313,17 @@ func errorKind(err error) string {
 
 // explain tells a person on stderr what the exit status alone does not.
 func explain(w io.Writer, res *runner.Result, l runner.Limits) {
+	if c := res.Compile; c != nil && res.Outcome == runner.OutcomeCompileFailed {
+		switch c.Outcome {
+		case runner.OutcomeTimedOut:
+			fmt.Fprintf(w, "sandbox-runner: compile stage timed out after %s; killed\n", l.CompileTimeout)
+		case runner.OutcomeOOMKilled:
+			fmt.Fprintf(w, "sandbox-runner: compile stage killed: out of memory (limit %s)\n", formatSize(l.Memory))
+		default:
+			fmt.Fprintf(w, "sandbox-runner: compilation failed (exit status %d); the code did not run\n", c.ExitCode)
+		}
+		return
+	}
 	switch res.Outcome {
 	case runner.OutcomeTimedOut:
 		fmt.Fprintf(w, "sandbox-runner: timed out after %s; killed\n", l.Timeout)

@@ -15,7 +15,7 @@ func runGC(ctx context.Context, args []string, std stdio) int {
 	fs.BoolVar(&all, "all", false, "remove every task of ours, live runners' too: only when no runner is running")
 	fs.BoolVar(&asJSON, "json", false, "print what was removed as JSON")
 	g.register(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := parse(fs, args, &g); !ok {
 		return code
 	}
 	log, err := g.logger(std.err)
@@ -27,7 +27,11 @@ func runGC(ctx context.Context, args []string, std stdio) int {
 		return report(std.err, err)
 	}
 	defer conn.Close()
-	r, err := runner.New(conn.Client, g.runnerOptions(log)...)
+	cat, err := g.file.Catalog()
+	if err != nil {
+		return report(std.err, err)
+	}
+	r, err := runner.New(conn.Client, g.runnerOptions(log, cat)...)
 	if err != nil {
 		return report(std.err, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner/config"
 )
 
 func runImages(ctx context.Context, args []string, std stdio) int {
@@ -22,7 +23,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|-", "rm": "REF..."}[sub], std.err)
 	g.register(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := parse(fs, args, &g); !ok {
 		return code
 	}
 	args = fs.Args()
@@ -64,7 +65,11 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 			return report(std.err, err)
 		}
 	case "ls":
-		list, err := images.List(ctx, conn.Client, g.snapshotter, images.DefaultCatalog())
+		cat, err := g.file.Catalog()
+		if err != nil {
+			return report(std.err, err)
+		}
+		list, err := images.List(ctx, conn.Client, g.snapshotter, cat)
 		if err != nil {
 			return report(std.err, err)
 		}
@@ -87,16 +92,25 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 }
 
 func runRuntimes(_ context.Context, args []string, std stdio) int {
+	var g globalFlags
 	fs := newFlagSet("runtimes", "", std.err)
-	if code, ok := parse(fs, args); !ok {
+	fs.StringVar(&g.configPath, "config", "", "config file (env SANDBOX_RUNNER_CONFIG; default "+config.DefaultPath+", if it exists)")
+	if code, ok := parse(fs, args, &g); !ok {
 		return code
 	}
-	cat := images.DefaultCatalog()
+	cat, err := g.file.Catalog()
+	if err != nil {
+		return report(std.err, err)
+	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUNTIME\tIMAGE\tFILE\tCOMMAND")
+	fmt.Fprintln(tw, "RUNTIME\tIMAGE\tFILE\tCOMPILE\tRUN")
 	for _, name := range cat.Names() {
 		rt := cat[name]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, rt.Image, rt.FileName, strings.Join(rt.Run, " "))
+		compile := strings.Join(rt.Compile, " ")
+		if compile == "" {
+			compile = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, rt.Image, rt.FileName, compile, strings.Join(rt.Run, " "))
 	}
 	tw.Flush()
 	return exitOK

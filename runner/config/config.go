@@ -1,0 +1,306 @@
+// Package config reads sandbox-runner's configuration file
+// (default /etc/sandbox-runner/config.toml): the containerd connection,
+// registry settings, default limits, the runtime catalog's overrides and
+// additions, and the service's settings.
+//
+// Decoding is strict: an unknown key is an error that names it and its
+// line, so a typo never silently falls back to a default.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+// DefaultPath is where the config file is read from when none is given.
+const DefaultPath = "/etc/sandbox-runner/config.toml"
+
+// maxSize bounds the config file; a larger one is surely not a config.
+const maxSize = 1 << 20
+
+// File is the config file as written. Every field is optional; empty
+// means the built-in default.
+type File struct {
+	// Address is the containerd socket.
+	Address string `toml:"address"`
+	// Namespace is the containerd namespace of everything the runner makes.
+	Namespace string `toml:"namespace"`
+	// Snapshotter unpacks images and makes task root file systems.
+	Snapshotter string `toml:"snapshotter"`
+	// StateDir holds staged files and a private containerd.
+	StateDir string `toml:"state_dir"`
+	// Registry says how images are pulled.
+	Registry Registry `toml:"registry"`
+	// Limits are the defaults of every task.
+	Limits Limits `toml:"limits"`
+	// Runtimes override built-in runtimes field by field, or add new ones.
+	Runtimes map[string]Runtime `toml:"runtimes"`
+	// Service configures `sandbox-runner serve`.
+	Service Service `toml:"service"`
+}
+
+// Registry configures pulls.
+type Registry struct {
+	// ConfigPath is a directory of hosts.toml files in containerd's
+	// certs.d layout (mirrors, plain HTTP, CAs). Default /etc/containerd/certs.d.
+	ConfigPath string `toml:"config_path"`
+	// DockerConfig is a Docker-style config.json with credentials.
+	// Default $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
+	DockerConfig string `toml:"docker_config"`
+}
+
+// Limits are task limits as written: sizes like "512m", durations like "30s".
+type Limits struct {
+	Timeout        string  `toml:"timeout"`
+	CompileTimeout string  `toml:"compile_timeout"`
+	Memory         string  `toml:"memory"`
+	CPUs           float64 `toml:"cpus"`
+	Pids           int64   `toml:"pids"`
+	OutputLimit    string  `toml:"output_limit"`
+	TmpSize        string  `toml:"tmp_size"`
+}
+
+// Runtime is one catalog entry as written.
+type Runtime struct {
+	Image   string   `toml:"image"`
+	File    string   `toml:"file"`
+	Compile []string `toml:"compile"`
+	Run     []string `toml:"run"`
+	Env     []string `toml:"env"`
+	Limits  Limits   `toml:"limits"`
+}
+
+// Service configures `sandbox-runner serve`.
+type Service struct {
+	// Socket is the unix socket the API listens on.
+	Socket string `toml:"socket"`
+	// SocketGroup owns the socket (mode 0660); empty keeps root's group.
+	SocketGroup string `toml:"socket_group"`
+	// TCP is an address to listen on as well, such as "127.0.0.1:8080";
+	// it needs TokenFile.
+	TCP string `toml:"tcp"`
+	// TokenFile holds the bearer token TCP clients must send.
+	TokenFile string `toml:"token_file"`
+	// MaxConcurrent is how many tasks run at once.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// Queue is how many tasks may wait for a slot; more get 429.
+	Queue int `toml:"queue"`
+	// MaxBody caps a request body, e.g. "32m".
+	MaxBody string `toml:"max_body"`
+	// Grace is how long in-flight tasks may finish after SIGTERM.
+	Grace string `toml:"grace"`
+}
+
+// Load reads the config file at path. A missing file at DefaultPath is
+// no error (the defaults apply); a missing file anywhere else is.
+func Load(path string) (*File, error) {
+	if path == "" {
+		path = DefaultPath
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && path == DefaultPath {
+			return &File{}, nil
+		}
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	c, err := Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Decode reads a config from r, rejecting unknown keys and bad values
+// with the line they are on.
+func Decode(r io.Reader) (*File, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSize {
+		return nil, fmt.Errorf("config is larger than %d bytes: %w", maxSize, errdefs.ErrInvalidArgument)
+	}
+	var c File
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, describe(err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// describe turns a decoding error into one that names the key and line.
+func describe(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var msgs []string
+		for _, e := range strict.Errors {
+			line, _ := e.Position()
+			msgs = append(msgs, fmt.Sprintf("line %d: unknown key %q", line, strings.Join(e.Key(), ".")))
+		}
+		return fmt.Errorf("%s: %w", strings.Join(msgs, "; "), errdefs.ErrInvalidArgument)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		return fmt.Errorf("line %d, column %d: %s: %w", line, col, strings.TrimPrefix(de.Error(), "toml: "), errdefs.ErrInvalidArgument)
+	}
+	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+}
+
+func (c *File) validate() error {
+	if _, err := c.Limits.Parse(runner.Limits{}); err != nil {
+		return fmt.Errorf("[limits]: %w", err)
+	}
+	for _, name := range sortedKeys(c.Runtimes) {
+		rt := c.Runtimes[name]
+		if _, err := rt.Limits.Parse(runner.Limits{}); err != nil {
+			return fmt.Errorf("[runtimes.%s.limits]: %w", name, err)
+		}
+		for _, e := range rt.Env {
+			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+				return fmt.Errorf("[runtimes.%s] env entry %q is not KEY=VALUE: %w", name, e, errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	for _, d := range []struct{ key, value string }{{"service.max_body", c.Service.MaxBody}} {
+		if d.value != "" {
+			if _, err := runner.ParseSize(d.value); err != nil {
+				return fmt.Errorf("%s: %w", d.key, err)
+			}
+		}
+	}
+	if c.Service.Grace != "" {
+		if _, err := runner.ParseDuration(c.Service.Grace); err != nil {
+			return fmt.Errorf("service.grace: %w", err)
+		}
+	}
+	if c.Service.MaxConcurrent < 0 || c.Service.Queue < 0 {
+		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Parse applies the limits as written on top of base: fields left empty
+// keep base's values.
+func (l Limits) Parse(base runner.Limits) (runner.Limits, error) {
+	out := base
+	var err error
+	if l.Timeout != "" {
+		if out.Timeout, err = runner.ParseDuration(l.Timeout); err != nil {
+			return out, fmt.Errorf("timeout: %w", err)
+		}
+	}
+	if l.CompileTimeout != "" {
+		if out.CompileTimeout, err = runner.ParseDuration(l.CompileTimeout); err != nil {
+			return out, fmt.Errorf("compile_timeout: %w", err)
+		}
+	}
+	for _, s := range []struct {
+		key, value string
+		dst        *int64
+	}{{"memory", l.Memory, &out.Memory}, {"output_limit", l.OutputLimit, &out.OutputLimit}, {"tmp_size", l.TmpSize, &out.TmpSize}} {
+		if s.value == "" {
+			continue
+		}
+		if *s.dst, err = runner.ParseSize(s.value); err != nil {
+			return out, fmt.Errorf("%s: %w", s.key, err)
+		}
+	}
+	if l.CPUs < 0 || l.Pids < 0 {
+		return out, fmt.Errorf("cpus and pids cannot be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	if l.CPUs != 0 {
+		out.CPUs = l.CPUs
+	}
+	if l.Pids != 0 {
+		out.Pids = l.Pids
+	}
+	return out, nil
+}
+
+// Catalog returns the built-in catalog with the file's runtimes applied:
+// a known runtime's fields are overridden one by one, a new runtime must
+// name at least its image, file and run command.
+func (c *File) Catalog() (images.Catalog, error) {
+	cat := images.DefaultCatalog()
+	for _, name := range sortedKeys(c.Runtimes) {
+		w := c.Runtimes[name]
+		rt, known := cat[name]
+		rt.Name = name
+		if w.Image != "" {
+			rt.Image = w.Image
+		}
+		if w.File != "" {
+			rt.FileName = w.File
+		}
+		if w.Compile != nil {
+			rt.Compile = w.Compile
+		}
+		if w.Run != nil {
+			rt.Run = w.Run
+		}
+		if w.Env != nil {
+			rt.Env = w.Env
+		}
+		if !known {
+			var missing []string
+			for _, f := range []struct {
+				key string
+				ok  bool
+			}{{"image", rt.Image != ""}, {"file", rt.FileName != ""}, {"run", len(rt.Run) > 0}} {
+				if !f.ok {
+					missing = append(missing, f.key)
+				}
+			}
+			if len(missing) > 0 {
+				return nil, fmt.Errorf("[runtimes.%s] is a new runtime and needs %s: %w", name, strings.Join(missing, ", "), errdefs.ErrInvalidArgument)
+			}
+		}
+		if _, err := images.Normalize(rt.Image); err != nil {
+			return nil, fmt.Errorf("[runtimes.%s] image: %w", name, err)
+		}
+		cat[name] = rt
+	}
+	return cat, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TaskLimits returns the limits a task of runtime gets before any
+// per-task override: [limits], then [runtimes.NAME.limits], over the
+// runner's defaults (zero fields).
+func (c *File) TaskLimits(runtime string) (runner.Limits, error) {
+	l, err := c.Limits.Parse(runner.Limits{})
+	if err != nil {
+		return l, fmt.Errorf("[limits]: %w", err)
+	}
+	if rt, ok := c.Runtimes[runtime]; ok {
+		if l, err = rt.Limits.Parse(l); err != nil {
+			return l, fmt.Errorf("[runtimes.%s.limits]: %w", runtime, err)
+		}
+	}
+	return l, nil
+}

@@ -1,0 +1,38 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// scratchDir is the host tmpfs a compiled task's stages share as /tmp.
+const scratchDir = "scratch"
+
+// mountScratch mounts a tmpfs of size bytes at dir, writable by the
+// sandbox user: the same bound the in-container /tmp has, on the host.
+func mountScratch(dir string, size int64) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("creating scratch dir: %w", err)
+	}
+	opts := fmt.Sprintf("size=%d,mode=1777", size)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mounting scratch tmpfs: %w", err)
+	}
+	return nil
+}
+
+// removeTaskDir removes a task's staging dir, unmounting its scratch
+// tmpfs first: RemoveAll does not cross into a mount, and would leave it
+// and its memory behind.
+func removeTaskDir(dir string) error {
+	scratch := filepath.Join(dir, scratchDir)
+	if err := unix.Unmount(scratch, unix.MNT_DETACH); err != nil &&
+		!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting scratch tmpfs: %w", err)
+	}
+	return os.RemoveAll(dir)
+}
