@@ -4,14 +4,42 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
 )
 
-// FilePlaceholder in a command stands for the absolute path of the task's
-// entry file inside the sandbox.
-const FilePlaceholder = "{file}"
+// Placeholders in a runtime's commands, replaced per task.
+const (
+	// FilePlaceholder stands for the absolute path of the task's entry
+	// file inside the sandbox.
+	FilePlaceholder = "{file}"
+	// HeapPlaceholder stands for a heap size in MiB derived from the
+	// task's memory limit (three quarters of it), for runtimes such as the
+	// JVM whose heap must fit under the cgroup limit with room to spare
+	// for the runtime's own memory.
+	HeapPlaceholder = "{heap_mb}"
+	// MemoryPlaceholder stands for the memory limit in MiB.
+	MemoryPlaceholder = "{memory_mb}"
+)
+
+// Vars are the per-task values placeholders stand for.
+type Vars struct {
+	// File is the entry file's absolute path in the sandbox.
+	File string
+	// MemoryBytes is the task's memory limit.
+	MemoryBytes int64
+}
+
+func (v Vars) replacer() *strings.Replacer {
+	mb := v.MemoryBytes >> 20
+	return strings.NewReplacer(
+		FilePlaceholder, v.File,
+		HeapPlaceholder, strconv.FormatInt(max(mb*3/4, 1), 10),
+		MemoryPlaceholder, strconv.FormatInt(mb, 10),
+	)
+}
 
 // Runtime says how one language's code is run.
 type Runtime struct {
@@ -33,25 +61,26 @@ type Runtime struct {
 	Env []string
 }
 
-// Command returns the run command for the entry file at path, followed by
-// the task's arguments.
-func (r Runtime) Command(path string, args []string) []string {
-	return append(expand(r.Run, path), args...)
+// Command returns the run command with its placeholders replaced,
+// followed by the task's arguments.
+func (r Runtime) Command(v Vars, args []string) []string {
+	return append(expand(r.Run, v), args...)
 }
 
-// CompileCommand returns the compile command for the entry file at path,
-// or nil for a runtime that is not compiled.
-func (r Runtime) CompileCommand(path string) []string {
+// CompileCommand returns the compile command with its placeholders
+// replaced, or nil for a runtime that is not compiled.
+func (r Runtime) CompileCommand(v Vars) []string {
 	if len(r.Compile) == 0 {
 		return nil
 	}
-	return expand(r.Compile, path)
+	return expand(r.Compile, v)
 }
 
-func expand(cmd []string, path string) []string {
+func expand(cmd []string, v Vars) []string {
+	rep := v.replacer()
 	out := make([]string, 0, len(cmd))
 	for _, a := range cmd {
-		out = append(out, strings.ReplaceAll(a, FilePlaceholder, path))
+		out = append(out, rep.Replace(a))
 	}
 	return out
 }

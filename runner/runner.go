@@ -265,14 +265,15 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 		return nil, &invalidError{msg: err.Error()}
 	}
 	entry, _ := cleanName(files[0].Name)
+	vars := images.Vars{File: path.Join(oci.CodeDir, entry), MemoryBytes: limits.Memory}
 	return &prepared{
 		id:      id,
 		runtime: rt,
 		image:   name,
 		files:   files,
 		limits:  limits,
-		compile: rt.CompileCommand(path.Join(oci.CodeDir, entry)),
-		args:    rt.Command(path.Join(oci.CodeDir, entry), t.Args),
+		compile: rt.CompileCommand(vars),
+		args:    rt.Command(vars, t.Args),
 		env:     append(append([]string(nil), rt.Env...), t.Env...),
 	}, nil
 }
