@@ -44,7 +44,7 @@ func TestCappedBufferKeepsHead(t *testing.T) {
 			writeAll(t, c, data, tc.chunk)
 			got, dropped := c.result()
 			kept := min(tc.limit, int64(len(data)))
-			assert.Equal(t, data[:kept], got)
+			assert.Equal(t, string(data[:kept]), string(got))
 			assert.Equal(t, int64(len(data))-kept, dropped)
 		})
 	}

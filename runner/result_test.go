@@ -11,23 +11,40 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func sampleResult() Result {
-	return Result{
-		ID:              "sr-0123456789abcdef",
-		Runtime:         "python",
-		Image:           "docker.io/library/python:3.11-slim",
+func sampleStage() Stage {
+	return Stage{
 		Outcome:         OutcomeSignaled,
 		ExitCode:        137,
 		Signal:          "SIGKILL",
 		TimedOut:        true,
 		OOMKilled:       true,
 		Cancelled:       true,
+		PidsLimitHit:    true,
 		OutputTruncated: true,
 		Stdout:          Stream{Data: []byte("hello\n"), Dropped: 42},
 		Stderr:          Stream{Data: []byte("\xff\xfe binary \x00"), Dropped: 0},
 		Duration:        1234567891 * time.Nanosecond,
 		Usage:           Usage{CPU: 987654321 * time.Nanosecond, MemoryPeak: 123 << 20},
 	}
+}
+
+func sampleResult() Result {
+	return Result{
+		ID:      "sr-0123456789abcdef",
+		Runtime: "python",
+		Image:   "docker.io/library/python:3.11-slim",
+		Stage:   sampleStage(),
+	}
+}
+
+// assertSameStage compares stages, durations to the millisecond: they
+// travel as milliseconds.
+func assertSameStage(t *testing.T, want, got Stage) {
+	t.Helper()
+	assert.InDelta(t, float64(want.Duration), float64(got.Duration), float64(time.Millisecond))
+	assert.InDelta(t, float64(want.Usage.CPU), float64(got.Usage.CPU), float64(time.Millisecond))
+	got.Duration, got.Usage.CPU = want.Duration, want.Usage.CPU
+	assert.Equal(t, want, got)
 }
 
 func TestResultJSONRoundTrip(t *testing.T) {
@@ -37,11 +54,25 @@ func TestResultJSONRoundTrip(t *testing.T) {
 
 	var got Result
 	require.NoError(t, json.Unmarshal(b, &got))
-	// Durations travel as milliseconds.
-	assert.InDelta(t, float64(want.Duration), float64(got.Duration), float64(time.Millisecond))
-	assert.InDelta(t, float64(want.Usage.CPU), float64(got.Usage.CPU), float64(time.Millisecond))
-	got.Duration, got.Usage.CPU = want.Duration, want.Usage.CPU
+	assertSameStage(t, want.Stage, got.Stage)
+	want.Stage, got.Stage = Stage{}, Stage{}
 	assert.Equal(t, want, got)
+}
+
+func TestResultJSONRoundTripWithCompile(t *testing.T) {
+	want := sampleResult()
+	compile := sampleStage()
+	compile.Stdout.Data = []byte("main.c:1: error\n")
+	compile.Duration = 2500 * time.Millisecond
+	want.Compile = &compile
+	b, err := json.Marshal(want)
+	require.NoError(t, err)
+
+	var got Result
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.NotNil(t, got.Compile)
+	assertSameStage(t, *want.Compile, *got.Compile)
+	assertSameStage(t, want.Stage, got.Stage)
 }
 
 func TestResultJSONPointer(t *testing.T) {
@@ -61,7 +92,7 @@ func TestResultJSONKeys(t *testing.T) {
 
 	assert.Equal(t, []string{
 		"cancelled", "duration_ms", "exit_code", "id", "image", "oom_killed",
-		"outcome", "output_truncated", "runtime", "signal", "stderr", "stdout",
+		"outcome", "output_truncated", "pids_limit_hit", "runtime", "signal", "stderr", "stdout",
 		"timed_out", "usage",
 	}, slices.Sorted(maps.Keys(doc)))
 
@@ -115,7 +146,7 @@ func TestStreamJSONRejectsUnknownEncoding(t *testing.T) {
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		res       Result
+		st        Stage
 		code      int
 		oomKills  uint64
 		outcome   Outcome
@@ -130,13 +161,13 @@ func TestClassify(t *testing.T) {
 		{name: "SIGKILL with OOM", code: 137, oomKills: 1, outcome: OutcomeOOMKilled, exitCode: 137, signal: "SIGKILL", oomKilled: true},
 		{name: "OOM kill of a child, task exits 1", code: 1, oomKills: 2, outcome: OutcomeExited, exitCode: 1, oomKilled: true},
 		{name: "SIGTERM", code: 143, outcome: OutcomeSignaled, exitCode: 143, signal: "SIGTERM"},
-		{name: "timed out", res: Result{TimedOut: true}, code: 137, outcome: OutcomeTimedOut, exitCode: ExitTimedOut, signal: "SIGKILL"},
-		{name: "timed out with OOM counter", res: Result{TimedOut: true}, code: 137, oomKills: 1, outcome: OutcomeTimedOut, exitCode: ExitTimedOut, signal: "SIGKILL", oomKilled: true},
-		{name: "cancelled", res: Result{Cancelled: true}, code: 137, outcome: OutcomeCancelled, exitCode: ExitCancelled, signal: "SIGKILL"},
+		{name: "timed out", st: Stage{TimedOut: true}, code: 137, outcome: OutcomeTimedOut, exitCode: ExitTimedOut, signal: "SIGKILL"},
+		{name: "timed out with OOM counter", st: Stage{TimedOut: true}, code: 137, oomKills: 1, outcome: OutcomeTimedOut, exitCode: ExitTimedOut, signal: "SIGKILL", oomKilled: true},
+		{name: "cancelled", st: Stage{Cancelled: true}, code: 137, outcome: OutcomeCancelled, exitCode: ExitCancelled, signal: "SIGKILL"},
 		{name: "exit 255", code: 255, outcome: OutcomeExited, exitCode: 255},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := tc.res
+			res := tc.st
 			res.classify(tc.code, tc.oomKills)
 			assert.Equal(t, tc.outcome, res.Outcome)
 			assert.Equal(t, tc.exitCode, res.ExitCode)

@@ -9,8 +9,13 @@ import (
 	"strings"
 )
 
-// maxNameLen bounds one file name, as most file systems do.
-const maxNameLen = 255
+// maxNameLen bounds one part of a file name, as most file systems do;
+// maxPathLen bounds the whole name, well under PATH_MAX with the staging
+// dir in front of it.
+const (
+	maxNameLen = 255
+	maxPathLen = 1024
+)
 
 // checkFiles rejects file lists that could not be staged safely: names
 // that are empty, absolute, climb out with "..", hold NUL bytes or
@@ -35,6 +40,14 @@ func checkFiles(files []File) error {
 		seen[name] = true
 		total += int64(len(f.Content))
 	}
+	// A name that is also another's directory cannot be staged.
+	for name := range seen {
+		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+			if seen[dir] {
+				return invalid("%q is both a file and the directory of %q: rename one of them", dir, name)
+			}
+		}
+	}
 	if total > DefaultMaxFileSize {
 		return invalid("files hold %d bytes: at most %d are allowed", total, DefaultMaxFileSize)
 	}
@@ -56,6 +69,9 @@ func cleanName(name string) (string, error) {
 		return "", invalid("file name %q leaves /code: remove the .. parts", name)
 	}
 	clean := path.Clean(name)
+	if len(clean) > maxPathLen {
+		return "", invalid("file name %q is longer than %d bytes", name[:32]+"...", maxPathLen)
+	}
 	if clean == "." {
 		return "", invalid("file name %q names /code itself: give a file name", name)
 	}

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -203,4 +204,20 @@ func FuzzCleanName(f *testing.F) {
 			t.Fatalf("cleanName(%q) = %q, %v; want %q", clean, again, err, clean)
 		}
 	})
+}
+
+func TestCheckFilesRejectsFileThatIsAlsoADirectory(t *testing.T) {
+	err := checkFiles([]File{{Name: "a"}, {Name: "a/b"}})
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, ErrInvalidTask))
+	assert.Contains(t, err.Error(), "both a file and the directory")
+	err = checkFiles([]File{{Name: "x/y/z"}, {Name: "x/y"}})
+	require.Error(t, err)
+}
+
+func TestCleanNameRejectsOverlongPath(t *testing.T) {
+	long := strings.Repeat("d/", 600) + "f"
+	_, err := cleanName(long)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, ErrInvalidTask))
 }

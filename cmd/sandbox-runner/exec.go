@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/term"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
@@ -306,6 +307,8 @@ func errorKind(err error) string {
 		return "image_not_found"
 	case errors.Is(err, runner.ErrSandboxUnavailable):
 		return "sandbox_unavailable"
+	case errdefs.IsUnavailable(err):
+		return "containerd_unavailable"
 	default:
 		return "runner_failed"
 	}
