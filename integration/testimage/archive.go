@@ -2,7 +2,6 @@ package testimage
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/json"
@@ -53,45 +52,28 @@ type Options struct {
 //
 // Regular files, directories and symlinks are stored with their modes,
 // owned by uid and gid 0, with zero timestamps; other file types are an
-// error. The layer is built in memory: this is meant for small test images.
+// error. The layer is staged in a temporary file, so large trees (a
+// debootstrap root) stream through without being held in memory.
 func WriteArchive(w io.Writer, rootfs string, opts Options) error {
 	name, tag, err := parseRef(opts.Ref)
 	if err != nil {
 		return err
 	}
-	platform := opts.Platform
-	if platform.OS == "" {
-		platform.OS = runtime.GOOS
-	}
-	if platform.Architecture == "" {
-		platform.Architecture = runtime.GOARCH
-	}
-
-	layer, diffID, err := buildLayer(rootfs)
+	platform := opts.platform()
+	layer, err := buildLayer(rootfs, true)
 	if err != nil {
 		return fmt.Errorf("building layer from %s: %w", rootfs, err)
 	}
+	defer layer.close()
 	layerDesc := ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageLayerGzip,
-		Digest:    digest.FromBytes(layer),
-		Size:      int64(len(layer)),
+		Digest:    layer.digest,
+		Size:      layer.size,
 	}
 
-	config, err := json.Marshal(ocispec.Image{
-		Platform: platform,
-		Config: ocispec.ImageConfig{
-			User:       opts.User,
-			Env:        opts.Env,
-			Entrypoint: opts.Entrypoint,
-			Cmd:        opts.Cmd,
-		},
-		RootFS: ocispec.RootFS{
-			Type:    "layers",
-			DiffIDs: []digest.Digest{diffID},
-		},
-	})
+	config, err := imageConfig(opts, platform, layer.diffID)
 	if err != nil {
-		return fmt.Errorf("encoding image config: %w", err)
+		return err
 	}
 	configDesc := ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageConfig,
@@ -134,19 +116,100 @@ func WriteArchive(w io.Writer, rootfs string, opts Options) error {
 		return fmt.Errorf("encoding oci-layout: %w", err)
 	}
 
-	tw := tar.NewWriter(w)
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{ocispec.ImageLayoutFile, layout},
-		{ocispec.ImageIndexFile, index},
-		{"blobs/", nil},
-		{"blobs/sha256/", nil},
-		{blobPath(configDesc.Digest), config},
-		{blobPath(layerDesc.Digest), layer},
-		{blobPath(digest.FromBytes(manifest)), manifest},
+	return writeTar(w, []archiveFile{
+		{name: ocispec.ImageLayoutFile, data: layout},
+		{name: ocispec.ImageIndexFile, data: index},
+		{name: "blobs/"},
+		{name: "blobs/sha256/"},
+		{name: blobPath(configDesc.Digest), data: config},
+		{name: blobPath(layerDesc.Digest), file: layer},
+		{name: blobPath(digest.FromBytes(manifest)), data: manifest},
+	})
+}
+
+// WriteDockerArchive writes to w the same single-layer image as
+// WriteArchive, in the format of `docker save`: manifest.json with the
+// tag, the config as <hex>.json, and the layer as an uncompressed
+// <hex>/layer.tar, plus the legacy "repositories" file.
+func WriteDockerArchive(w io.Writer, rootfs string, opts Options) error {
+	name, tag, err := parseRef(opts.Ref)
+	if err != nil {
+		return err
 	}
+	layer, err := buildLayer(rootfs, false)
+	if err != nil {
+		return fmt.Errorf("building layer from %s: %w", rootfs, err)
+	}
+	defer layer.close()
+	config, err := imageConfig(opts, opts.platform(), layer.diffID)
+	if err != nil {
+		return err
+	}
+	configName := digest.FromBytes(config).Encoded() + ".json"
+	layerName := layer.diffID.Encoded() + "/layer.tar"
+	repo := strings.TrimSuffix(name, ":"+tag)
+	manifest, err := json.Marshal([]struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}{{Config: configName, RepoTags: []string{name}, Layers: []string{layerName}}})
+	if err != nil {
+		return fmt.Errorf("encoding manifest.json: %w", err)
+	}
+	repositories, err := json.Marshal(map[string]map[string]string{repo: {tag: layer.diffID.Encoded()}})
+	if err != nil {
+		return fmt.Errorf("encoding repositories: %w", err)
+	}
+	return writeTar(w, []archiveFile{
+		{name: layer.diffID.Encoded() + "/"},
+		{name: layerName, file: layer},
+		{name: configName, data: config},
+		{name: "manifest.json", data: manifest},
+		{name: "repositories", data: repositories},
+	})
+}
+
+func (o Options) platform() ocispec.Platform {
+	p := o.Platform
+	if p.OS == "" {
+		p.OS = runtime.GOOS
+	}
+	if p.Architecture == "" {
+		p.Architecture = runtime.GOARCH
+	}
+	return p
+}
+
+func imageConfig(opts Options, platform ocispec.Platform, diffID digest.Digest) ([]byte, error) {
+	config, err := json.Marshal(ocispec.Image{
+		Platform: platform,
+		Config: ocispec.ImageConfig{
+			User:       opts.User,
+			Env:        opts.Env,
+			Entrypoint: opts.Entrypoint,
+			Cmd:        opts.Cmd,
+		},
+		RootFS: ocispec.RootFS{
+			Type:    "layers",
+			DiffIDs: []digest.Digest{diffID},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding image config: %w", err)
+	}
+	return config, nil
+}
+
+// archiveFile is one entry of an archive: a directory (name ends in
+// "/"), bytes, or a staged layer.
+type archiveFile struct {
+	name string
+	data []byte
+	file *layerFile
+}
+
+func writeTar(w io.Writer, files []archiveFile) error {
+	tw := tar.NewWriter(w)
 	for _, f := range files {
 		hdr := &tar.Header{
 			Name:     f.name,
@@ -155,13 +218,24 @@ func WriteArchive(w io.Writer, rootfs string, opts Options) error {
 			Size:     int64(len(f.data)),
 			ModTime:  epoch,
 		}
+		if f.file != nil {
+			hdr.Size = f.file.size
+		}
 		if strings.HasSuffix(f.name, "/") {
 			hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("writing archive: %w", err)
 		}
-		if _, err := tw.Write(f.data); err != nil {
+		var err error
+		if f.file != nil {
+			if _, err = f.file.f.Seek(0, io.SeekStart); err == nil {
+				_, err = io.Copy(tw, f.file.f)
+			}
+		} else {
+			_, err = tw.Write(f.data)
+		}
+		if err != nil {
 			return fmt.Errorf("writing archive: %w", err)
 		}
 	}
@@ -200,16 +274,44 @@ func parseRef(ref string) (name, tag string, err error) {
 	return spec.String(), spec.Object, nil
 }
 
-// buildLayer returns the gzipped tar of rootfs and the digest of the
-// uncompressed tar, which the image config lists as the layer's diff ID.
-func buildLayer(rootfs string) ([]byte, digest.Digest, error) {
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz) // its header carries no name and no time
+// layerFile is a layer staged in an unlinked temporary file.
+type layerFile struct {
+	f *os.File
+	// digest and size are the file's, as stored; diffID is the digest
+	// of the uncompressed tar, which the image config lists.
+	digest digest.Digest
+	size   int64
+	diffID digest.Digest
+}
+
+func (l *layerFile) close() { l.f.Close() }
+
+// buildLayer stages the tar of rootfs, gzipped when compress is set.
+func buildLayer(rootfs string, compress bool) (_ *layerFile, retErr error) {
+	f, err := os.CreateTemp("", "testimage-layer-")
+	if err != nil {
+		return nil, err
+	}
+	// Unlinked at once: the open file is all that is needed.
+	os.Remove(f.Name())
+	defer func() {
+		if retErr != nil {
+			f.Close()
+		}
+	}()
+	stored := sha256.New()
+	counter := &countingWriter{w: io.MultiWriter(f, stored)}
 	diff := sha256.New()
-	tw := tar.NewWriter(io.MultiWriter(zw, diff))
+	var zw *gzip.Writer
+	var out io.Writer = counter
+	if compress {
+		zw = gzip.NewWriter(counter) // its header carries no name and no time
+		out = zw
+	}
+	tw := tar.NewWriter(io.MultiWriter(out, diff))
 
 	// WalkDir visits entries in lexical order, which makes the tar stable.
-	err := filepath.WalkDir(rootfs, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(rootfs, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -223,15 +325,33 @@ func buildLayer(rootfs string) ([]byte, digest.Digest, error) {
 		return addEntry(tw, path, filepath.ToSlash(rel))
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := tw.Close(); err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if err := zw.Close(); err != nil {
-		return nil, "", err
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return nil, err
+		}
 	}
-	return gz.Bytes(), digest.NewDigest(digest.SHA256, diff), nil
+	return &layerFile{
+		f:      f,
+		digest: digest.NewDigest(digest.SHA256, stored),
+		size:   counter.n,
+		diffID: digest.NewDigest(digest.SHA256, diff),
+	}, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func addEntry(tw *tar.Writer, path, name string) error {
