@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
 )
 
 // Default limits, applied by Run to every limit a task leaves zero.
@@ -38,6 +40,9 @@ type Task struct {
 	Runtime string
 	// Image overrides the runtime's image.
 	Image string
+	// Pull says when the image is pulled, with the runner's WithPull:
+	// images.PullMissing (empty means it), PullAlways or PullNever.
+	Pull images.PullPolicy
 	// Files are staged read-only in /code. The first is the entry point;
 	// when its Name is empty it gets the runtime's file name.
 	Files []File
@@ -46,6 +51,9 @@ type Task struct {
 	// Env entries (KEY=VALUE) are added after the image's and runtime's.
 	Env []string
 	// Stdin, when not nil, is forwarded to the task's standard input.
+	// A reader that never ends (an open pipe) may still be read from by a
+	// goroutine after Run returns, until it ends or fails: pass one that
+	// ends (a file, a buffer) in long-lived programs.
 	Stdin io.Reader
 	// Stdout and Stderr, when not nil, receive the task's output as it is
 	// produced, up to the output limit. The Result holds it as well.

@@ -169,6 +169,9 @@ func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Tas
 		if err != nil {
 			return t, fmt.Errorf("reading code from stdin: %w", err)
 		}
+		if len(b) == 0 {
+			return t, usageError("no code given: stdin is empty; pass a FILE, -c CODE, --file FILE, or pipe the code in")
+		}
 		t.Files = append(t.Files, runner.File{Content: b})
 	}
 	for _, path := range o.files {

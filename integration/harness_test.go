@@ -1,0 +1,426 @@
+//go:build linux
+
+// Package integration holds the privileged tests: they run real tasks
+// through a private containerd and runc, and check the sandbox from inside.
+//
+// TestMain decides once whether this machine can run them (root,
+// containerd and runc installed, a daemon that starts). When it cannot,
+// the suite is skipped, so an unprivileged `go test ./...` passes; with
+// CI=true or SANDBOX_RUNNER_INTEGRATION=1 it fails instead, so CI never
+// passes by skipping.
+package integration
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	ctrdlog "github.com/containerd/log"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+const (
+	// testNamespace holds everything the suite creates, so that nothing
+	// else on the daemon is touched and leaks are easy to see.
+	testNamespace = "sandbox-runner-it"
+	// testSnapshotter is the snapshotter the image is unpacked into and
+	// tasks run from.
+	testSnapshotter = "overlayfs"
+	// testImage is the busybox image every test runs in.
+	testImage = "sandbox-runner.test/busybox:latest"
+	// testRuntime is the catalog runtime the tests use: Debian's busybox
+	// has no bash applet, so scripts are plain sh.
+	testRuntime = "sh"
+	// daemonLogLines is how much of the daemon's log a failed run prints.
+	daemonLogLines = 80
+)
+
+// Harness is the private containerd the suite runs against, with the test
+// image imported. It exists only when the environment gate passed.
+type Harness struct {
+	// Dir holds the daemon's root, state, socket and log, and the CLI.
+	Dir string
+	// Address is the daemon's socket.
+	Address string
+	// Client talks to the daemon.
+	Client *client.Client
+	// Namespace is where every test object lives.
+	Namespace string
+
+	daemon *runner.Daemon
+	// layers are the snapshots the imported image owns; they are the only
+	// ones allowed to outlive a test.
+	layers map[string]bool
+
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+}
+
+// harness is set by TestMain before any test runs.
+var harness *Harness
+
+// skipReason is why the suite is not running, when it is not.
+var skipReason string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The client logs through logrus; its warnings are noise here.
+	_ = ctrdlog.SetLevel("error")
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	ctx := context.Background()
+	start := time.Now()
+	h, err := startHarness(ctx)
+	if err != nil {
+		return gate(m, err)
+	}
+	defer h.stop(ctx)
+	harness = h
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "integration: containerd on %s, image %s in namespace %s, ready in %s\n",
+			h.Address, testImage, h.Namespace, time.Since(start).Round(time.Millisecond))
+	}
+
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "\n--- containerd log (%s), last %d lines:\n%s\n--- end of containerd log\n",
+			h.daemon.Log, daemonLogLines, tail(h.daemon.Log, daemonLogLines))
+	}
+	return code
+}
+
+// gate is the one place that decides what a machine that cannot run the
+// suite means: a failure where the suite must run (CI, `make test`);
+// everywhere else a run in which every test skips, saying why, so that an
+// unprivileged `go test ./...` passes.
+func gate(m *testing.M, reason error) int {
+	skipReason = reason.Error()
+	if mustRun() {
+		fmt.Fprintf(os.Stderr, "integration: cannot run the privileged tests, and CI=true or SANDBOX_RUNNER_INTEGRATION=1 requires them: %v\n", reason)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "integration: skipping all tests: %v\n(set SANDBOX_RUNNER_INTEGRATION=1 to make this a failure)\n", reason)
+	return m.Run()
+}
+
+// mustRun tells whether the environment requires the suite to run.
+func mustRun() bool {
+	for _, key := range []string{"CI", "SANDBOX_RUNNER_INTEGRATION"} {
+		if v, err := strconv.ParseBool(os.Getenv(key)); err == nil && v {
+			return true
+		}
+	}
+	return false
+}
+
+// RequiresRoot returns the harness, or skips t when TestMain found that
+// this machine cannot run the suite. Every test starts with it (directly
+// or through runSh and newCLI): the decision is TestMain's, made once, and
+// not scattered os.Geteuid checks.
+func RequiresRoot(t testing.TB) *Harness {
+	t.Helper()
+	if harness == nil {
+		if mustRun() {
+			t.Fatalf("the privileged tests must run here but cannot: %s", skipReason)
+		}
+		t.Skipf("privileged integration test: %s", skipReason)
+	}
+	return harness
+}
+
+// prerequisites returns why this machine cannot run the suite at all.
+func prerequisites() error {
+	if os.Geteuid() != 0 {
+		return errors.New("not running as root: the tests start containerd and run containers")
+	}
+	for _, bin := range []string{"containerd", "runc", "containerd-shim-runc-v2"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s is not on PATH (Debian: apt-get install containerd runc): %w", bin, err)
+		}
+	}
+	if _, err := os.Stat(testimage.DefaultBusybox); err != nil {
+		return fmt.Errorf("no busybox at %s to build the test image from (Debian: apt-get install busybox-static): %w", testimage.DefaultBusybox, err)
+	}
+	return nil
+}
+
+// startHarness starts a private containerd in a fresh directory, imports
+// the test image into the test namespace, and checks that a runner can
+// be made on this host. Whatever fails is undone.
+func startHarness(ctx context.Context) (_ *Harness, retErr error) {
+	if err := prerequisites(); err != nil {
+		return nil, err
+	}
+	// Short on purpose: the daemon's unix sockets live here, and socket
+	// paths must stay under 108 bytes.
+	dir, err := os.MkdirTemp("", "srit-")
+	if err != nil {
+		return nil, err
+	}
+	h := &Harness{Dir: dir, Namespace: testNamespace}
+	defer func() {
+		if retErr != nil {
+			h.stop(ctx)
+		}
+	}()
+
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	h.daemon, err = runner.StartDaemon(sctx, filepath.Join(dir, "d"))
+	if err != nil {
+		return nil, fmt.Errorf("starting containerd: %w", err)
+	}
+	h.Address = h.daemon.Address
+	h.Client, err = client.New(h.Address, client.WithDefaultNamespace(testNamespace))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to containerd: %w", err)
+	}
+
+	archive := filepath.Join(dir, "busybox.tar")
+	if err := testimage.BuildBusyboxArchive(archive, testImage); err != nil {
+		return nil, fmt.Errorf("building the test image: %w", err)
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	nctx := namespaces.WithNamespace(sctx, testNamespace)
+	names, err := images.Import(nctx, h.Client, f, testSnapshotter)
+	if err != nil {
+		return nil, fmt.Errorf("importing the test image: %w", err)
+	}
+	if !slices.Contains(names, testImage) {
+		return nil, fmt.Errorf("importing the test image gave %v, not %s", names, testImage)
+	}
+
+	// Whatever exists now belongs to the image; tests must leave exactly it.
+	h.layers = map[string]bool{}
+	err = h.Client.SnapshotService(testSnapshotter).Walk(nctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			return fmt.Errorf("snapshot %s is %s after the import, not committed", info.Name, info.Kind)
+		}
+		h.layers[info.Name] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the image's snapshots: %w", err)
+	}
+	if len(h.layers) == 0 {
+		return nil, fmt.Errorf("the test image was not unpacked into %s", testSnapshotter)
+	}
+
+	// A host without seccomp or a cgroup controller refuses every task;
+	// that is an environment problem, and is reported once, here.
+	probe := filepath.Join(dir, "probe")
+	if _, err := runner.New(h.Client, runner.WithNamespace(testNamespace), runner.WithStateDir(probe)); err != nil {
+		return nil, fmt.Errorf("this host cannot sandbox tasks: %w", err)
+	}
+	_ = os.RemoveAll(probe)
+	return h, nil
+}
+
+// stop removes whatever a failed test left behind, so no shim outlives
+// the suite, then stops the daemon and removes its directory.
+func (h *Harness) stop(ctx context.Context) {
+	if h.Client != nil {
+		if n := h.sweep(ctx); n > 0 {
+			fmt.Fprintf(os.Stderr, "integration: removed %d leftover containers at the end of the suite\n", n)
+		}
+		h.Client.Close()
+	}
+	if h.daemon != nil {
+		if err := h.daemon.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "integration: stopping containerd: %v\n", err)
+		}
+	}
+	if err := os.RemoveAll(h.Dir); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: removing %s: %v\n", h.Dir, err)
+	}
+}
+
+// sweep kills and deletes every container in the test namespace and
+// returns how many there were.
+func (h *Harness) sweep(ctx context.Context) int {
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, h.Namespace), time.Minute)
+	defer cancel()
+	cs, err := h.Client.Containers(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: listing leftover containers: %v\n", err)
+		return 0
+	}
+	for _, c := range cs {
+		if task, err := c.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				fmt.Fprintf(os.Stderr, "integration: deleting leftover task %s: %v\n", c.ID(), err)
+			}
+		}
+		if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			fmt.Fprintf(os.Stderr, "integration: deleting leftover container %s: %v\n", c.ID(), err)
+		}
+	}
+	return len(cs)
+}
+
+// NewRunner returns a runner on the harness's daemon with its own state
+// dir and opts on top, and registers the leak check that runs when t ends.
+func (h *Harness) NewRunner(t *testing.T, opts ...runner.Option) *runner.Runner {
+	t.Helper()
+	stateDir := h.StateDir(t)
+	r, err := runner.New(h.Client, append([]runner.Option{
+		runner.WithNamespace(h.Namespace),
+		runner.WithSnapshotter(testSnapshotter),
+		runner.WithStateDir(stateDir),
+		runner.WithOwner("integration/" + t.Name()),
+		runner.WithLogger(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))),
+	}, opts...)...)
+	require.NoError(t, err)
+	return r
+}
+
+// StateDir returns a fresh runner state dir for t, and registers the leak
+// check on it and on the namespace, which runs when t ends, before the
+// dir is removed.
+func (h *Harness) StateDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() { h.CheckNoLeaks(t, dir) })
+	return dir
+}
+
+// CheckNoLeaks asserts that nothing a task made is left: no container, no
+// task, no snapshot but the image's layers, no lease in the namespace, no
+// mount under stateDir and nothing in its tasks/ and fifo/ dirs. Tests run one at a time,
+// so the namespace must be exactly as the import left it.
+func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), h.Namespace), 30*time.Second)
+	defer cancel()
+
+	cs, err := h.Client.ContainerService().List(ctx)
+	if assert.NoError(t, err, "listing containers") {
+		for _, c := range cs {
+			assert.Failf(t, "container leaked", "container %s (labels %v) is still there", c.ID, c.Labels)
+		}
+	}
+
+	ts, err := h.Client.TaskService().List(ctx, &tasksapi.ListTasksRequest{})
+	if assert.NoError(t, err, "listing tasks") {
+		for _, task := range ts.Tasks {
+			assert.Failf(t, "task leaked", "task %s (pid %d, status %s) is still there", task.ID, task.Pid, task.Status)
+		}
+	}
+
+	err = h.Client.SnapshotService(testSnapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		switch {
+		case info.Labels[runner.LabelTask] != "":
+			assert.Failf(t, "snapshot leaked", "snapshot %s of task %s (%s) is still there", info.Name, info.Labels[runner.LabelTask], info.Kind)
+		case info.Kind != snapshots.KindCommitted:
+			assert.Failf(t, "snapshot leaked", "%s snapshot %s (labels %v) is still there", info.Kind, info.Name, info.Labels)
+		case !h.layers[info.Name]:
+			assert.Failf(t, "snapshot leaked", "committed snapshot %s (labels %v) is not one of the image's", info.Name, info.Labels)
+		}
+		return nil
+	})
+	assert.NoError(t, err, "listing snapshots")
+
+	ls, err := h.Client.LeasesService().List(ctx)
+	if assert.NoError(t, err, "listing leases") {
+		for _, l := range ls {
+			assert.Failf(t, "lease leaked", "lease %s (labels %v) is still there", l.ID, l.Labels)
+		}
+	}
+
+	if stateDir == "" {
+		return
+	}
+	// A compiled task's stages share a tmpfs the runner mounts on the
+	// host, in the staging dir; it must be unmounted, not just hidden.
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if assert.NoError(t, err) {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], stateDir+"/") {
+				assert.Failf(t, "mount leaked", "%s is still mounted", f[4])
+			}
+		}
+	}
+	for _, sub := range []string{"tasks", "fifo"} {
+		entries, err := os.ReadDir(filepath.Join(stateDir, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			// A runner that refused its input before New made nothing.
+			continue
+		}
+		if assert.NoError(t, err) {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			assert.Empty(t, names, "the runner left files in %s/", sub)
+		}
+	}
+}
+
+// CLI returns the path of the sandbox-runner binary, built once per run.
+func (h *Harness) CLI(t testing.TB) string {
+	t.Helper()
+	h.cliOnce.Do(func() {
+		h.cliPath = filepath.Join(h.Dir, "sandbox-runner")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		cmd := exec.Command(goBin, "build", "-o", h.cliPath, "./cmd/sandbox-runner")
+		// The test runs in integration/; the module root is one up.
+		cmd.Dir = ".."
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			h.cliErr = fmt.Errorf("building the CLI: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, h.cliErr)
+	return h.cliPath
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
