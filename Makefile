@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 DEB_PACKAGES := containerd runc busybox-static
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 
-.PHONY: help build deps demo test unit integration bench lint install clean
+.PHONY: help build deps demo test fuzz unit integration bench lint install clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,20 @@ demo: deps build ## install what is missing, build, and run a real task in a san
 	$(BIN) images import bin/busybox-image.tar
 	$(BIN) exec --runtime sh --image $(DEMO_IMAGE) --timeout 10s contrib/demo/hello.sh -- "from the demo"
 
-test: ## unit tests, then the privileged integration tests (root; they fail rather than skip)
+test: ## unit tests, the privileged integration tests (root; they fail rather than skip), then a short fuzz run
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) --no-print-directory fuzz
+
+FUZZTIME ?= 5s
+fuzz: ## run every fuzz target for FUZZTIME (default 5s) each
+	@set -e; pkgs=$$($(GO) list ./...) || exit 1; for pkg in $$pkgs; do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg) || exit 1; \
+		for target in $$(echo "$$list" | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+				{ echo "fuzz target $$target in $$pkg failed; rerun: go test -run '^$$' -fuzz '^$$target$$' $$pkg"; exit 1; }; \
+		done; \
+	done
 
 unit: ## unit tests only (no root needed)
 	$(GO) test -count=1 ./oci/... ./images/... ./runner/... ./cmd/... ./integration/testimage/... ./integration/cmd/...

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+const full = `
+address = "/run/containerd/containerd.sock"
+namespace = "sr"
+snapshotter = "native"
+state_dir = "/var/lib/sr"
+
+[registry]
+config_path = "/etc/containerd/certs.d"
+docker_config = "/root/.docker/config.json"
+
+[limits]
+timeout = "10s"
+memory = "256m"
+cpus = 0.5
+pids = 64
+output_limit = "64k"
+tmp_size = "32m"
+
+[runtimes.python]
+image = "example.invalid/python:3"
+[runtimes.python.limits]
+memory = "1g"
+
+[runtimes.ruby]
+image = "example.invalid/ruby:3"
+file = "main.rb"
+run = ["ruby", "{file}"]
+env = ["RUBYOPT=-W0"]
+
+[service]
+socket = "/run/sr/sr.sock"
+max_concurrent = 4
+queue = 8
+max_body = "8m"
+grace = "20s"
+`
+
+func TestDecodeFull(t *testing.T) {
+	c, err := Decode(strings.NewReader(full))
+	require.NoError(t, err)
+	assert.Equal(t, "sr", c.Namespace)
+	assert.Equal(t, "/etc/containerd/certs.d", c.Registry.ConfigPath)
+	assert.Equal(t, 4, c.Service.MaxConcurrent)
+
+	l, err := c.TaskLimits("python")
+	require.NoError(t, err)
+	assert.Equal(t, runner.Limits{Timeout: 10 * time.Second, Memory: 1 << 30, CPUs: 0.5, Pids: 64, OutputLimit: 64 << 10, TmpSize: 32 << 20}, l,
+		"[runtimes.python.limits] overrides [limits] field by field")
+	l, err = c.TaskLimits("sh")
+	require.NoError(t, err)
+	assert.Equal(t, int64(256<<20), l.Memory)
+}
+
+func TestCatalogOverridesAndAdds(t *testing.T) {
+	c, err := Decode(strings.NewReader(full))
+	require.NoError(t, err)
+	cat, err := c.Catalog()
+	require.NoError(t, err)
+	py := cat["python"]
+	assert.Equal(t, "example.invalid/python:3", py.Image)
+	assert.NotEmpty(t, py.Run, "fields not given keep the built-in values")
+	assert.Equal(t, "main.py", py.FileName)
+	rb := cat["ruby"]
+	assert.Equal(t, []string{"ruby", "{file}"}, rb.Run)
+	assert.Equal(t, "ruby", rb.Name)
+}
+
+func TestNewRuntimeNeedsImageFileAndRun(t *testing.T) {
+	c, err := Decode(strings.NewReader("[runtimes.lua]\nimage = \"example.invalid/lua:5\"\n"))
+	require.NoError(t, err)
+	_, err = c.Catalog()
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err))
+	assert.Contains(t, err.Error(), "[runtimes.lua]")
+	assert.Contains(t, err.Error(), "file, run")
+}
+
+func TestUnknownKeysAreRejectedWithTheirLine(t *testing.T) {
+	_, err := Decode(strings.NewReader("namespace = \"x\"\n\n[limits]\nmemroy = \"1g\"\n"))
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err))
+	assert.Contains(t, err.Error(), `line 4: unknown key "limits.memroy"`)
+}
+
+func TestBadValues(t *testing.T) {
+	for name, doc := range map[string]string{
+		"type":          "[limits]\ntimeout = 5\n",
+		"size":          "[limits]\nmemory = \"12qb\"\n",
+		"duration":      "[limits]\ntimeout = \"soon\"\n",
+		"negative cpus": "[limits]\ncpus = -1.0\n",
+		"runtime limit": "[runtimes.sh.limits]\ntmp_size = \"lots\"\n",
+		"env":           "[runtimes.sh]\nenv = [\"NOEQUALS\"]\n",
+		"grace":         "[service]\ngrace = \"x\"\n",
+		"max body":      "[service]\nmax_body = \"x\"\n",
+		"queue":         "[service]\nqueue = -1\n",
+		"syntax":        "[limits\n",
+		"bad image":     "[runtimes.sh]\nimage = \"UPPER/Case:\"\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Decode(strings.NewReader(doc))
+			if err == nil {
+				_, err = c.Catalog()
+			}
+			require.Error(t, err)
+			assert.True(t, errdefs.IsInvalidArgument(err), "%v", err)
+		})
+	}
+}
+
+func TestLoadMissingDefaultIsEmpty(t *testing.T) {
+	if _, err := os.Stat(DefaultPath); err == nil {
+		t.Skip(DefaultPath + " exists on this host")
+	}
+	c, err := Load("")
+	require.NoError(t, err)
+	assert.Equal(t, &File{}, c)
+}
+
+func TestLoadMissingGivenFileIsAnError(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	require.Error(t, err)
+}
+
+func TestOversizedConfigIsRejected(t *testing.T) {
+	_, err := Decode(strings.NewReader("# " + strings.Repeat("x", maxSize)))
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err))
+}
+
+// FuzzDecode: any input either decodes into a config whose catalog and
+// limits are usable, or is an invalid-argument error; never a panic.
+func FuzzDecode(f *testing.F) {
+	f.Add(full)
+	f.Add("[limits]\ntimeout = \"1s\"\n")
+	f.Add("[runtimes.x]\nimage = \"a/b\"\nfile = \"f\"\nrun = [\"x\"]\n")
+	f.Add("a = [")
+	f.Fuzz(func(t *testing.T, doc string) {
+		c, err := Decode(strings.NewReader(doc))
+		if err != nil {
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("error is not invalid-argument: %v", err)
+			}
+			return
+		}
+		if _, err := c.Catalog(); err != nil && !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("catalog error is not invalid-argument: %v", err)
+		}
+		for name := range c.Runtimes {
+			if _, err := c.TaskLimits(name); err != nil {
+				t.Fatalf("validated config has bad limits for %s: %v", name, err)
+			}
+		}
+	})
+}
