@@ -1,0 +1,315 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+// mixedKind is one kind of task in the concurrent mix.
+type mixedKind struct {
+	name   string
+	code   string
+	limits runner.Limits
+	check  func(t *testing.T, i int, res *runner.Result)
+}
+
+// TestFiftyConcurrentMixedTasks runs 50 tasks at once on one runner —
+// normal exits, timeouts, OOM kills, fork bombs and floods of output —
+// and checks every verdict, that nothing leaks, that timed-out tasks are
+// gone promptly, and that the runner's memory stays bounded: output is
+// capped while it streams, never buffered whole.
+func TestFiftyConcurrentMixedTasks(t *testing.T) {
+	h := RequiresRoot(t)
+	r := h.NewRunner(t)
+	const timeout = 3 * time.Second
+	const outputLimit = 64 << 10
+	kinds := []mixedKind{
+		{"exit", "echo out-$1; exit $(($1 % 7))", runner.Limits{Timeout: 60 * time.Second},
+			func(t *testing.T, i int, res *runner.Result) {
+				assert.Equal(t, runner.OutcomeExited, res.Outcome)
+				assert.Equal(t, i%7, res.ExitCode)
+				assert.Equal(t, fmt.Sprintf("out-%d\n", i), string(res.Stdout.Data))
+			}},
+		{"timeout", "trap '' TERM; (setsid sleep 100 &); sleep 100", runner.Limits{Timeout: timeout},
+			func(t *testing.T, i int, res *runner.Result) {
+				assert.Equal(t, runner.OutcomeTimedOut, res.Outcome)
+				assert.Equal(t, runner.ExitTimedOut, res.ExitCode)
+			}},
+		{"oom", `x=a; while true; do x="$x$x"; done`, runner.Limits{Timeout: 60 * time.Second, Memory: 32 << 20},
+			func(t *testing.T, i int, res *runner.Result) {
+				assert.Equal(t, runner.OutcomeOOMKilled, res.Outcome)
+				assert.True(t, res.OOMKilled)
+				assert.Equal(t, 137, res.ExitCode)
+			}},
+		{"forkbomb", "i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo started", runner.Limits{Timeout: 60 * time.Second, Pids: 16},
+			func(t *testing.T, i int, res *runner.Result) {
+				assert.True(t, res.PidsLimitHit, "pids limit hit")
+				assert.False(t, res.TimedOut, "the task ends by itself once its shell gives up")
+				assert.Contains(t, string(res.Stderr.Data), "can't fork")
+			}},
+		{"flood", "head -c 20000000 /dev/zero | tr '\\0' x; echo done >&2", runner.Limits{Timeout: 60 * time.Second, OutputLimit: outputLimit},
+			func(t *testing.T, i int, res *runner.Result) {
+				assert.Equal(t, runner.OutcomeExited, res.Outcome)
+				assert.Equal(t, 0, res.ExitCode)
+				assert.Len(t, res.Stdout.Data, outputLimit)
+				assert.Equal(t, int64(20000000-outputLimit), res.Stdout.Dropped)
+				assert.True(t, res.OutputTruncated)
+				assert.Equal(t, "done\n", string(res.Stderr.Data))
+			}},
+	}
+
+	// Sample the runner's heap while the tasks run.
+	var peakHeap uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapInuse)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+
+	const n = 50
+	results := make([]*runner.Result, n)
+	errs := make([]error, n)
+	returned := make([]time.Time, n)
+	started := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			k := kinds[i%len(kinds)]
+			results[i], errs[i] = r.Run(context.Background(), runner.Task{
+				Runtime: testRuntime, Image: testImage,
+				Files:  []runner.File{{Content: []byte(k.code)}},
+				Args:   []string{fmt.Sprint(i)},
+				Limits: k.limits,
+			})
+			returned[i] = time.Now()
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+
+	var slowest time.Duration
+	for i := range n {
+		k := kinds[i%len(kinds)]
+		t.Run(fmt.Sprintf("%02d-%s", i, k.name), func(t *testing.T) {
+			require.NoError(t, errs[i])
+			k.check(t, i, results[i])
+		})
+		if k.name == "timeout" && results[i] != nil {
+			slowest = max(slowest, results[i].Duration-timeout)
+		}
+	}
+	t.Logf("50 mixed tasks in %s; slowest timed-out task was gone %s after its timeout; runner peak heap in use %.1f MiB",
+		time.Since(started).Round(time.Millisecond), slowest.Round(time.Millisecond), float64(peakHeap)/(1<<20))
+	assert.Less(t, slowest, 2*time.Second, "a timed-out task must be gone within a second or so")
+	// Ten floods of 20 MB each would be 200 MB if buffered whole.
+	assert.Less(t, peakHeap, uint64(64<<20), "output must be capped while it streams")
+}
+
+// TestKilledRunnerLeftoversAreSweptByGC: a runner SIGKILLed mid-task
+// leaves its task running; `sandbox-runner gc` finds it by our labels
+// and removes it, and the staged files with it.
+func TestKilledRunnerLeftoversAreSweptByGC(t *testing.T) {
+	h := RequiresRoot(t)
+	stateDir := h.StateDir(t)
+	cli := h.CLI(t)
+	killMidTask(t, h, cli, stateDir)
+
+	out, err := exec.Command(cli, "gc", "--address", h.Address, "--namespace", h.Namespace,
+		"--snapshotter", testSnapshotter, "--state-dir", stateDir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "removed 1 tasks, 1 containers")
+}
+
+// TestKilledRunnerLeftoversAreSweptByNextExec: the next exec sweeps what
+// a killed one left, before running its own task.
+func TestKilledRunnerLeftoversAreSweptByNextExec(t *testing.T) {
+	h := RequiresRoot(t)
+	stateDir := h.StateDir(t)
+	cli := h.CLI(t)
+	killMidTask(t, h, cli, stateDir)
+
+	out, err := exec.Command(cli, "exec", "--address", h.Address, "--namespace", h.Namespace,
+		"--snapshotter", testSnapshotter, "--state-dir", stateDir,
+		"--runtime", testRuntime, "--image", testImage, "-c", "echo next").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "next")
+	assert.Contains(t, string(out), "removed what a dead runner left behind")
+}
+
+// killMidTask starts `exec` of a long task, waits until the task runs,
+// SIGKILLs the CLI and checks the task outlived it.
+func killMidTask(t *testing.T, h *Harness, cli, stateDir string) {
+	t.Helper()
+	cmd := exec.Command(cli, "exec", "--address", h.Address, "--namespace", h.Namespace,
+		"--snapshotter", testSnapshotter, "--state-dir", stateDir,
+		"--runtime", testRuntime, "--image", testImage, "--timeout", "5m", "-c", "sleep 300")
+	require.NoError(t, cmd.Start())
+	ctx := namespaces.WithNamespace(context.Background(), h.Namespace)
+	require.Eventually(t, func() bool {
+		cs, err := h.Client.Containers(ctx)
+		if err != nil || len(cs) != 1 {
+			return false
+		}
+		task, err := cs[0].Task(ctx, nil)
+		if err != nil {
+			return false
+		}
+		st, err := task.Status(ctx)
+		return err == nil && st.Status == client.Running
+	}, 30*time.Second, 50*time.Millisecond, "the task never started")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+
+	cs, err := h.Client.Containers(ctx)
+	require.NoError(t, err)
+	require.Len(t, cs, 1, "the killed runner's container is still there")
+	entries, err := os.ReadDir(filepath.Join(stateDir, "tasks"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the killed runner's staging dir is still there")
+}
+
+// TestContainerdRestartMidTask: containerd goes away under a running
+// task. The runner reports a clear error for that task instead of
+// hanging, cleans up once containerd is back, and the next task succeeds.
+func TestContainerdRestartMidTask(t *testing.T) {
+	RequiresRoot(t)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "srrs-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d, err := runner.StartDaemon(ctx, filepath.Join(dir, "d"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Stop() })
+
+	c, err := client.New(d.Address)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	archive := filepath.Join(dir, "image.tar")
+	require.NoError(t, testimage.BuildBusyboxArchive(archive, testImage))
+	f, err := os.Open(archive)
+	require.NoError(t, err)
+	_, err = images.Import(namespaces.WithNamespace(ctx, "restart"), c, f, testSnapshotter)
+	f.Close()
+	require.NoError(t, err)
+
+	stateDir := filepath.Join(dir, "state")
+	r, err := runner.New(c, runner.WithNamespace("restart"), runner.WithStateDir(stateDir))
+	require.NoError(t, err)
+
+	type outcome struct {
+		res *runner.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := r.Run(ctx, runner.Task{Runtime: testRuntime, Image: testImage,
+			Files: []runner.File{{Content: []byte("echo started; sleep 60")}}, Limits: runner.Limits{Timeout: 2 * time.Minute}})
+		done <- outcome{res, err}
+	}()
+	nctx := namespaces.WithNamespace(ctx, "restart")
+	require.Eventually(t, func() bool {
+		cs, err := c.Containers(nctx)
+		if err != nil || len(cs) != 1 {
+			return false
+		}
+		task, err := cs[0].Task(nctx, nil)
+		if err != nil {
+			return false
+		}
+		st, err := task.Status(nctx)
+		return err == nil && st.Status == client.Running
+	}, 30*time.Second, 50*time.Millisecond)
+
+	stopped := time.Now()
+	require.NoError(t, d.Stop())
+	time.Sleep(500 * time.Millisecond)
+	d, err = runner.StartDaemon(ctx, filepath.Join(dir, "d"))
+	require.NoError(t, err)
+
+	select {
+	case o := <-done:
+		require.Error(t, o.err, "a task whose containerd went away has no trustworthy result")
+		t.Logf("task failed %s after containerd stopped: %v", time.Since(stopped).Round(time.Millisecond), o.err)
+	case <-time.After(45 * time.Second):
+		t.Fatal("Run hung after containerd restarted")
+	}
+
+	res, err := r.Run(ctx, runner.Task{Runtime: testRuntime, Image: testImage,
+		Files: []runner.File{{Content: []byte("echo after")}}})
+	require.NoError(t, err)
+	assert.Equal(t, "after\n", string(res.Stdout.Data))
+
+	// Whatever the failed task's cleanup could not remove while containerd
+	// was away, a sweep does; then nothing of ours is left.
+	_, err = r.Sweep(ctx, true)
+	require.NoError(t, err)
+	cs, err := c.Containers(nctx)
+	require.NoError(t, err)
+	assert.Empty(t, cs)
+	entries, err := os.ReadDir(filepath.Join(stateDir, "tasks"))
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
+// TestImageConfigCannotLoosenTheSandbox: an image that asks to run as
+// root, with its own entrypoint and working dir, still gets the
+// sandbox's user, command and working dir.
+func TestImageConfigCannotLoosenTheSandbox(t *testing.T) {
+	h := RequiresRoot(t)
+	ctx := namespaces.WithNamespace(context.Background(), h.Namespace)
+	const ref = "sandbox-runner.test/root-wanting:latest"
+	rootfs := t.TempDir()
+	require.NoError(t, testimage.BusyboxRootfs(rootfs, ""))
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(archive)
+	require.NoError(t, err)
+	require.NoError(t, testimage.WriteArchive(f, rootfs, testimage.Options{
+		Ref: ref, User: "0:0", Entrypoint: []string{"/bin/sh", "-c", "echo entrypoint ran"},
+		Env: []string{"PATH=/bin", "FROM_IMAGE=yes"},
+	}))
+	require.NoError(t, f.Close())
+	f, err = os.Open(archive)
+	require.NoError(t, err)
+	_, err = images.Import(ctx, h.Client, f, testSnapshotter)
+	f.Close()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Client.ImageService().Delete(ctx, ref) })
+
+	r := h.NewRunner(t)
+	res, err := r.Run(context.Background(), runner.Task{Runtime: testRuntime, Image: ref,
+		Files: []runner.File{{Content: []byte("id -u; pwd; echo $FROM_IMAGE")}}})
+	require.NoError(t, err)
+	assert.Equal(t, "65534\n/tmp\nyes\n", string(res.Stdout.Data), "only the image's environment is used")
+	assert.NotContains(t, string(res.Stdout.Data), "entrypoint ran")
+}
+
