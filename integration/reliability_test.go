@@ -312,4 +312,3 @@ func TestImageConfigCannotLoosenTheSandbox(t *testing.T) {
 	assert.Equal(t, "65534\n/tmp\nyes\n", string(res.Stdout.Data), "only the image's environment is used")
 	assert.NotContains(t, string(res.Stdout.Data), "entrypoint ran")
 }
-
