@@ -89,9 +89,12 @@ func expand(cmd []string, v Vars) []string {
 type Catalog map[string]Runtime
 
 // DefaultCatalog returns the built-in catalog, pointing at the public
-// images users expect. Tests and air-gapped hosts override the images.
+// images users expect. Tests and air-gapped hosts override the images
+// from the config file; any image may be pinned by digest
+// ("docker.io/library/python:3.11-slim@sha256:...").
 func DefaultCatalog() Catalog {
 	return Catalog{
+		// alpine has no bash: the official bash image is alpine with it.
 		"bash": {Name: "bash", Image: "docker.io/library/bash:5", FileName: "main.sh",
 			Run: []string{"bash", FilePlaceholder}},
 		"sh": {Name: "sh", Image: "docker.io/library/alpine:3", FileName: "main.sh",
@@ -100,14 +103,59 @@ func DefaultCatalog() Catalog {
 			Run: []string{"python3", FilePlaceholder}, Env: []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}},
 		"node": {Name: "node", Image: "docker.io/library/node:22-alpine", FileName: "main.js",
 			Run: []string{"node", FilePlaceholder}},
+		// The official gcc image is Debian-based; there is no official
+		// alpine one.
 		"c": {Name: "c", Image: "docker.io/library/gcc:14", FileName: "main.c",
-			Compile: []string{"gcc", "-O2", "-o", "/tmp/main", FilePlaceholder, "-lm"},
+			Compile: []string{"gcc", "-O2", "-pipe", "-o", "/tmp/main", FilePlaceholder, "-lm"},
 			Run:     []string{"/tmp/main"}},
 		"cpp": {Name: "cpp", Image: "docker.io/library/gcc:14", FileName: "main.cpp",
-			Compile: []string{"g++", "-O2", "-o", "/tmp/main", FilePlaceholder},
+			Compile: []string{"g++", "-O2", "-pipe", "-o", "/tmp/main", FilePlaceholder},
 			Run:     []string{"/tmp/main"}},
+		// A JDK, for javac. The heap gets three quarters of the memory
+		// limit, so a hungry program gets an OutOfMemoryError rather than
+		// an OOM kill; the serial collector and the C1 compiler keep the
+		// JVM's own threads and memory small; no perf data file is
+		// written. The stack is large for recursive solutions: it is
+		// reserved, and only what is touched counts against the limit.
+		"java": {Name: "java", Image: "docker.io/library/eclipse-temurin:21-alpine", FileName: "Main.java",
+			Compile: []string{"javac", "-J-Xmx" + HeapPlaceholder + "m", "-J-XX:+UseSerialGC",
+				"-J-XX:TieredStopAtLevel=1", "-J-XX:-UsePerfData", "-encoding", "UTF-8", "-d", "/tmp", FilePlaceholder},
+			Run: []string{"java", "-Xmx" + HeapPlaceholder + "m", "-Xss64m", "-XX:+UseSerialGC",
+				"-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-cp", "/tmp", "Main"}},
+		// The SDK image, for the C# compiler: the runtime-only image
+		// cannot compile. See dotnetCompile.
+		"dotnet": {Name: "dotnet", Image: "mcr.microsoft.com/dotnet/sdk:8.0", FileName: "Program.cs",
+			Compile: []string{"sh", "-c", dotnetCompile, "csc", FilePlaceholder},
+			Run:     []string{"dotnet", "/tmp/main.dll"},
+			Env: []string{"DOTNET_CLI_TELEMETRY_OPTOUT=1", "DOTNET_NOLOGO=1", "DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1",
+				"DOTNET_CLI_HOME=/tmp", "DOTNET_EnableDiagnostics=0", "DOTNET_gcServer=0"}},
 	}
 }
+
+// dotnetCompile compiles one C# file ($1) with the SDK's own compiler
+// rather than `dotnet build`, which restores packages from the network
+// and writes to the home directory: a task has neither. csc runs on the
+// SDK's runtime against the reference assemblies of the newest
+// targeting pack, both found by globbing, so any SDK image works
+// offline and on a read-only root. The program's runtimeconfig.json
+// names the framework to run on, caps the GC heap at three quarters of
+// the memory limit (what the runtime picks by itself in a memory-limited
+// cgroup, made explicit) and turns off the background GC thread.
+const dotnetCompile = `set -e
+src=$1
+sdk=$(ls -d /usr/share/dotnet/sdk/*/ | sort -V | tail -n 1)
+refs=$(ls -d /usr/share/dotnet/packs/Microsoft.NETCore.App.Ref/*/ref/net*/ | sort -V | tail -n 1)
+set --
+for r in "$refs"*.dll; do set -- "$@" "-r:$r"; done
+dotnet "${sdk}Roslyn/bincore/csc.dll" -nologo -noconfig -nostdlib -target:exe -optimize+ \
+	-langversion:latest -out:/tmp/main.dll "$@" "$src"
+tfm=$(basename "$refs")
+printf '{"runtimeOptions": {"tfm": "%s", "framework": {"name": "Microsoft.NETCore.App", "version": "%s.0"}, "configProperties": {"System.GC.HeapHardLimit": %d, "System.GC.Concurrent": false}}}\n' \
+	"$tfm" "${tfm#net}" $((` + HeapPlaceholder + ` * 1048576)) > /tmp/main.runtimeconfig.json
+`
+
+// aliases are other names users know built-in runtimes by.
+var aliases = map[string]string{"csharp": "dotnet", "c++": "cpp"}
 
 // Names returns the runtime names, sorted.
 func (c Catalog) Names() []string {
@@ -123,8 +171,43 @@ func (c Catalog) Lookup(name string) (Runtime, error) {
 	}
 	r, ok := c[name]
 	if !ok {
+		if target, isAlias := aliases[name]; isAlias {
+			if r, ok = c[target]; ok {
+				return r, nil
+			}
+		}
 		return Runtime{}, fmt.Errorf("unknown runtime %q: known runtimes are %s: %w",
 			name, strings.Join(c.Names(), ", "), errdefs.ErrInvalidArgument)
 	}
 	return r, nil
+}
+
+// Aliases returns the other names of the catalog's runtimes, as
+// alias -> runtime: "csharp" is "dotnet". A runtime of the catalog's own
+// by that name wins over an alias.
+func (c Catalog) Aliases() map[string]string {
+	out := map[string]string{}
+	for alias, target := range aliases {
+		if _, own := c[alias]; own {
+			continue
+		}
+		if _, ok := c[target]; ok {
+			out[alias] = target
+		}
+	}
+	return out
+}
+
+// Images returns the distinct images of the catalog, normalized and
+// sorted, each with the runtimes it serves.
+func (c Catalog) Images() ([]string, map[string][]string, error) {
+	served := map[string][]string{}
+	for _, name := range c.Names() {
+		ref, err := Normalize(c[name].Image)
+		if err != nil {
+			return nil, nil, fmt.Errorf("runtime %s: %w", name, err)
+		}
+		served[ref] = append(served[ref], name)
+	}
+	return slices.Sorted(maps.Keys(served)), served, nil
 }

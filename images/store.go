@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	ctrdimages "github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Normalize turns a short reference ("busybox", "python:3.11-slim") into the
@@ -30,9 +34,12 @@ func Ensure(ctx context.Context, c *client.Client, ref, snapshotter string) (cli
 		return nil, err
 	}
 	img, err := c.GetImage(ctx, name)
+	if errdefs.IsNotFound(err) {
+		img, err = byDigest(ctx, c, name)
+	}
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("image %s is not in containerd's store: import it with `sandbox-runner images import FILE`: %w", name, err)
+			return nil, fmt.Errorf("image %s is not in containerd's store: pull it with `sandbox-runner images pull %s`, or import it with `sandbox-runner images import FILE`: %w", name, name, err)
 		}
 		return nil, fmt.Errorf("looking up image %s: %w", name, err)
 	}
@@ -48,17 +55,65 @@ func Ensure(ctx context.Context, c *client.Client, ref, snapshotter string) (cli
 	return img, nil
 }
 
+// byDigest finds an image pinned by digest ("repo@sha256:...") that is
+// in the store under a tag of the same repository (imported, or pulled
+// by tag), and records it under the pinned name too, so the pin works
+// without a registry. Anything else is not found.
+func byDigest(ctx context.Context, c *client.Client, name string) (client.Image, error) {
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errdefs.ErrNotFound)
+	}
+	canonical, ok := named.(reference.Canonical)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", name, errdefs.ErrNotFound)
+	}
+	recs, err := c.ImageService().List(ctx, fmt.Sprintf("target.digest==%s", canonical.Digest()))
+	if err != nil {
+		return nil, fmt.Errorf("looking up image %s: %w", name, err)
+	}
+	for _, rec := range recs {
+		other, err := reference.ParseNormalizedNamed(rec.Name)
+		if err != nil || other.Name() != named.Name() {
+			continue
+		}
+		rec.Name = name
+		rec.CreatedAt, rec.UpdatedAt = time.Time{}, time.Time{}
+		if _, err := c.ImageService().Create(ctx, rec); err != nil && !errdefs.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("recording %s: %w", name, err)
+		}
+		return c.GetImage(ctx, name)
+	}
+	return nil, fmt.Errorf("%s: %w", name, errdefs.ErrNotFound)
+}
+
 // Import reads an image archive (OCI layout or `docker save`) from r into
 // containerd's store, unpacks the host platform's image into snapshotter
-// and returns the names of the imported images.
+// and returns the names of the imported images. Input that is not such
+// an archive is an invalid-argument error; an image with nothing for
+// the host's platform is refused (ErrPlatformMismatch) and its record
+// removed.
 func Import(ctx context.Context, c *client.Client, r io.Reader, snapshotter string) ([]string, error) {
-	imgs, err := c.Import(ctx, r, client.WithImportPlatform(platforms.Default()))
+	host := platforms.Default()
+	imgs, err := c.Import(ctx, r, client.WithImportPlatform(host))
 	if err != nil {
-		return nil, fmt.Errorf("importing image archive: %w", err)
+		if ctx.Err() != nil || errdefs.IsUnavailable(err) || errdefs.IsCanceled(err) {
+			return nil, fmt.Errorf("importing image archive: %w", err)
+		}
+		return nil, fmt.Errorf("importing image archive: not a complete OCI image layout or `docker save` archive: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if len(imgs) == 0 {
+		return nil, fmt.Errorf("importing image archive: it names no image (an OCI layout needs the %s or %s annotation): %w",
+			"io.containerd.image.name", ocispec.AnnotationRefName, errdefs.ErrInvalidArgument)
 	}
 	var names []string
 	for _, i := range imgs {
-		img := client.NewImageWithPlatform(c, i, platforms.Default())
+		have, err := ctrdimages.Platforms(ctx, c.ContentStore(), i.Target)
+		if err == nil && len(have) > 0 && !slices.ContainsFunc(have, host.Match) {
+			_ = c.ImageService().Delete(ctx, i.Name)
+			return names, fmt.Errorf("importing image archive: %w", platformError(i.Name, have))
+		}
+		img := client.NewImageWithPlatform(c, i, host)
 		if err := img.Unpack(ctx, snapshotter); err != nil {
 			return names, fmt.Errorf("unpacking %s into %s: %w", i.Name, snapshotter, err)
 		}
@@ -108,4 +163,39 @@ func Remove(ctx context.Context, c *client.Client, ref string) (string, error) {
 		return "", fmt.Errorf("removing image %s: %w", name, err)
 	}
 	return name, nil
+}
+
+// Status says whether an image is in the store and ready to run.
+type Status string
+
+// Statuses of an image.
+const (
+	StatusPresent  Status = "yes"
+	StatusPacked   Status = "not unpacked"
+	StatusAbsent   Status = "no"
+	StatusNotValid Status = "invalid reference"
+)
+
+// StatusOf tells whether ref is in the store (in the namespace on ctx)
+// and unpacked into snapshotter, without changing anything.
+func StatusOf(ctx context.Context, c *client.Client, ref, snapshotter string) (Status, error) {
+	name, err := Normalize(ref)
+	if err != nil {
+		return StatusNotValid, nil
+	}
+	img, err := c.GetImage(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return StatusAbsent, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking up image %s: %w", name, err)
+	}
+	unpacked, err := img.IsUnpacked(ctx, snapshotter)
+	if err != nil {
+		return "", fmt.Errorf("checking whether %s is unpacked: %w", name, err)
+	}
+	if !unpacked {
+		return StatusPacked, nil
+	}
+	return StatusPresent, nil
 }
