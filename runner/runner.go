@@ -90,6 +90,7 @@ type options struct {
 	catalog     images.Catalog
 	log         *slog.Logger
 	owner       string
+	pull        func(ctx context.Context, ref string) error
 }
 
 // WithNamespace sets the containerd namespace every object lives in.
@@ -109,6 +110,14 @@ func WithCatalog(c images.Catalog) Option { return func(o *options) { o.catalog 
 
 // WithLogger sets where the runner logs. Default: nowhere.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithPull sets how a missing image is fetched: pull is called with the
+// normalized reference and the namespace on ctx, and must leave the image
+// in the store, unpacked (images.Pull does). Tasks then follow their Pull
+// policy. Default: none, and every task runs as with images.PullNever.
+func WithPull(pull func(ctx context.Context, ref string) error) Option {
+	return func(o *options) { o.pull = pull }
+}
 
 // WithOwner sets the owner label on what the runner creates. Default
 // "HOSTNAME/PID".
@@ -300,7 +309,7 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
 	log := r.opts.log.With("task", p.id, "runtime", p.runtime.Name)
 
-	info, err := r.image(ctx, p.image)
+	info, err := r.image(ctx, p.image, t.Pull)
 	if err != nil {
 		return nil, err
 	}
@@ -605,15 +614,38 @@ func drain(iop cio.IO, d time.Duration) {
 }
 
 // image returns the unpacked image ref and its environment, from a cache
-// after the first time.
-func (r *Runner) image(ctx context.Context, ref string) (*imageInfo, error) {
-	r.mu.Lock()
-	info, ok := r.images[ref]
-	r.mu.Unlock()
-	if ok {
-		return info, nil
+// after the first time. Following policy, it pulls the image with the
+// runner's puller when it is missing (or every time), and says on the
+// not-found error how to get it otherwise.
+func (r *Runner) image(ctx context.Context, ref string, policy images.PullPolicy) (*imageInfo, error) {
+	policy, err := images.ParsePullPolicy(string(policy))
+	if err != nil {
+		return nil, &invalidError{msg: err.Error()}
 	}
-	img, err := images.Ensure(ctx, r.client, ref, r.opts.snapshotter)
+	if policy == images.PullAlways && r.opts.pull == nil {
+		return nil, invalid("pull policy %q: this runner cannot pull images", policy)
+	}
+	if policy != images.PullAlways {
+		r.mu.Lock()
+		info, ok := r.images[ref]
+		r.mu.Unlock()
+		if ok {
+			return info, nil
+		}
+	}
+	var img client.Image
+	if policy != images.PullAlways {
+		img, err = images.Ensure(ctx, r.client, ref, r.opts.snapshotter)
+	}
+	if r.opts.pull != nil && (policy == images.PullAlways || (policy == images.PullMissing && errdefs.IsNotFound(err))) {
+		if perr := r.opts.pull(ctx, ref); perr != nil {
+			if errdefs.IsNotFound(perr) {
+				return nil, fmt.Errorf("%w: %w", ErrImageNotFound, perr)
+			}
+			return nil, perr
+		}
+		img, err = images.Ensure(ctx, r.client, ref, r.opts.snapshotter)
+	}
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %w", ErrImageNotFound, err)
@@ -626,7 +658,7 @@ func (r *Runner) image(ctx context.Context, ref string) (*imageInfo, error) {
 	}
 	// Only the environment is taken from the image: its user, volumes,
 	// ports and entrypoint never loosen the sandbox.
-	info = &imageInfo{img: img, env: spec.Config.Env}
+	info := &imageInfo{img: img, env: spec.Config.Env}
 	r.mu.Lock()
 	r.images[ref] = info
 	r.mu.Unlock()
