@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	"golang.org/x/term"
 
+	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
@@ -35,6 +37,8 @@ type execOptions struct {
 	outputLimit string
 	tmpSize     string
 	json        bool
+	pull        string
+	registry    registryFlags
 
 	// changed tells whether a flag was given; unset limits come from the
 	// config file.
@@ -58,6 +62,8 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.outputLimit, "output-limit", "1m", "cap on each of stdout and stderr; the rest is read and dropped")
 	fs.StringVar(&o.tmpSize, "tmp-size", "64m", "size of the writable /tmp, and the largest file the task may write")
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
+	fs.StringVar(&o.pull, "pull", string(images.PullMissing), "when to pull the image: missing, always or never")
+	o.registry.register(fs)
 	o.global.register(fs)
 	if code, ok := parse(fs, args, &o.global); !ok {
 		return code
@@ -85,7 +91,8 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	defer conn.Close()
-	r, err := runner.New(conn.Client, o.global.runnerOptions(log, catalog)...)
+	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)))
+	r, err := runner.New(conn.Client, opts...)
 	if err != nil {
 		return o.fail(std, err)
 	}
@@ -120,6 +127,11 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 // index of the first argument after "--", or -1.
 func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Task, error) {
 	t := runner.Task{Runtime: o.runtime, Image: o.image}
+	pull, err := images.ParsePullPolicy(o.pull)
+	if err != nil {
+		return t, usageError("--pull: %v", strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error()))
+	}
+	t.Pull = pull
 	before, after := args, []string(nil)
 	if dash >= 0 {
 		before, after = args[:dash], args[dash:]
@@ -129,7 +141,6 @@ func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Tas
 	}
 	t.Args = after
 
-	var err error
 	if t.Limits, err = o.limits(); err != nil {
 		return t, err
 	}
@@ -360,4 +371,28 @@ func formatSize(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// puller pulls a task's image for the runner, saying so on w: the image
+// is fetched on first use (or every time with --pull always).
+func (o *execOptions) puller(c *client.Client, policy images.PullPolicy, w io.Writer) func(context.Context, string) error {
+	opts := o.registry.pullOptions(&o.global)
+	return func(ctx context.Context, ref string) error {
+		why := "is not in containerd's store"
+		if policy == images.PullAlways {
+			why = "is pulled on every run (--pull always)"
+		}
+		fmt.Fprintf(w, "sandbox-runner: image %s %s; pulling it\n", ref, why)
+		if o.json {
+			// stderr only says what happens; no progress to clutter it.
+			_, err := images.Pull(ctx, c, ref, opts)
+			return err
+		}
+		img, took, err := pullOne(ctx, c, ref, opts, w)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "sandbox-runner: pulled %s (%s) in %s\n", img.Name(), img.Target().Digest, took.Round(time.Millisecond))
+		return nil
+	}
 }

@@ -2,26 +2,42 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
-	"github.com/sandbox-runner/sandbox-runner/runner/config"
+	"github.com/sandbox-runner/sandbox-runner/runner"
 )
+
+const imagesUsage = "Usage: sandbox-runner images pull REF...|--all | import FILE|- | ls | rm REF..."
 
 func runImages(ctx context.Context, args []string, std stdio) int {
 	if len(args) == 0 {
-		fmt.Fprintln(std.err, "Usage: sandbox-runner images import FILE|- | ls | rm REF...")
+		fmt.Fprintln(std.err, imagesUsage)
 		return exitUsage
 	}
 	var g globalFlags
+	var reg registryFlags
+	var all, asJSON bool
 	sub, args := args[0], args[1:]
-	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|-", "rm": "REF..."}[sub], std.err)
+	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|-", "rm": "REF...", "pull": "REF... | --all"}[sub], std.err)
+	if sub == "pull" {
+		fs.BoolVar(&all, "all", false, "pull the image of every runtime in the catalog")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON object per image, and nothing else")
+		reg.register(fs)
+	}
 	g.register(fs)
 	if code, ok := parse(fs, args, &g); !ok {
 		return code
@@ -32,8 +48,20 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		return report(std.err, usageError("images import takes one FILE, or - for stdin"))
 	case sub == "rm" && len(args) == 0:
 		return report(std.err, usageError("images rm takes one or more image references"))
-	case sub != "import" && sub != "rm" && sub != "ls":
-		return report(std.err, usageError("unknown images command %q: use import, ls or rm", sub))
+	case sub == "pull" && all == (len(args) > 0):
+		return report(std.err, usageError("images pull takes image references, or --all for the whole catalog"))
+	case sub != "import" && sub != "rm" && sub != "ls" && sub != "pull":
+		return report(std.err, usageError("unknown images command %q: use pull, import, ls or rm", sub))
+	}
+	cat, err := g.file.Catalog()
+	if err != nil {
+		return report(std.err, err)
+	}
+	var refs []string
+	if sub == "pull" {
+		if refs, err = pullRefs(cat, args, all); err != nil {
+			return report(std.err, err)
+		}
 	}
 	log, err := g.logger(std.err)
 	if err != nil {
@@ -47,28 +75,27 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	ctx = namespaces.WithNamespace(ctx, g.namespace)
 
 	switch sub {
+	case "pull":
+		return pullImages(ctx, conn, refs, reg.pullOptions(&g), asJSON, std)
 	case "import":
 		var r io.Reader = std.in
+		name := "stdin"
 		if args[0] != "-" {
 			f, err := os.Open(args[0])
 			if err != nil {
 				return report(std.err, usageError("%v", err))
 			}
 			defer f.Close()
-			r = f
+			r, name = f, args[0]
 		}
 		names, err := images.Import(ctx, conn.Client, r, g.snapshotter)
 		for _, n := range names {
 			fmt.Fprintf(std.out, "imported %s\n", n)
 		}
 		if err != nil {
-			return report(std.err, err)
+			return report(std.err, fmt.Errorf("%s: %w", name, err))
 		}
 	case "ls":
-		cat, err := g.file.Catalog()
-		if err != nil {
-			return report(std.err, err)
-		}
 		list, err := images.List(ctx, conn.Client, g.snapshotter, cat)
 		if err != nil {
 			return report(std.err, err)
@@ -76,7 +103,11 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "IMAGE\tRUNTIMES\tUNPACKED\tSIZE")
 		for _, i := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", i.Name, strings.Join(i.Runtimes, ","), i.Unpacked, formatSize(i.Size))
+			rts := strings.Join(i.Runtimes, ",")
+			if rts == "" {
+				rts = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", i.Name, rts, i.Unpacked, formatSize(i.Size))
 		}
 		tw.Flush()
 	case "rm":
@@ -91,10 +122,90 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	return exitOK
 }
 
-func runRuntimes(_ context.Context, args []string, std stdio) int {
+// pullRefs returns what `images pull` pulls: the references given,
+// normalized (a malformed one is bad usage), or with --all every image
+// of the catalog once.
+func pullRefs(cat images.Catalog, args []string, all bool) ([]string, error) {
+	if all {
+		refs, _, err := cat.Images()
+		return refs, err
+	}
+	var refs []string
+	for _, a := range args {
+		ref, err := images.Normalize(a)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
+	}
+	return refs, nil
+}
+
+// pullImages pulls each ref, going on after a failure, and returns the
+// exit status of the worst failure.
+func pullImages(ctx context.Context, conn *runner.Connection, refs []string, opts images.PullOptions, asJSON bool, std stdio) int {
+	code := exitOK
+	enc := json.NewEncoder(std.out)
+	for _, ref := range refs {
+		res := pullResult{Ref: ref}
+		var img client.Image
+		var took time.Duration
+		var err error
+		if asJSON {
+			start := time.Now()
+			img, err = images.Pull(ctx, conn.Client, ref, opts)
+			took = time.Since(start)
+		} else {
+			fmt.Fprintf(std.out, "pulling %s\n", ref)
+			img, took, err = pullOne(ctx, conn.Client, ref, opts, std.out)
+		}
+		res.DurationMS = float64(took.Microseconds()) / 1000
+		if err == nil {
+			res.Image, res.Digest = img.Name(), img.Target().Digest.String()
+			res.Size, _ = img.Size(ctx)
+			if !asJSON {
+				fmt.Fprintf(std.out, "pulled %s (%s, %s) in %s\n", res.Image, res.Digest, humanBytes(res.Size), took.Round(time.Millisecond))
+			}
+		} else {
+			res.Error, res.Kind = err.Error(), pullErrorKind(err)
+			if !asJSON {
+				fmt.Fprintf(std.err, "sandbox-runner: %v\n", err)
+			}
+			code = max(code, exitCode(err))
+		}
+		if asJSON {
+			_ = enc.Encode(res)
+		}
+		if errors.Is(err, context.Canceled) {
+			return runner.ExitCancelled
+		}
+	}
+	return code
+}
+
+// pullErrorKind names the class of a pull's error for --json.
+func pullErrorKind(err error) string {
+	switch {
+	case errdefs.IsInvalidArgument(err):
+		return "invalid_input"
+	case errors.Is(err, images.ErrPlatformMismatch):
+		return "platform_mismatch"
+	case errors.Is(err, images.ErrRegistryAuth):
+		return "unauthenticated"
+	case errors.Is(err, images.ErrRegistryUnreachable):
+		return "unreachable"
+	case errdefs.IsNotFound(err):
+		return "not_found"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	}
+	return "failed"
+}
+
+func runRuntimes(ctx context.Context, args []string, std stdio) int {
 	var g globalFlags
 	fs := newFlagSet("runtimes", "", std.err)
-	fs.StringVar(&g.configPath, "config", "", "config file (env SANDBOX_RUNNER_CONFIG; default "+config.DefaultPath+", if it exists)")
+	g.register(fs)
 	if code, ok := parse(fs, args, &g); !ok {
 		return code
 	}
@@ -102,16 +213,62 @@ func runRuntimes(_ context.Context, args []string, std stdio) int {
 	if err != nil {
 		return report(std.err, err)
 	}
+	present := func(string) string { return "unknown" }
+	if conn := g.connectNoStart(ctx); conn != nil {
+		defer conn.Close()
+		nctx := namespaces.WithNamespace(ctx, g.namespace)
+		present = func(ref string) string {
+			st, err := images.StatusOf(nctx, conn.Client, ref, g.snapshotter)
+			if err != nil {
+				return "unknown"
+			}
+			return string(st)
+		}
+	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUNTIME\tIMAGE\tFILE\tCOMPILE\tRUN")
+	fmt.Fprintln(tw, "RUNTIME\tIMAGE\tFILE\tPRESENT\tCOMPILE\tRUN")
 	for _, name := range cat.Names() {
 		rt := cat[name]
-		compile := strings.Join(rt.Compile, " ")
+		compile := formatCommand(rt.Compile)
 		if compile == "" {
 			compile = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, rt.Image, rt.FileName, compile, strings.Join(rt.Run, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, rt.Image, rt.FileName, present(rt.Image), compile, formatCommand(rt.Run))
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// connectNoStart returns a connection to the containerd the runner would
+// use, without starting a private one, or nil when none answers.
+func (g *globalFlags) connectNoStart(ctx context.Context) *runner.Connection {
+	addrs := []string{g.address}
+	if g.address == "" {
+		addrs = []string{runner.DefaultAddress, filepath.Join(g.stateDir, "containerd", "containerd.sock")}
+	}
+	for _, a := range addrs {
+		if _, err := os.Stat(a); err != nil {
+			continue
+		}
+		if conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: a, NoPrivate: true}); err == nil {
+			return conn
+		}
+	}
+	return nil
+}
+
+// formatCommand prints a command on one line: arguments with spaces or
+// newlines quoted, long scripts shortened.
+func formatCommand(args []string) string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t\n'\"") {
+			if len(a) > 40 {
+				a = a[:37] + "..."
+			}
+			a = strconv.Quote(a)
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
 }
