@@ -72,3 +72,17 @@ func (e *eofReader) reader() io.Reader {
 	}
 	return e
 }
+
+// streams are a stage's standard streams as the runner sees them.
+type streams struct {
+	stdout, stderr *cappedBuffer
+	stdin          *eofReader // nil: the task gets no stdin
+}
+
+func newStreams(limit int64, stdout, stderr io.Writer, stdin io.Reader) *streams {
+	s := &streams{stdout: newCappedBuffer(limit, stdout), stderr: newCappedBuffer(limit, stderr)}
+	if stdin != nil {
+		s.stdin = &eofReader{r: stdin, eof: make(chan struct{})}
+	}
+	return s
+}

@@ -419,14 +419,34 @@ type stageSpec struct {
 // runStage runs one process in a fresh container and removes the
 // container before it returns.
 func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*Stage, error) {
-	var c cleanup
+	streams := newStreams(s.outputLimit, s.stdout, s.stderr, s.stdin)
+	l, err := r.create(ctx, log, s, streams)
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if err := c.run(cctx); err != nil {
-			log.Error("cleanup failed", "container", s.id, "error", err)
+		if l != nil {
+			l.destroy(ctx, log)
 		}
 	}()
+	if err != nil {
+		return nil, err
+	}
+	return r.execute(ctx, log, l, s.timeout)
+}
+
+// created is a stage's container and task, created and not yet started:
+// namespaces, cgroup, seccomp filter and mounts in place, the process
+// waiting to be started.
+type created struct {
+	spec      stageSpec
+	container client.Container
+	task      client.Task
+	streams   *streams
+	undo      cleanup
+}
+
+// create makes the container and task of stage s, with its output going
+// to streams. On error, what was made is in the returned value's undo
+// stack (destroy removes it); the value is nil only when nothing was made.
+func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *streams) (_ *created, retErr error) {
 	specOpts, err := oci.Options(s.cfg)
 	if err != nil {
 		return nil, err
@@ -438,7 +458,7 @@ func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*
 		LabelOwnerPID:   r.pid,
 		LabelOwnerStart: r.start,
 	}
-	created := time.Now()
+	begun := time.Now()
 	container, err := r.client.NewContainer(ctx, s.id,
 		client.WithContainerLabels(labels),
 		client.WithImageName(s.image),
@@ -453,38 +473,53 @@ func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*
 		}
 		return nil, fmt.Errorf("creating container: %w", err)
 	}
-	c.add(func(ctx context.Context) error {
+	c := &created{spec: s, container: container, streams: st}
+	c.undo.add(func(ctx context.Context) error {
 		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
 	})
-
-	stdout := newCappedBuffer(s.outputLimit, s.stdout)
-	stderr := newCappedBuffer(s.outputLimit, s.stderr)
-	var stdin *eofReader
-	if s.stdin != nil {
-		stdin = &eofReader{r: s.stdin, eof: make(chan struct{})}
-	}
 	task, err := container.NewTask(ctx, cio.NewCreator(
-		cio.WithStreams(stdin.reader(), stdout, stderr),
+		cio.WithStreams(st.stdin.reader(), st.stdout, st.stderr),
 		// In the staging dir, so the FIFOs go wherever it goes.
 		cio.WithFIFODir(filepath.Join(r.opts.stateDir, "tasks", s.task, "fifo")),
 	))
 	if err != nil {
-		return nil, fmt.Errorf("creating task: %w", err)
+		return c, fmt.Errorf("creating task: %w", err)
 	}
-	c.add(func(ctx context.Context) error {
+	c.task = task
+	c.undo.add(func(ctx context.Context) error {
 		drain(task.IO(), 0)
 		_, err := task.Delete(ctx, client.WithProcessKill)
 		return ignoreNotFound(err)
 	})
-	log.Debug("task created", "container", s.id, "took", time.Since(created))
-	if stdin != nil {
+	observe(ctx, s, StepCreate, begun)
+	log.Debug("task created", "container", s.id, "took", time.Since(begun))
+	return c, nil
+}
+
+// destroy removes the stage's task and container, on a context that keeps
+// ctx's namespace but not its cancellation.
+func (c *created) destroy(ctx context.Context, log *slog.Logger) {
+	begun := time.Now()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := c.undo.run(cctx); err != nil {
+		log.Error("cleanup failed", "container", c.spec.id, "error", err)
+	}
+	observe(ctx, c.spec, StepTeardown, begun)
+}
+
+// execute starts a created stage, enforces its timeout and the caller's
+// cancellation, and reads its verdict, usage and output.
+func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, timeout time.Duration) (*Stage, error) {
+	task, st := c.task, c.streams
+	if st.stdin != nil {
 		done := make(chan struct{})
 		defer close(done)
 		// The shim holds the task's end of stdin open until told to close
 		// it, so the task sees end-of-file only through CloseIO.
 		go func() {
 			select {
-			case <-stdin.eof:
+			case <-st.stdin.eof:
 				_ = task.CloseIO(context.WithoutCancel(ctx), client.WithStdinCloser)
 			case <-done:
 			}
@@ -503,18 +538,18 @@ func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*
 		return nil, fmt.Errorf("starting task: %w", err)
 	}
 
-	st := &Stage{}
-	timer := time.NewTimer(s.timeout)
+	stage := &Stage{}
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var status client.ExitStatus
 	select {
 	case status = <-exitC:
 	case <-timer.C:
-		st.TimedOut = true
+		stage.TimedOut = true
 	case <-ctx.Done():
-		st.Cancelled = true
+		stage.Cancelled = true
 	}
-	if st.TimedOut || st.Cancelled {
+	if stage.TimedOut || stage.Cancelled {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 		status, err = killAll(kctx, task, exitC)
 		cancel()
@@ -522,7 +557,7 @@ func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*
 			return nil, err
 		}
 	}
-	st.Duration = time.Since(start)
+	stage.Duration = time.Since(start)
 	if err := status.Error(); err != nil {
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
@@ -532,18 +567,18 @@ func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*
 	oomKills, usage, err := readUsage(mctx, task)
 	cancel()
 	if err != nil {
-		log.Warn("reading task usage", "container", s.id, "error", err)
+		log.Warn("reading task usage", "container", c.spec.id, "error", err)
 	}
-	st.Usage = usage
-	st.PidsLimitHit = pidsLimitHit(r.cgroupPath(s.id))
+	stage.Usage = usage
+	stage.PidsLimitHit = pidsLimitHit(r.cgroupPath(c.spec.id))
 	drain(task.IO(), drainWait)
 
-	st.Stdout.Data, st.Stdout.Dropped = stdout.result()
-	st.Stderr.Data, st.Stderr.Dropped = stderr.result()
-	st.OutputTruncated = st.Stdout.Truncated() || st.Stderr.Truncated()
-	st.classify(int(status.ExitCode()), oomKills)
-	log.Info("stage done", "container", s.id, "outcome", st.Outcome, "exit_code", st.ExitCode, "duration", st.Duration)
-	return st, nil
+	stage.Stdout.Data, stage.Stdout.Dropped = st.stdout.result()
+	stage.Stderr.Data, stage.Stderr.Dropped = st.stderr.result()
+	stage.OutputTruncated = stage.Stdout.Truncated() || stage.Stderr.Truncated()
+	stage.classify(int(status.ExitCode()), oomKills)
+	log.Info("stage done", "container", c.spec.id, "outcome", stage.Outcome, "exit_code", stage.ExitCode, "duration", stage.Duration)
+	return stage, nil
 }
 
 // cgroupPath is the task's cgroup, as containerd would name it, set
