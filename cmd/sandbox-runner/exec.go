@@ -377,6 +377,7 @@ func formatSize(n int64) string {
 // is fetched on first use (or every time with --pull always).
 func (o *execOptions) puller(c *client.Client, policy images.PullPolicy, w io.Writer) func(context.Context, string) error {
 	opts := o.registry.pullOptions(&o.global)
+	quietContainerd(o.global.logLevel)
 	return func(ctx context.Context, ref string) error {
 		why := "is not in containerd's store"
 		if policy == images.PullAlways {

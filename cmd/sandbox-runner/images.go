@@ -67,6 +67,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return report(std.err, err)
 	}
+	quietContainerd(g.logLevel)
 	conn, err := g.connect(ctx, log)
 	if err != nil {
 		return report(std.err, err)

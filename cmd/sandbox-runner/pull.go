@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	ctrdlog "github.com/containerd/log"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
@@ -128,4 +129,13 @@ type pullResult struct {
 	DurationMS float64 `json:"duration_ms"`
 	Error      string  `json:"error,omitempty"`
 	Kind       string  `json:"kind,omitempty"`
+}
+
+// quietContainerd sets the level of the containerd client's own logger
+// (logrus, to stderr) to ours: it logs every registry host it tries at
+// info level, which is noise unless asked for.
+func quietContainerd(level string) {
+	if err := ctrdlog.SetLevel(level); err != nil {
+		_ = ctrdlog.SetLevel("warn")
+	}
 }
