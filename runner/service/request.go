@@ -1,0 +1,465 @@
+package service
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+// Encodings of file contents and stdin in a Request.
+const (
+	EncodingUTF8   = "utf-8"
+	EncodingBase64 = "base64"
+)
+
+// Request is the body of POST /v1/exec: one task, as JSON.
+type Request struct {
+	// Runtime names the catalog entry (GET /v1/runtimes).
+	Runtime string `json:"runtime"`
+	// Image overrides the runtime's image.
+	Image string `json:"image,omitempty"`
+	// Files are staged read-only in /code; the first is the entry point
+	// and may leave its name out to get the runtime's.
+	Files []File `json:"files"`
+	// Stdin is the task's standard input, in StdinEncoding.
+	Stdin         string `json:"stdin,omitempty"`
+	StdinEncoding string `json:"stdin_encoding,omitempty"`
+	// Args are appended to the runtime's command.
+	Args []string `json:"args,omitempty"`
+	// Env is added to the image's and the runtime's environment.
+	Env map[string]string `json:"env,omitempty"`
+	// Limits override the service's defaults for the runtime.
+	Limits Limits `json:"limits,omitzero"`
+}
+
+// File is one file of a Request.
+type File struct {
+	Name string `json:"name,omitempty"`
+	// Content is the file's bytes: text when Encoding is "utf-8" (the
+	// default), base64 when it is "base64".
+	Content    string `json:"content"`
+	Encoding   string `json:"encoding,omitempty"`
+	Executable bool   `json:"executable,omitempty"`
+}
+
+// Limits are a Request's limits. Each is a string as on the command line
+// ("512m", "30s", "1.5") or a JSON number: bytes for sizes, seconds for
+// durations. A limit left out takes the service's default for the
+// runtime; zero and negative values are refused.
+type Limits struct {
+	Timeout        Limit `json:"timeout,omitzero"`
+	CompileTimeout Limit `json:"compile_timeout,omitzero"`
+	Memory         Limit `json:"memory,omitzero"`
+	CPUs           Limit `json:"cpus,omitzero"`
+	Pids           Limit `json:"pids,omitzero"`
+	OutputLimit    Limit `json:"output_limit,omitzero"`
+	TmpSize        Limit `json:"tmp_size,omitzero"`
+}
+
+// Limit is one limit as written: a JSON string or a JSON number. It is
+// checked when the request becomes a task, where the field is known, so
+// that the error can name it.
+type Limit struct {
+	text string
+	kind limitKind
+}
+
+type limitKind uint8
+
+const (
+	limitUnset limitKind = iota
+	limitString
+	limitNumber
+	// limitOther is any other JSON value; it is refused by name later.
+	limitOther
+)
+
+// LimitString returns a limit written as a string, such as "512m".
+func LimitString(s string) Limit { return Limit{text: s, kind: limitString} }
+
+// LimitInt returns a limit written as a JSON integer.
+func LimitInt(n int64) Limit { return Limit{text: strconv.FormatInt(n, 10), kind: limitNumber} }
+
+// LimitFloat returns a limit written as a JSON number.
+func LimitFloat(f float64) Limit {
+	return Limit{text: strconv.FormatFloat(f, 'g', -1, 64), kind: limitNumber}
+}
+
+// IsZero tells whether the limit was left out.
+func (l Limit) IsZero() bool { return l.kind == limitUnset }
+
+// String returns the limit as written.
+func (l Limit) String() string { return l.text }
+
+// UnmarshalJSON accepts any JSON value and remembers its kind.
+func (l *Limit) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case string(b) == "null":
+		*l = Limit{}
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*l = LimitString(s)
+	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
+		*l = Limit{text: string(b), kind: limitNumber}
+	default:
+		*l = Limit{text: string(b), kind: limitOther}
+	}
+	return nil
+}
+
+// MarshalJSON writes the limit as it was given.
+func (l Limit) MarshalJSON() ([]byte, error) {
+	switch l.kind {
+	case limitUnset:
+		return []byte("null"), nil
+	case limitString:
+		return json.Marshal(l.text)
+	case limitNumber:
+		if _, err := strconv.ParseFloat(l.text, 64); err == nil {
+			return []byte(l.text), nil
+		}
+		return json.Marshal(l.text)
+	default:
+		if json.Valid([]byte(l.text)) {
+			return []byte(l.text), nil
+		}
+		return json.Marshal(l.text)
+	}
+}
+
+// fieldError is bad input in one field of a request. It is
+// runner.ErrInvalidTask and errdefs.ErrInvalidArgument, as the runner's
+// own refusals are.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e *fieldError) Error() string {
+	if e.field == "" {
+		return e.msg
+	}
+	return e.field + ": " + e.msg
+}
+
+func (e *fieldError) Is(target error) bool {
+	return target == runner.ErrInvalidTask || target == errdefs.ErrInvalidArgument
+}
+
+func badField(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// DecodeRequest decodes one request body strictly: unknown fields, a
+// second JSON value and wrong types are refused with an error that names
+// the field. The error is runner.ErrInvalidTask.
+func DecodeRequest(body []byte) (*Request, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, badField("", "the request body is empty: send a JSON object such as {\"runtime\": \"python\", \"files\": [{\"content\": \"print(1)\"}]}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req Request
+	if err := dec.Decode(&req); err != nil {
+		return nil, describeJSONError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, badField("", "the request body holds more than one JSON value: send exactly one object")
+	}
+	return &req, nil
+}
+
+// describeJSONError turns a decoding error into one a client can act on.
+func describeJSONError(err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return badField("", "malformed JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badField("", "malformed JSON: the body ends before the object does")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return badField("", "the request body must be a JSON object, not %s", typ.Value)
+		}
+		return badField(typ.Field, "expected %s, got %s", jsonKind(typ.Type), typ.Value)
+	}
+	// encoding/json's unknown-field error has no type of its own; its
+	// text ("json: unknown field \"x\"") already names the field.
+	return badField("", "%s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names what JSON value a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+// Task turns the request into a runner.Task, on top of base, the limits
+// the runtime gets by default. Every error names its field and is
+// runner.ErrInvalidTask; what only the runner can check (the runtime,
+// file names, limits against the host) is left to runner.Validate.
+func (r *Request) Task(base runner.Limits) (runner.Task, error) {
+	t := runner.Task{Runtime: r.Runtime, Image: r.Image}
+	if r.Runtime == "" {
+		return t, badField("runtime", "required: name a runtime (GET /v1/runtimes lists them)")
+	}
+	if len(r.Files) == 0 {
+		return t, badField("files", "required: give at least one file; the first is the entry point")
+	}
+	for i, f := range r.Files {
+		field := fmt.Sprintf("files[%d]", i)
+		content, err := decodeContent(field+".content", f.Content, field+".encoding", f.Encoding)
+		if err != nil {
+			return t, err
+		}
+		t.Files = append(t.Files, runner.File{Name: f.Name, Content: content, Executable: f.Executable})
+	}
+	if r.Stdin != "" || r.StdinEncoding != "" {
+		stdin, err := decodeContent("stdin", r.Stdin, "stdin_encoding", r.StdinEncoding)
+		if err != nil {
+			return t, err
+		}
+		t.Stdin = bytes.NewReader(stdin)
+	}
+	for i, a := range r.Args {
+		if strings.ContainsRune(a, 0) {
+			return t, badField(fmt.Sprintf("args[%d]", i), "holds a NUL byte, which no argument can")
+		}
+	}
+	t.Args = slices.Clone(r.Args)
+	keys := make([]string, 0, len(r.Env))
+	for k := range r.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := r.Env[k]
+		switch {
+		case k == "":
+			return t, badField("env", "a variable has an empty name")
+		case strings.ContainsAny(k, "=\x00"):
+			return t, badField(fmt.Sprintf("env[%q]", k), "a variable name cannot hold '=' or a NUL byte")
+		case strings.ContainsRune(v, 0):
+			return t, badField(fmt.Sprintf("env[%q]", k), "the value holds a NUL byte")
+		}
+		t.Env = append(t.Env, k+"="+v)
+	}
+	var err error
+	t.Limits, err = r.Limits.apply(base)
+	return t, err
+}
+
+func decodeContent(field, content, encField, encoding string) ([]byte, error) {
+	switch encoding {
+	case "", EncodingUTF8:
+		return []byte(content), nil
+	case EncodingBase64:
+		b, err := base64.StdEncoding.DecodeString(content)
+		if err != nil {
+			return nil, badField(field, "is not valid base64 (standard alphabet, padded): %v", err)
+		}
+		return b, nil
+	}
+	return nil, badField(encField, "%q is not an encoding: give %q (the default) or %q", encoding, EncodingUTF8, EncodingBase64)
+}
+
+// apply puts the limits that were given on top of base.
+func (l Limits) apply(base runner.Limits) (runner.Limits, error) {
+	out := base
+	var err error
+	for _, d := range []struct {
+		field string
+		v     Limit
+		dst   *time.Duration
+	}{
+		{"limits.timeout", l.Timeout, &out.Timeout},
+		{"limits.compile_timeout", l.CompileTimeout, &out.CompileTimeout},
+	} {
+		if d.v.IsZero() {
+			continue
+		}
+		if *d.dst, err = parseDuration(d.field, d.v); err != nil {
+			return out, err
+		}
+	}
+	for _, s := range []struct {
+		field string
+		v     Limit
+		dst   *int64
+	}{
+		{"limits.memory", l.Memory, &out.Memory},
+		{"limits.output_limit", l.OutputLimit, &out.OutputLimit},
+		{"limits.tmp_size", l.TmpSize, &out.TmpSize},
+	} {
+		if s.v.IsZero() {
+			continue
+		}
+		if *s.dst, err = parseSize(s.field, s.v); err != nil {
+			return out, err
+		}
+	}
+	if !l.CPUs.IsZero() {
+		if err := checkKind("limits.cpus", l.CPUs, "a number of CPUs such as 0.5"); err != nil {
+			return out, err
+		}
+		f, perr := strconv.ParseFloat(strings.TrimSpace(l.CPUs.text), 64)
+		if perr != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
+			return out, badField("limits.cpus", "%q: give a number of CPUs above zero, such as 0.5", l.CPUs.text)
+		}
+		out.CPUs = f
+	}
+	if !l.Pids.IsZero() {
+		if err := checkKind("limits.pids", l.Pids, "a whole number such as 64"); err != nil {
+			return out, err
+		}
+		n, perr := parseWhole(l.Pids.text)
+		if perr != nil || n <= 0 {
+			return out, badField("limits.pids", "%q: give a whole number above zero, such as 64", l.Pids.text)
+		}
+		out.Pids = n
+	}
+	return out, nil
+}
+
+func checkKind(field string, v Limit, want string) error {
+	if v.kind == limitOther {
+		return badField(field, "expected a string or a number (%s), got %s", want, v.text)
+	}
+	return nil
+}
+
+// parseDuration reads a duration: a string as runner.ParseDuration
+// takes it, or a JSON number of seconds.
+func parseDuration(field string, v Limit) (time.Duration, error) {
+	if err := checkKind(field, v, `seconds, or a string such as "30s"`); err != nil {
+		return 0, err
+	}
+	d, err := runner.ParseDuration(v.text)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", field, err)
+	}
+	if d <= 0 {
+		return 0, badField(field, "%q: give a duration above zero, or leave the field out for the default", v.text)
+	}
+	return d, nil
+}
+
+// parseSize reads a size: a string as runner.ParseSize takes it, or a
+// JSON number of bytes.
+func parseSize(field string, v Limit) (int64, error) {
+	if err := checkKind(field, v, `bytes, or a string such as "512m"`); err != nil {
+		return 0, err
+	}
+	var n int64
+	var err error
+	if v.kind == limitNumber {
+		// JSON allows 1e6 and 1.0, which are fine numbers of bytes but
+		// not sizes ParseSize reads.
+		if n, err = parseWhole(v.text); err != nil {
+			return 0, badField(field, "%s: give a whole number of bytes, or a string such as \"512m\"", v.text)
+		}
+	} else if n, err = runner.ParseSize(v.text); err != nil {
+		return 0, fmt.Errorf("%s: %w", field, err)
+	}
+	if n <= 0 {
+		return 0, badField(field, "%q: give a size above zero, or leave the field out for the default", v.text)
+	}
+	return n, nil
+}
+
+// parseWhole parses a whole number written as an integer or as a float
+// without a fraction (64, 64.0, 6.4e1).
+func parseWhole(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, err
+	}
+	if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+		return 0, fmt.Errorf("%s is not a whole number in range", s)
+	}
+	return int64(f), nil
+}
+
+// NewRequest turns a task into a request, for clients of the service.
+// stdin is the task's whole standard input (a request cannot stream it);
+// Task.Stdin, Stdout and Stderr are ignored. Limits left zero are left
+// out, so the service's defaults apply.
+func NewRequest(t runner.Task, stdin []byte) Request {
+	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args}
+	for _, f := range t.Files {
+		content, enc := encodeContent(f.Content)
+		r.Files = append(r.Files, File{Name: f.Name, Content: content, Encoding: enc, Executable: f.Executable})
+	}
+	if len(stdin) > 0 {
+		r.Stdin, r.StdinEncoding = encodeContent(stdin)
+	}
+	for _, e := range t.Env {
+		if r.Env == nil {
+			r.Env = map[string]string{}
+		}
+		k, v, _ := strings.Cut(e, "=")
+		r.Env[k] = v
+	}
+	l := t.Limits
+	if l.Timeout != 0 {
+		r.Limits.Timeout = LimitString(l.Timeout.String())
+	}
+	if l.CompileTimeout != 0 {
+		r.Limits.CompileTimeout = LimitString(l.CompileTimeout.String())
+	}
+	for _, s := range []struct {
+		v   int64
+		dst *Limit
+	}{{l.Memory, &r.Limits.Memory}, {l.OutputLimit, &r.Limits.OutputLimit}, {l.TmpSize, &r.Limits.TmpSize}, {l.Pids, &r.Limits.Pids}} {
+		if s.v != 0 {
+			*s.dst = LimitInt(s.v)
+		}
+	}
+	if l.CPUs != 0 {
+		r.Limits.CPUs = LimitFloat(l.CPUs)
+	}
+	return r
+}
+
+// encodeContent returns b as text when it is valid UTF-8 (the form a
+// person reading the request expects), base64 otherwise.
+func encodeContent(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), EncodingBase64
+}
