@@ -40,6 +40,10 @@ type Config struct {
 	// a fresh tmpfs, so that the stages of one task (compile, then run)
 	// share their scratch space. Must be absolute.
 	ScratchSource string
+	// ReadOnlyBinds are further host paths bind-mounted read-only (and
+	// nosuid, nodev) into the sandbox, such as a warm-pool sandbox's
+	// entrypoint and its command directory. Both paths must be absolute.
+	ReadOnlyBinds []Bind
 	// Hostname inside the UTS namespace; default DefaultHostname.
 	Hostname string
 	// Resources are the cgroup and rlimit limits.
@@ -64,4 +68,10 @@ type Resources struct {
 	ShmBytes int64
 	// NoFile is RLIMIT_NOFILE (soft = hard); default DefaultNoFile.
 	NoFile uint64
+}
+
+// Bind is one read-only bind mount.
+type Bind struct {
+	Source      string // on the host
+	Destination string // in the sandbox
 }

@@ -31,7 +31,8 @@ var systemMounts = []specs.Mount{
 //     not noexec: compiled languages build binaries there and run them;
 //     When ScratchSource is set, that host directory is bind-mounted there
 //     instead (read-write, nosuid, nodev); its size is the caller's mount's;
-//   - CodeSource bind-mounted read-only at CodeDir, when set;
+//   - CodeSource bind-mounted read-only at CodeDir, when set, and each of
+//     ReadOnlyBinds read-only, nosuid and nodev;
 //   - the task's own cgroup, read-only at /sys/fs/cgroup, so runtimes such
 //     as the JVM and .NET size themselves to their limits, not the host's.
 //
@@ -77,6 +78,14 @@ func WithMounts(cfg Config) ctrdoci.SpecOpts {
 				Destination: CodeDir,
 				Type:        "bind",
 				Source:      cfg.CodeSource,
+				Options:     []string{"rbind", "ro", "nosuid", "nodev"},
+			})
+		}
+		for _, b := range cfg.ReadOnlyBinds {
+			owned = append(owned, specs.Mount{
+				Destination: b.Destination,
+				Type:        "bind",
+				Source:      b.Source,
 				Options:     []string{"rbind", "ro", "nosuid", "nodev"},
 			})
 		}

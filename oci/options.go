@@ -116,6 +116,11 @@ func (c Config) validateCodeSource() error {
 	if c.ScratchSource != "" && !path.IsAbs(c.ScratchSource) {
 		return invalid("ScratchSource %q is not absolute, pass an absolute host path", c.ScratchSource)
 	}
+	for _, b := range c.ReadOnlyBinds {
+		if !path.IsAbs(b.Source) || !path.IsAbs(b.Destination) {
+			return invalid("ReadOnlyBinds entry %q -> %q: both paths must be absolute", b.Source, b.Destination)
+		}
+	}
 	return nil
 }
 

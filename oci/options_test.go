@@ -585,3 +585,24 @@ func TestScratchSourceMustBeAbsolute(t *testing.T) {
 	assert.True(t, errdefs.IsInvalidArgument(err))
 	assert.Contains(t, err.Error(), "ScratchSource")
 }
+
+func TestReadOnlyBinds(t *testing.T) {
+	cfg := validConfig()
+	cfg.ReadOnlyBinds = []Bind{{Source: "/usr/libexec/sr/init", Destination: "/.sandbox-runner/init"}}
+	s := generate(t, cfg)
+	var found bool
+	for _, m := range s.Mounts {
+		if m.Destination == "/.sandbox-runner/init" {
+			found = true
+			assert.Equal(t, "/usr/libexec/sr/init", m.Source)
+			assert.Subset(t, m.Options, []string{"rbind", "ro", "nosuid", "nodev"})
+			assert.NotContains(t, m.Options, "rw")
+		}
+	}
+	assert.True(t, found)
+
+	cfg.ReadOnlyBinds = []Bind{{Source: "relative", Destination: "/x"}}
+	_, err := Options(cfg)
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err))
+}

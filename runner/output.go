@@ -86,3 +86,43 @@ func newStreams(limit int64, stdout, stderr io.Writer, stdin io.Reader) *streams
 	}
 	return s
 }
+
+// reset sets the limit and tee of a buffer nothing was written to yet: a
+// pooled sandbox's streams exist before the task that will use them.
+func (c *cappedBuffer) reset(limit int64, tee io.Writer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limit, c.tee, c.teeErr = limit, tee, nil
+}
+
+// gate is a pooled sandbox's stdin before a task claims the sandbox: reads
+// block until open hands over the task's input (nil for none).
+type gate struct {
+	once  sync.Once
+	ready chan struct{}
+	r     io.Reader
+}
+
+func newGate() *gate { return &gate{ready: make(chan struct{})} }
+
+func (g *gate) Read(p []byte) (int, error) {
+	<-g.ready
+	return g.r.Read(p)
+}
+
+// open lets reads through to r, or to an immediate end-of-file when r is
+// nil. Only the first call counts, so a sandbox that is thrown away
+// unclaimed can open its gate to release the copier blocked on it.
+func (g *gate) open(r io.Reader) {
+	g.once.Do(func() {
+		if r == nil {
+			r = eof{}
+		}
+		g.r = r
+		close(g.ready)
+	})
+}
+
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }

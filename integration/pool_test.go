@@ -1,0 +1,188 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+var (
+	initOnce sync.Once
+	initPath string
+	initErr  error
+)
+
+// InitBinary builds the static pool entrypoint once per run.
+func (h *Harness) InitBinary(t testing.TB) string {
+	t.Helper()
+	initOnce.Do(func() {
+		initPath = filepath.Join(h.Dir, "sandbox-runner-init")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		cmd := exec.Command(goBin, "build", "-trimpath", "-o", initPath, "./cmd/sandbox-runner-init")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			initErr = fmt.Errorf("building sandbox-runner-init: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, initErr)
+	return initPath
+}
+
+// newPool returns a pool of size sandboxes for the test runtime on a
+// runner whose catalog points that runtime at the test image, and waits
+// until it is full. Closing it is registered before the leak check runs.
+func newPool(t *testing.T, h *Harness, size int, limits runner.Limits) (*runner.Runner, *runner.Pool) {
+	t.Helper()
+	cat := images.DefaultCatalog()
+	rt := cat[testRuntime]
+	rt.Image = testImage
+	cat[testRuntime] = rt
+	r := h.NewRunner(t, runner.WithCatalog(cat))
+	p, err := r.NewPool(context.Background(), runner.PoolOptions{
+		Init:     h.InitBinary(t),
+		Runtimes: map[string]runner.PoolRuntime{testRuntime: {Size: size, Limits: limits}},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		require.NoError(t, p.Close(ctx))
+	})
+	waitFull(t, p, size)
+	return r, p
+}
+
+func waitFull(t *testing.T, p *runner.Pool, size int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Stats()[0].Idle == size }, 60*time.Second, 20*time.Millisecond,
+		"the pool never filled: %+v", p.Stats())
+}
+
+func pooledRun(t *testing.T, p *runner.Pool, code string, mod func(*runner.Task)) *runner.Result {
+	t.Helper()
+	task := runner.Task{Runtime: testRuntime, Files: []runner.File{{Content: []byte(code)}}}
+	if mod != nil {
+		mod(&task)
+	}
+	res, err := p.Run(context.Background(), task)
+	require.NoError(t, err)
+	return res
+}
+
+func TestPoolRunsTaskWithFullHardening(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	res := pooledRun(t, p, `echo "args: $*"; read line; echo "stdin: $line"; id -u; pwd
+grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
+touch /code/x 2>/dev/null || echo code-ro; touch /x 2>/dev/null || echo root-ro
+echo $$`, func(t *runner.Task) {
+		t.Args = []string{"a", "b"}
+		t.Stdin = strings.NewReader("hello\n")
+	})
+	assert.Equal(t, runner.OutcomeExited, res.Outcome)
+	assert.Equal(t, "args: a b\nstdin: hello\n65534\n/tmp\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n"+
+		"NoNewPrivs:\t1\nSeccomp:\t2\ncode-ro\nroot-ro\n1\n", string(res.Stdout.Data),
+		"the task is PID 1: the entrypoint replaced itself with it")
+	assert.Equal(t, uint64(1), p.Stats()[0].Hits)
+}
+
+func TestPoolAppliesTheTasksLimitsBeforeStart(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	res := pooledRun(t, p, `cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/pids/pids.max
+cat /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us`,
+		func(t *runner.Task) { t.Limits = runner.Limits{Memory: 64 << 20, Pids: 20, CPUs: 0.25} })
+	require.Equal(t, uint64(1), p.Stats()[0].Hits, "a task asking for other memory, pids and CPU still gets a pooled sandbox")
+	assert.Equal(t, fmt.Sprintf("%d\n%d\n20\n25000\n", 64<<20, 64<<20), string(res.Stdout.Data))
+}
+
+func TestPoolVerdictsMatchTheColdPath(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	res := pooledRun(t, p, "sleep 100", func(t *runner.Task) { t.Limits.Timeout = time.Second })
+	assert.Equal(t, runner.OutcomeTimedOut, res.Outcome)
+	assert.Equal(t, runner.ExitTimedOut, res.ExitCode)
+	assert.Less(t, res.Duration, 3*time.Second)
+
+	waitFull(t, p, 1)
+	res = pooledRun(t, p, `x=a; while true; do x="$x$x"; done`, func(t *runner.Task) { t.Limits.Memory = 32 << 20 })
+	assert.Equal(t, runner.OutcomeOOMKilled, res.Outcome)
+
+	waitFull(t, p, 1)
+	res = pooledRun(t, p, "exit 7", nil)
+	assert.Equal(t, 7, res.ExitCode)
+	assert.Equal(t, uint64(3), p.Stats()[0].Hits)
+}
+
+func TestPoolNeverReusesASandbox(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 2, runner.Limits{})
+	first := pooledRun(t, p, "echo secret > /tmp/left-behind; hostname", nil)
+	second := pooledRun(t, p, "cat /tmp/left-behind 2>&1 || echo clean", nil)
+	assert.NotEqual(t, first.ID, second.ID)
+	assert.Contains(t, string(second.Stdout.Data), "clean")
+	assert.Equal(t, uint64(2), p.Stats()[0].Hits)
+}
+
+func TestPoolMissTakesTheColdPath(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	// Another tmp size cannot be given to a made sandbox.
+	res := pooledRun(t, p, "echo cold", func(t *runner.Task) { t.Limits.TmpSize = 8 << 20 })
+	assert.Equal(t, "cold\n", string(res.Stdout.Data))
+	st := p.Stats()[0]
+	assert.Equal(t, uint64(0), st.Hits)
+	assert.Equal(t, uint64(1), st.Misses)
+}
+
+func TestPoolCommandNotFound(t *testing.T) {
+	h := RequiresRoot(t)
+	cat := images.DefaultCatalog()
+	cat["missing"] = images.Runtime{Name: "missing", Image: testImage, FileName: "x", Run: []string{"no-such-interpreter", "{file}"}}
+	r := h.NewRunner(t, runner.WithCatalog(cat))
+	p, err := r.NewPool(context.Background(), runner.PoolOptions{Init: h.InitBinary(t),
+		Runtimes: map[string]runner.PoolRuntime{"missing": {Size: 1}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
+	waitFull(t, p, 1)
+	res, err := p.Run(context.Background(), runner.Task{Runtime: "missing", Files: []runner.File{{Content: []byte("x")}}})
+	require.NoError(t, err)
+	assert.Equal(t, 127, res.ExitCode)
+	assert.Contains(t, string(res.Stderr.Data), "no-such-interpreter: command not found")
+}
+
+func TestPoolRefusesADynamicEntrypoint(t *testing.T) {
+	h := RequiresRoot(t)
+	r := h.NewRunner(t)
+	_, err := r.NewPool(context.Background(), runner.PoolOptions{Init: "/bin/ls",
+		Runtimes: map[string]runner.PoolRuntime{testRuntime: {Size: 1}}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "dynamically linked")
+}
+
+func TestPoolIdleSlotMemory(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 3, runner.Limits{})
+	st := p.Stats()[0]
+	t.Logf("idle pooled sandbox: %.1f MiB of host memory (PSS of the waiting process and its shim)", float64(st.IdleMemoryBytes)/(1<<20))
+	assert.NotZero(t, st.IdleMemoryBytes)
+}

@@ -1,0 +1,534 @@
+package runner
+
+import (
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/oci"
+)
+
+// Where a pooled sandbox finds its entrypoint and its task's command.
+const (
+	poolInitPath = "/.sandbox-runner/init"
+	poolCmdDir   = "/.sandbox-runner/cmd"
+)
+
+// Pool defaults.
+const (
+	// DefaultMaxIdle is how long a pooled sandbox may wait for a task
+	// before it is recycled for a fresh one.
+	DefaultMaxIdle = 10 * time.Minute
+	// refillBackoffMax bounds the wait between failed attempts to fill
+	// the pool (a missing image, a containerd restart).
+	refillBackoffMax = 30 * time.Second
+)
+
+// PoolOptions configure a warm pool.
+type PoolOptions struct {
+	// Init is the host path of the static sandbox-runner-init binary,
+	// every pooled sandbox's entrypoint. Required.
+	Init string
+	// Runtimes says, per runtime name, how many sandboxes to keep ready
+	// and the limits they are made with.
+	Runtimes map[string]PoolRuntime
+	// MaxIdle is how long a sandbox may wait before it is recycled.
+	// Default DefaultMaxIdle.
+	MaxIdle time.Duration
+}
+
+// PoolRuntime is the pool of one runtime.
+type PoolRuntime struct {
+	// Size is how many created, not yet started sandboxes to keep.
+	Size int
+	// Limits are what the sandboxes are made with; zero fields take the
+	// runner's defaults. A task may ask for other memory, CPU and pids
+	// limits (the cgroup is updated before start); a task that asks for
+	// another tmp size takes the cold path, since a tmpfs is sized when
+	// it is mounted.
+	Limits Limits
+}
+
+// PoolStats are one runtime's pool figures.
+type PoolStats struct {
+	Runtime string `json:"runtime"`
+	// Size is the target, Idle what is ready now.
+	Size int `json:"size"`
+	Idle int `json:"idle"`
+	// Hits are tasks that got a pooled sandbox; Misses took the cold path
+	// because none was ready.
+	Hits   uint64 `json:"hits"`
+	Misses uint64 `json:"misses"`
+	// Recycled counts sandboxes thrown away unused after MaxIdle.
+	Recycled uint64 `json:"recycled"`
+	// IdleMemoryBytes is the mean host memory (proportional set size of
+	// the waiting process and its shim) one idle sandbox holds.
+	IdleMemoryBytes uint64 `json:"idle_memory_bytes"`
+}
+
+// Pool keeps, per runtime, sandboxes that are created (namespaces,
+// cgroup, seccomp filter, mounts in place) but not started, each with its
+// own empty staging dir and scratch tmpfs. A task claims one, gets its
+// files and command written and its limits applied, and starts it: most
+// of a cold start's cost is paid before the task arrives. A sandbox runs
+// one task and is destroyed, off the task's path; the pool refills in the
+// background and never makes a task wait: with no sandbox ready, a task
+// takes the cold path.
+type Pool struct {
+	r    *Runner
+	opts PoolOptions
+
+	mu    sync.Mutex
+	idle  map[string][]*slot
+	stats map[string]*poolCounters
+
+	wake chan struct{}
+	// ctx ends with Close and stops the filling between two sandboxes;
+	// making and destroying one runs on tctx, which carries the namespace
+	// and is never cancelled: a creation cut short would orphan the
+	// client's lease and the snapshot.
+	ctx    context.Context
+	tctx   context.Context
+	cancel context.CancelFunc
+	filler sync.WaitGroup // the refill loop
+	bg     sync.WaitGroup // teardowns
+	closed atomic.Bool
+}
+
+type poolCounters struct {
+	hits, misses, recycled atomic.Uint64
+}
+
+// slot is one pooled sandbox.
+type slot struct {
+	id      string
+	runtime string
+	image   string
+	env     []string // the image's
+	limits  Limits
+	dir     string
+	created *created
+	stdin   *gate
+	born    time.Time
+}
+
+// NewPool starts a pool that fills itself in the background. Close drains
+// it.
+func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
+	if o.MaxIdle == 0 {
+		o.MaxIdle = DefaultMaxIdle
+	}
+	if err := checkInit(o.Init); err != nil {
+		return nil, err
+	}
+	stats := map[string]*poolCounters{}
+	for name, pr := range o.Runtimes {
+		rt, err := r.opts.catalog.Lookup(name)
+		if err != nil {
+			return nil, fmt.Errorf("pool: %w", err)
+		}
+		if len(rt.Compile) > 0 {
+			return nil, invalid("pool: runtime %s is compiled, and compiled runtimes take the cold path: remove it from the pool", name)
+		}
+		if pr.Size < 0 {
+			return nil, invalid("pool: runtime %s: size %d is negative", name, pr.Size)
+		}
+		if _, err := pr.Limits.withDefaults(r.host); err != nil {
+			return nil, fmt.Errorf("pool: runtime %s: %w", name, err)
+		}
+		stats[name] = &poolCounters{}
+	}
+	tctx := namespaces.WithNamespace(context.WithoutCancel(ctx), r.opts.namespace)
+	pctx, cancel := context.WithCancel(tctx)
+	p := &Pool{r: r, opts: o, idle: map[string][]*slot{}, stats: stats,
+		wake: make(chan struct{}, 1), ctx: pctx, tctx: tctx, cancel: cancel}
+	p.filler.Go(p.refill)
+	return p, nil
+}
+
+// checkInit makes sure the entrypoint exists and is statically linked: a
+// sandbox holds only its image, which may have no dynamic loader.
+func checkInit(path string) error {
+	if path == "" {
+		return invalid("pool: no entrypoint given: build cmd/sandbox-runner-init and pass its path")
+	}
+	if !filepath.IsAbs(path) {
+		return invalid("pool: entrypoint %q is not an absolute path", path)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return invalid("pool: entrypoint %s: %v", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return invalid("pool: entrypoint %s is dynamically linked: build it with CGO_ENABLED=0", path)
+		}
+	}
+	return nil
+}
+
+// Run runs t in a pooled sandbox when one fits, else on the cold path,
+// and returns the same Result either way.
+func (p *Pool) Run(ctx context.Context, t Task) (*Result, error) {
+	pt, err := prepare(t, p.r.opts.catalog, p.r.host)
+	if err != nil {
+		return nil, err
+	}
+	var s *slot
+	if t.ID == "" && pt.compile == nil && !p.closed.Load() {
+		s = p.take(pt)
+	}
+	if s == nil {
+		if c := p.stats[pt.runtime.Name]; c != nil {
+			c.misses.Add(1)
+		}
+		return p.r.Run(ctx, t)
+	}
+	p.stats[pt.runtime.Name].hits.Add(1)
+	p.poke()
+	ctx = namespaces.WithNamespace(ctx, p.r.opts.namespace)
+	log := p.r.opts.log.With("task", s.id, "runtime", s.runtime, "pooled", true)
+	// The sandbox is used once: destroyed whatever happens, off this path.
+	defer p.discard(s)
+
+	if err := stage(filepath.Join(s.dir, "code"), pt.files); err != nil {
+		return nil, err
+	}
+	cmd, err := json.Marshal(struct {
+		Args []string `json:"args"`
+		Env  []string `json:"env"`
+		Dir  string   `json:"dir"`
+	}{pt.args, withPATH(append(append([]string(nil), s.env...), pt.env...)), oci.ScratchDir})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "cmd", "command.json"), cmd, 0o644); err != nil {
+		return nil, fmt.Errorf("writing task command: %w", err)
+	}
+	if res := resourcesFor(pt.limits, s.limits); res != nil {
+		if err := s.created.task.Update(ctx, client.WithResources(res)); err != nil {
+			return nil, fmt.Errorf("applying task limits: %w", err)
+		}
+	}
+	s.created.streams.stdout.reset(pt.limits.OutputLimit, t.Stdout)
+	s.created.streams.stderr.reset(pt.limits.OutputLimit, t.Stderr)
+	s.stdin.open(t.Stdin)
+
+	st, err := p.r.execute(ctx, log, s.created, pt.limits.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{ID: s.id, Runtime: s.runtime, Image: s.image, Stage: *st}, nil
+}
+
+// resourcesFor returns the cgroup update that turns a sandbox made with
+// have into one with want, or nil when they are the same.
+func resourcesFor(want, have Limits) *specs.LinuxResources {
+	if want.Memory == have.Memory && want.CPUs == have.CPUs && want.Pids == have.Pids {
+		return nil
+	}
+	mem, quota, period, pids := want.Memory, int64(want.CPUs*oci.DefaultCPUPeriod), uint64(oci.DefaultCPUPeriod), want.Pids
+	return &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &mem, Swap: &mem},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+	}
+}
+
+// withPATH adds the default PATH to an environment that has none, as the
+// cold path's spec does.
+func withPATH(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			return env
+		}
+	}
+	return append(env, oci.DefaultPATH)
+}
+
+// take pops a ready sandbox that fits the task, or returns nil.
+func (p *Pool) take(pt *prepared) *slot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.idle[pt.runtime.Name]
+	for i := len(list) - 1; i >= 0; i-- {
+		s := list[i]
+		if s.image == pt.image && s.limits.TmpSize == pt.limits.TmpSize {
+			p.idle[pt.runtime.Name] = slices.Delete(list, i, i+1)
+			return s
+		}
+	}
+	return nil
+}
+
+// discard destroys a sandbox in the background.
+func (p *Pool) discard(s *slot) {
+	p.bg.Go(func() {
+		s.stdin.open(nil)
+		s.created.destroy(p.tctx, p.r.opts.log)
+		if err := removeTaskDir(s.dir); err != nil {
+			p.r.opts.log.Error("removing pooled sandbox dir", "task", s.id, "error", err)
+		}
+	})
+}
+
+func (p *Pool) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// refill keeps every runtime's pool at its size, one sandbox at a time so
+// that filling never competes hard with running tasks, and recycles
+// sandboxes that waited too long.
+func (p *Pool) refill() {
+	backoff := time.Second
+	names := slices.Sorted(func(yield func(string) bool) {
+		for n := range p.opts.Runtimes {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	for {
+		p.recycle()
+		filled, failed := false, false
+		for _, name := range names {
+			if p.ctx.Err() != nil {
+				return
+			}
+			p.mu.Lock()
+			short := len(p.idle[name]) < p.opts.Runtimes[name].Size
+			p.mu.Unlock()
+			if !short {
+				continue
+			}
+			s, err := p.newSlot(name)
+			if err != nil {
+				p.r.opts.log.Warn("filling the warm pool", "runtime", name, "error", err)
+				failed = true
+				continue
+			}
+			p.mu.Lock()
+			p.idle[name] = append(p.idle[name], s)
+			p.mu.Unlock()
+			filled = true
+		}
+		wait := p.opts.MaxIdle / 4
+		switch {
+		case failed:
+			wait, backoff = backoff, min(backoff*2, refillBackoffMax)
+		case filled:
+			wait, backoff = 0, time.Second
+		}
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// recycle destroys sandboxes older than MaxIdle; refill replaces them.
+func (p *Pool) recycle() {
+	p.mu.Lock()
+	var old []*slot
+	for name, list := range p.idle {
+		keep := list[:0]
+		for _, s := range list {
+			if time.Since(s.born) > p.opts.MaxIdle {
+				old = append(old, s)
+				p.stats[name].recycled.Add(1)
+			} else {
+				keep = append(keep, s)
+			}
+		}
+		p.idle[name] = keep
+	}
+	p.mu.Unlock()
+	for _, s := range old {
+		p.discard(s)
+	}
+}
+
+// newSlot creates one sandbox for runtime name.
+func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
+	r := p.r
+	rt := r.opts.catalog[name]
+	limits, err := p.opts.Runtimes[name].Limits.withDefaults(r.host)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := images.Normalize(rt.Image)
+	if err != nil {
+		return nil, err
+	}
+	info, err := r.image(p.tctx, ref, "")
+	if err != nil {
+		return nil, err
+	}
+	id := NewID()
+	dir := filepath.Join(r.opts.stateDir, "tasks", id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = removeTaskDir(dir)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(r.pid+" "+r.start), 0o600); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
+	for _, sub := range []string{"code", "cmd"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("creating staging dir: %w", err)
+		}
+		if err := os.Chmod(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("creating staging dir: %w", err)
+		}
+	}
+	cfg := oci.Config{
+		Args:       []string{poolInitPath},
+		CodeSource: filepath.Join(dir, "code"),
+		ReadOnlyBinds: []oci.Bind{
+			{Source: p.opts.Init, Destination: poolInitPath},
+			{Source: filepath.Join(dir, "cmd"), Destination: poolCmdDir},
+		},
+		Resources: oci.Resources{
+			MemoryBytes: limits.Memory,
+			CPUs:        limits.CPUs,
+			Pids:        limits.Pids,
+			TmpBytes:    limits.TmpSize,
+		},
+	}
+	stdin := newGate()
+	c, err := r.create(p.tctx, r.opts.log, stageSpec{id: id, task: id, image: ref, img: info.img, cfg: cfg},
+		newStreams(0, nil, nil, stdin))
+	if err != nil {
+		stdin.open(nil)
+		if c != nil {
+			c.destroy(p.tctx, r.opts.log)
+		}
+		return nil, err
+	}
+	return &slot{id: id, runtime: name, image: ref, env: info.env, limits: limits, dir: dir,
+		created: c, stdin: stdin, born: time.Now()}, nil
+}
+
+// Stats returns every pooled runtime's figures, sorted by runtime.
+func (p *Pool) Stats() []PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []PoolStats
+	for name, pr := range p.opts.Runtimes {
+		c := p.stats[name]
+		st := PoolStats{Runtime: name, Size: pr.Size, Idle: len(p.idle[name]),
+			Hits: c.hits.Load(), Misses: c.misses.Load(), Recycled: c.recycled.Load()}
+		var total uint64
+		for _, s := range p.idle[name] {
+			total += slotMemory(s.created.task.Pid())
+		}
+		if st.Idle > 0 {
+			st.IdleMemoryBytes = total / uint64(st.Idle)
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PoolStats) int { return strings.Compare(a.Runtime, b.Runtime) })
+	return out
+}
+
+// slotMemory is the proportional set size of a created sandbox's waiting
+// process and of its shim (its parent), shared pages split fairly.
+func slotMemory(pid uint32) uint64 {
+	if pid == 0 {
+		return 0
+	}
+	p := strconv.FormatUint(uint64(pid), 10)
+	total := pss(p)
+	if ppid := parentPID(p); ppid != "" && ppid != "1" {
+		total += pss(ppid)
+	}
+	return total
+}
+
+func pss(pid string) uint64 {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "smaps_rollup"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func parentPID(pid string) string {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return ""
+	}
+	return f[1]
+}
+
+// Close stops refilling, destroys the idle sandboxes and waits, until ctx
+// ends, for every teardown. Call it once the pool's tasks are done: a task
+// still running gets its sandbox destroyed when it ends.
+func (p *Pool) Close(ctx context.Context) error {
+	p.closed.Store(true)
+	p.cancel()
+	// The loop ends after the sandbox it may be making, which it adds to
+	// the idle list: collect that list only then.
+	p.filler.Wait()
+	p.mu.Lock()
+	var all []*slot
+	for name, list := range p.idle {
+		all = append(all, list...)
+		p.idle[name] = nil
+	}
+	p.mu.Unlock()
+	for _, s := range all {
+		p.discard(s)
+	}
+	done := make(chan struct{})
+	go func() {
+		p.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errors.New("pool: sandboxes still being torn down when the context ended")
+	}
+}
