@@ -44,6 +44,9 @@ type Config struct {
 	// nosuid, nodev) into the sandbox, such as a warm-pool sandbox's
 	// entrypoint and its command directory. Both paths must be absolute.
 	ReadOnlyBinds []Bind
+	// Annotations are added to the spec, for the runtime's eyes (such as
+	// the runc shim's grouping); they change nothing inside the sandbox.
+	Annotations map[string]string
 	// Hostname inside the UTS namespace; default DefaultHostname.
 	Hostname string
 	// Resources are the cgroup and rlimit limits.

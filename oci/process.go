@@ -31,6 +31,12 @@ func WithProcess(cfg Config) ctrdoci.SpecOpts {
 		s.Process.Terminal = false
 		s.Process.ConsoleSize = nil
 		s.Hostname = cfg.Hostname
+		for k, v := range cfg.Annotations {
+			if s.Annotations == nil {
+				s.Annotations = map[string]string{}
+			}
+			s.Annotations[k] = v
+		}
 		return nil
 	}
 }

@@ -50,7 +50,16 @@ type PoolOptions struct {
 	// MaxIdle is how long a sandbox may wait before it is recycled.
 	// Default DefaultMaxIdle.
 	MaxIdle time.Duration
+	// ShimGroup is how many sandboxes share one containerd shim (the runc
+	// v2 shim's group annotation). 0 or 1: a shim each. Sharing saves the
+	// memory of a shim per sandbox; a shim that dies takes its group's
+	// tasks with it, each of which then fails with an error.
+	ShimGroup int
 }
+
+// shimGroupAnnotation makes the runc v2 shim serve every container that
+// carries the same value from one process.
+const shimGroupAnnotation = "io.containerd.runc.v2.group"
 
 // PoolRuntime is the pool of one runtime.
 type PoolRuntime struct {
@@ -108,6 +117,11 @@ type Pool struct {
 	filler sync.WaitGroup // the refill loop
 	bg     sync.WaitGroup // teardowns
 	closed atomic.Bool
+
+	// group and grouped name the shim group new sandboxes join and how
+	// many have joined it; only the refill loop touches them.
+	group   string
+	grouped int
 }
 
 type poolCounters struct {
@@ -420,6 +434,13 @@ func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
 			TmpBytes:    limits.TmpSize,
 		},
 	}
+	if p.opts.ShimGroup > 1 {
+		if p.group == "" || p.grouped >= p.opts.ShimGroup {
+			p.group, p.grouped = "sr-pool-"+id, 0
+		}
+		p.grouped++
+		cfg.Annotations = map[string]string{shimGroupAnnotation: p.group}
+	}
 	stdin := newGate()
 	c, err := r.create(p.tctx, r.opts.log, stageSpec{id: id, task: id, image: ref, img: info.img, cfg: cfg},
 		newStreams(0, nil, nil, stdin))
@@ -443,12 +464,8 @@ func (p *Pool) Stats() []PoolStats {
 		c := p.stats[name]
 		st := PoolStats{Runtime: name, Size: pr.Size, Idle: len(p.idle[name]),
 			Hits: c.hits.Load(), Misses: c.misses.Load(), Recycled: c.recycled.Load()}
-		var total uint64
-		for _, s := range p.idle[name] {
-			total += slotMemory(s.created.task.Pid())
-		}
 		if st.Idle > 0 {
-			st.IdleMemoryBytes = total / uint64(st.Idle)
+			st.IdleMemoryBytes = idleMemory(p.idle[name]) / uint64(st.Idle)
 		}
 		out = append(out, st)
 	}
@@ -456,16 +473,19 @@ func (p *Pool) Stats() []PoolStats {
 	return out
 }
 
-// slotMemory is the proportional set size of a created sandbox's waiting
-// process and of its shim (its parent), shared pages split fairly.
-func slotMemory(pid uint32) uint64 {
-	if pid == 0 {
-		return 0
-	}
-	p := strconv.FormatUint(uint64(pid), 10)
-	total := pss(p)
-	if ppid := parentPID(p); ppid != "" && ppid != "1" {
-		total += pss(ppid)
+// idleMemory is the proportional set size of the slots' waiting
+// processes and of their shims (their parents), each shim counted once
+// however many slots it serves.
+func idleMemory(slots []*slot) uint64 {
+	var total uint64
+	shims := map[string]bool{}
+	for _, s := range slots {
+		pid := strconv.FormatUint(uint64(s.created.task.Pid()), 10)
+		total += pss(pid)
+		if shim := parentPID(pid); shim != "" && shim != "1" && !shims[shim] {
+			shims[shim] = true
+			total += pss(shim)
+		}
 	}
 	return total
 }
