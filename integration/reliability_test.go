@@ -269,10 +269,11 @@ func TestContainerdRestartMidTask(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "after\n", string(res.Stdout.Data))
 
-	// Whatever the failed task's cleanup could not remove while containerd
-	// was away, a sweep does; then nothing of ours is left.
-	_, err = r.Sweep(ctx, true)
+	// The failed task's cleanup waited for containerd to come back and
+	// removed everything: there is nothing left for a sweep.
+	rep, err := r.Sweep(ctx, true)
 	require.NoError(t, err)
+	assert.Zero(t, rep.Total(), "cleanup left %+v for the sweep", rep)
 	cs, err := c.Containers(nctx)
 	require.NoError(t, err)
 	assert.Empty(t, cs)

@@ -559,6 +559,9 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	}
 	stage.Duration = time.Since(start)
 	if err := status.Error(); err != nil {
+		if errdefs.IsUnavailable(err) {
+			return nil, fmt.Errorf("lost containerd while the task ran, so its outcome is unknown; it is killed and removed once containerd is back: %w", err)
+		}
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
 
@@ -714,9 +717,29 @@ func (c *cleanup) add(f func(context.Context) error) { c.steps = append(c.steps,
 func (c *cleanup) run(ctx context.Context) error {
 	var errs []error
 	for i := len(c.steps) - 1; i >= 0; i-- {
-		errs = append(errs, c.steps[i](ctx))
+		errs = append(errs, retryUnavailable(ctx, c.steps[i]))
 	}
 	return errors.Join(errs...)
+}
+
+// retryUnavailable runs step until it succeeds, fails for another reason
+// than containerd being unreachable, or ctx ends: a containerd that
+// restarts under a task comes back within seconds, and cleaning up then
+// beats leaving the task for the next sweep.
+func retryUnavailable(ctx context.Context, step func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := step(ctx)
+		if err == nil || !errdefs.IsUnavailable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+			wait = min(wait*2, 2*time.Second)
+		}
+	}
 }
 
 func ignoreNotFound(err error) error {
