@@ -26,6 +26,8 @@ import (
 	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/oci"
@@ -559,7 +561,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	}
 	stage.Duration = time.Since(start)
 	if err := status.Error(); err != nil {
-		if errdefs.IsUnavailable(err) {
+		if unavailable(err) {
 			return nil, fmt.Errorf("lost containerd while the task ran, so its outcome is unknown; it is killed and removed once containerd is back: %w", err)
 		}
 		return nil, fmt.Errorf("waiting on task: %w", err)
@@ -730,7 +732,7 @@ func retryUnavailable(ctx context.Context, step func(context.Context) error) err
 	wait := 100 * time.Millisecond
 	for {
 		err := step(ctx)
-		if err == nil || !errdefs.IsUnavailable(err) {
+		if err == nil || !unavailable(err) {
 			return err
 		}
 		select {
@@ -740,6 +742,16 @@ func retryUnavailable(ctx context.Context, step func(context.Context) error) err
 			wait = min(wait*2, 2*time.Second)
 		}
 	}
+}
+
+// unavailable tells whether err says containerd could not be reached,
+// as a gRPC status or as an errdefs class.
+func unavailable(err error) bool {
+	if errdefs.IsUnavailable(err) {
+		return true
+	}
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Unavailable
 }
 
 func ignoreNotFound(err error) error {
