@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -96,6 +97,12 @@ func byDigest(ctx context.Context, c *client.Client, name string) (client.Image,
 func Import(ctx context.Context, c *client.Client, r io.Reader, snapshotter string) ([]string, error) {
 	host := platforms.Default()
 	imgs, err := c.Import(ctx, r, client.WithImportPlatform(host))
+	if errors.Is(err, ctrdimages.ErrEmptyWalk) {
+		// What the archive is for is gone with the stream; what it is
+		// not for is known.
+		return nil, fmt.Errorf("importing image archive: the archive holds no image for this host's %s: %w: %w",
+			platforms.Format(platforms.DefaultSpec()), ErrPlatformMismatch, errdefs.ErrNotFound)
+	}
 	if err != nil {
 		if ctx.Err() != nil || errdefs.IsUnavailable(err) || errdefs.IsCanceled(err) {
 			return nil, fmt.Errorf("importing image archive: %w", err)

@@ -1,0 +1,327 @@
+//go:build linux
+
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+)
+
+func TestImageImportBothFormats(t *testing.T) {
+	e := newImgEnv(t)
+	dir := t.TempDir()
+	oci := filepath.Join(dir, "oci.tar")
+	dockerSave := filepath.Join(dir, "docker.tar")
+	require.NoError(t, writeBusyboxArchive(oci, "sandbox-runner.test/import/oci:1", ocispec.Platform{}, false))
+	require.NoError(t, writeBusyboxArchive(dockerSave, "sandbox-runner.test/import/docker:1", ocispec.Platform{}, true))
+
+	r := e.run(nil, []string{"images", "import"}, oci)
+	require.Equal(t, 0, r.code, r)
+	assert.Equal(t, "imported sandbox-runner.test/import/oci:1\n", r.stdout, r)
+
+	// docker save archives, here from stdin.
+	f, err := os.Open(dockerSave)
+	require.NoError(t, err)
+	defer f.Close()
+	r = e.run(f, []string{"images", "import"}, "-")
+	require.Equal(t, 0, r.code, r)
+	assert.Equal(t, "imported sandbox-runner.test/import/docker:1\n", r.stdout, r)
+
+	for _, ref := range []string{"sandbox-runner.test/import/oci:1", "sandbox-runner.test/import/docker:1"} {
+		assert.Equal(t, images.StatusPresent, e.status(ref), ref)
+		r = e.execIn(nil, "--runtime", "sh", "--image", ref, "--pull", "never", "-c", "echo imported")
+		require.Equal(t, 0, r.code, r)
+		assert.Equal(t, "imported\n", r.stdout, r)
+	}
+
+	// A runtime pointed at one shows up in images ls.
+	e.writeConfig("[runtimes.sh]\nimage = \"sandbox-runner.test/import/oci:1\"\n")
+	r = e.run(nil, []string{"images", "ls"})
+	require.Equal(t, 0, r.code, r)
+	assert.Regexp(t, `(?m)^IMAGE\s+RUNTIMES\s+UNPACKED\s+SIZE$`, r.stdout, r)
+	assert.Regexp(t, `(?m)^sandbox-runner.test/import/oci:1\s+sh\s+true\s`, r.stdout, r)
+	assert.Regexp(t, `(?m)^sandbox-runner.test/import/docker:1\s+-\s+true\s`, r.stdout, r)
+
+	r = e.run(nil, []string{"images", "rm"}, "sandbox-runner.test/import/oci:1", "sandbox-runner.test/import/docker:1")
+	require.Equal(t, 0, r.code, r)
+	assert.Equal(t, "removed sandbox-runner.test/import/oci:1\nremoved sandbox-runner.test/import/docker:1\n", r.stdout, r)
+	assert.Equal(t, images.StatusAbsent, e.status("sandbox-runner.test/import/oci:1"))
+	r = e.run(nil, []string{"images", "rm"}, "sandbox-runner.test/import/oci:1")
+	assert.Equal(t, 125, r.code, r)
+	assert.Contains(t, r.stderr, "not found", r)
+}
+
+func TestImageImportCorruptArchive(t *testing.T) {
+	e := newImgEnv(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.tar")
+	require.NoError(t, writeBusyboxArchive(good, "sandbox-runner.test/import/corrupt:1", ocispec.Platform{}, false))
+	b, err := os.ReadFile(good)
+	require.NoError(t, err)
+
+	for name, content := range map[string][]byte{
+		"not a tar":   []byte("this is not an image archive\n"),
+		"empty":       nil,
+		"truncated":   b[:len(b)/2],
+		"a plain tar": tarOf(t, map[string]string{"hello.txt": "hi"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".tar")
+			require.NoError(t, os.WriteFile(path, content, 0o644))
+			r := e.run(nil, []string{"images", "import"}, path)
+			assert.Equal(t, 2, r.code, r)
+			assert.Contains(t, r.stderr, path+": importing image archive", r)
+			assert.Contains(t, r.stderr, "OCI image layout or `docker save` archive", r)
+			assert.Empty(t, r.stdout, r)
+		})
+	}
+	r := e.run(nil, []string{"images", "import"}, filepath.Join(dir, "absent.tar"))
+	assert.Equal(t, 2, r.code, r)
+	assert.Contains(t, r.stderr, "no such file", r)
+}
+
+// tarOf returns a tar of the files given: a tar, but no image archive.
+func tarOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, content := range files {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}))
+		_, err := tw.Write([]byte(content))
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	return buf.Bytes()
+}
+
+func TestImageImportOtherPlatform(t *testing.T) {
+	e := newImgEnv(t)
+	path := filepath.Join(t.TempDir(), "arm64.tar")
+	require.NoError(t, writeBusyboxArchive(path, "sandbox-runner.test/import/arm64:1", ocispec.Platform{OS: "linux", Architecture: "arm64"}, false))
+	r := e.run(nil, []string{"images", "import"}, path)
+	assert.Equal(t, 125, r.code, r)
+	assert.Contains(t, r.stderr, "the archive holds no image for this host's "+platforms.Format(platforms.DefaultSpec()), r)
+	assert.Equal(t, images.StatusAbsent, e.status("sandbox-runner.test/import/arm64:1"))
+}
+
+func TestRuntimesPresence(t *testing.T) {
+	e := newImgEnv(t)
+	path := filepath.Join(t.TempDir(), "bb.tar")
+	require.NoError(t, writeBusyboxArchive(path, "sandbox-runner.test/runtimes/sh:1", ocispec.Platform{}, false))
+	r := e.run(nil, []string{"images", "import"}, path)
+	require.Equal(t, 0, r.code, r)
+	e.writeConfig("[runtimes.sh]\nimage = \"sandbox-runner.test/runtimes/sh:1\"\n")
+
+	r = e.run(nil, []string{"runtimes"})
+	require.Equal(t, 0, r.code, r)
+	assert.Empty(t, r.stderr, r)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	assert.Regexp(t, `^RUNTIME\s+IMAGE\s+FILE\s+PRESENT\s+COMPILE\s+RUN$`, lines[0])
+	present := map[string]string{}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		present[f[0]] = f[3]
+	}
+	assert.Equal(t, "yes", present["sh"], r)
+	assert.Equal(t, "no", present["python"], r)
+	assert.Len(t, present, len(images.DefaultCatalog()), r)
+
+	// Without a containerd it still lists the catalog, presence unknown.
+	r = e.cli.run(nil, "runtimes", "--config", e.Config, "--address", filepath.Join(t.TempDir(), "absent.sock"))
+	require.Equal(t, 0, r.code, r)
+	assert.Regexp(t, regexp.MustCompile(`(?m)^sh\s+sandbox-runner.test/runtimes/sh:1\s+main.sh\s+unknown\s`), r.stdout, r)
+}
+
+func TestRuntimeUnknownListsKnown(t *testing.T) {
+	e := newImgEnv(t)
+	r := e.execIn(nil, "--runtime", "cobol", "-c", "DISPLAY 'never'.")
+	assert.Equal(t, 2, r.code, r)
+	assert.Contains(t, r.stderr, `unknown runtime "cobol": known runtimes are bash, c, cpp, dotnet, java, node, python, sh`, r)
+}
+
+func TestRuntimeConfigRejectsUnknownKey(t *testing.T) {
+	e := newImgEnv(t)
+	e.writeConfig("[runtimes.python]\nimage = \"x.test/python:1\"\nimgae = \"typo\"\n")
+	r := e.execIn(nil, "--runtime", "python", "-c", "print('never')")
+	assert.Equal(t, 2, r.code, r)
+	// Three lines of [registry] and a blank one come first.
+	assert.Contains(t, r.stderr, `line 7: unknown key "runtimes.python.imgae"`, r)
+
+	e.writeConfig("[runtimes.ruby]\nimage = \"x.test/ruby:3\"\n")
+	r = e.execIn(nil, "--runtime", "ruby", "-c", "puts 1")
+	assert.Equal(t, 2, r.code, r)
+	assert.Contains(t, r.stderr, "[runtimes.ruby] is a new runtime and needs file, run", r)
+
+	require.NoError(t, os.WriteFile(e.Config, []byte("[registry]\nconfig_path = \"/etc/containerd/certs.d\"\nmirror = \"x\"\n"), 0o600))
+	r = e.run(nil, []string{"images", "pull"}, "x.test/a:1")
+	assert.Equal(t, 2, r.code, r)
+	assert.Contains(t, r.stderr, `line 3: unknown key "registry.mirror"`, r)
+}
+
+// The Debian image the runtime tests run real programs in: one minbase
+// bookworm root with python3, nodejs and gcc, built with debootstrap from
+// the mirror the machine's apt sources name, and cached between runs.
+const (
+	debianRef   = "sandbox-runner.test/debian/runtimes:bookworm"
+	debianSuite = "bookworm"
+	// debianCacheEnv overrides where the built archive is kept.
+	debianCacheEnv     = "SANDBOX_RUNNER_TEST_CACHE"
+	debianDefaultCache = "/var/cache/sandbox-runner-test"
+	// debianNamespace holds the imported image for all runtime tests.
+	debianNamespace = "sandbox-runner-it-debian"
+)
+
+var debianPackages = []string{"python3", "nodejs", "gcc", "libc6-dev"}
+
+var debianOnce struct {
+	sync.Once
+	archive string
+	err     error
+}
+
+// debianEnv returns an environment whose namespace holds the Debian image
+// and whose config points the python, node and c runtimes at it.
+func debianEnv(t *testing.T) *imgEnv {
+	t.Helper()
+	h := RequiresRoot(t)
+	debianOnce.Do(func() {
+		cache := os.Getenv(debianCacheEnv)
+		if cache == "" {
+			cache = debianDefaultCache
+		}
+		start := time.Now()
+		path, cached, err := testimage.BuildDebianArchive(context.Background(), testimage.DebianOptions{
+			Ref:      debianRef,
+			Suite:    debianSuite,
+			Packages: debianPackages,
+			Env:      []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"},
+			CacheDir: cache,
+		})
+		debianOnce.archive, debianOnce.err = path, err
+		if err == nil {
+			how := "built with debootstrap"
+			if cached {
+				how = "from the cache"
+			}
+			fmt.Fprintf(os.Stderr, "integration: Debian runtime image %s (%s) in %s\n", path, how, time.Since(start).Round(time.Millisecond))
+		}
+	})
+	require.NoError(t, debianOnce.err, "building the Debian runtime image (needs debootstrap and the Debian mirror of the apt sources)")
+
+	e := newImgEnv(t)
+	e.ns = debianNamespace
+	e.writeConfig(fmt.Sprintf(`[runtimes.python]
+image = %[1]q
+
+[runtimes.node]
+image = %[1]q
+
+[runtimes.c]
+image = %[1]q
+`, debianRef))
+	ctx := context.Background()
+	if st, err := images.StatusOf(namespaces.WithNamespace(ctx, debianNamespace), h.Client, debianRef, testSnapshotter); err != nil || st != images.StatusPresent {
+		start := time.Now()
+		r := e.run(nil, []string{"images", "import"}, debianOnce.archive)
+		require.Equal(t, 0, r.code, r)
+		t.Logf("imported the Debian image in %s", time.Since(start).Round(time.Millisecond))
+	}
+	return e
+}
+
+func TestRuntimeDebianPython(t *testing.T) {
+	e := debianEnv(t)
+	code := writeFile(t, "greet.py", `import sys
+name = sys.stdin.readline().strip()
+print(f"hello {name} from python {sys.version_info.major}", sys.argv[1:])
+`, 0o644)
+	r := e.execIn(strings.NewReader("world\n"), "--runtime", "python", code, "--", "a", "b c")
+	require.Equal(t, 0, r.code, r)
+	assert.Equal(t, "hello world from python 3 ['a', 'b c']\n", r.stdout, r)
+	assert.NotContains(t, r.stderr, "pulling", "the catalog's image comes from the config file, imported\n%s", r)
+
+	// A runtime error: the traceback on stderr, status 1.
+	r = e.execIn(nil, "--runtime", "python", "-c", "print('before')\nraise ValueError('boom')\n")
+	assert.Equal(t, 1, r.code, r)
+	assert.Equal(t, "before\n", r.stdout, r)
+	assert.Contains(t, r.stderr, "ValueError: boom", r)
+
+	// sys.exit passes its status through.
+	r = e.execIn(nil, "--runtime", "python", "-c", "import sys; sys.exit(7)")
+	assert.Equal(t, 7, r.code, r)
+}
+
+func TestRuntimeDebianNode(t *testing.T) {
+	e := debianEnv(t)
+	code := writeFile(t, "sum.js", `let data = "";
+process.stdin.on("data", (c) => (data += c));
+process.stdin.on("end", () => {
+  const sum = data.split(/\s+/).filter(Boolean).map(Number).reduce((a, b) => a + b, 0);
+  console.log("sum=" + sum, JSON.stringify(process.argv.slice(2)));
+});
+`, 0o644)
+	r := e.execIn(strings.NewReader("1 2 3\n4\n"), "--runtime", "node", code, "--", "x", "y z")
+	require.Equal(t, 0, r.code, r)
+	assert.Equal(t, "sum=10 [\"x\",\"y z\"]\n", r.stdout, r)
+
+	r = e.execIn(nil, "--runtime", "node", "-c", "console.log('before'); throw new Error('boom');")
+	assert.Equal(t, 1, r.code, r)
+	assert.Equal(t, "before\n", r.stdout, r)
+	assert.Contains(t, r.stderr, "Error: boom", r)
+
+	r = e.execIn(nil, "--runtime", "node", "-c", "process.exit(3)")
+	assert.Equal(t, 3, r.code, r)
+}
+
+func TestRuntimeDebianCCompileError(t *testing.T) {
+	e := debianEnv(t)
+	r := e.execIn(nil, "--runtime", "c", "--json", "-c", "int main(void) { return undefined_name; }\n")
+	res, _ := decodeResult(t, r)
+	assert.Equal(t, runner.OutcomeCompileFailed, res.Outcome, r)
+	require.NotNil(t, res.Compile, r)
+	assert.NotEqual(t, 0, res.Compile.ExitCode, r)
+	assert.Contains(t, string(res.Compile.Stderr.Data), "undefined_name", r)
+	assert.Contains(t, string(res.Compile.Stderr.Data), "error:", r)
+	assert.NotEqual(t, 0, r.code, r)
+
+	// Without --json, the compiler's errors and a line saying the code did not run.
+	r = e.execIn(nil, "--runtime", "c", "-c", "int main(void) { syntax error }\n")
+	assert.NotEqual(t, 0, r.code, r)
+	assert.Contains(t, r.stderr, "error:", r)
+	assert.Contains(t, r.stderr, "compilation failed", r)
+}
+
+func TestRuntimeDebianC(t *testing.T) {
+	e := debianEnv(t)
+	code := writeFile(t, "main.c", `#include <math.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+	int n;
+	if (scanf("%d", &n) != 1) return 2;
+	printf("sqrt(%d)=%.1f args=%d first=%s\n", n, sqrt((double)n), argc - 1, argc > 1 ? argv[1] : "-");
+	return n % 7;
+}
+`, 0o644)
+	r := e.execIn(strings.NewReader("81\n"), "--runtime", "c", code, "--", "one")
+	assert.Equal(t, 81%7, r.code, r)
+	assert.Equal(t, "sqrt(81)=9.0 args=1 first=one\n", r.stdout, r)
+}
