@@ -6,8 +6,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 BIN     := bin/sandbox-runner
 LDFLAGS := -s -w -X main.version=$(VERSION)
-# Debian packages the runner, its tests and the demo need.
-DEB_PACKAGES := containerd runc busybox-static
+# Debian packages the runner, its tests and the demo need: the registry
+# the pull tests push to, and debootstrap for the runtime test image.
+DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 
 .PHONY: help build deps demo test fuzz unit integration bench lint install clean
@@ -18,7 +19,7 @@ help: ## list the targets
 build: ## build bin/sandbox-runner (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
 
-deps: ## install containerd, runc and busybox-static from Debian's packages when missing (root)
+deps: ## install DEB_PACKAGES (containerd, runc, busybox-static, docker-registry, debootstrap) when missing (root)
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
