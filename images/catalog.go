@@ -137,7 +137,9 @@ func DefaultCatalog() Catalog {
 // and writes to the home directory: a task has neither. csc runs on the
 // SDK's runtime against the reference assemblies of the newest
 // targeting pack, both found by globbing, so any SDK image works
-// offline and on a read-only root. The program's runtimeconfig.json
+// offline and on a read-only root. The implicit usings of `dotnet new
+// console` are added, so code written for a project compiles alone.
+// The program's runtimeconfig.json
 // names the framework to run on, caps the GC heap at three quarters of
 // the memory limit (what the runtime picks by itself in a memory-limited
 // cgroup, made explicit) and turns off the background GC thread.
@@ -147,8 +149,10 @@ sdk=$(ls -d /usr/share/dotnet/sdk/*/ | sort -V | tail -n 1)
 refs=$(ls -d /usr/share/dotnet/packs/Microsoft.NETCore.App.Ref/*/ref/net*/ | sort -V | tail -n 1)
 set --
 for r in "$refs"*.dll; do set -- "$@" "-r:$r"; done
+printf 'global using %s;\n' System System.Collections.Generic System.IO System.Linq System.Net.Http \
+	System.Threading System.Threading.Tasks > /tmp/usings.cs
 dotnet "${sdk}Roslyn/bincore/csc.dll" -nologo -noconfig -nostdlib -target:exe -optimize+ \
-	-langversion:latest -out:/tmp/main.dll "$@" "$src"
+	-langversion:latest -out:/tmp/main.dll "$@" /tmp/usings.cs "$src"
 tfm=$(basename "$refs")
 printf '{"runtimeOptions": {"tfm": "%s", "framework": {"name": "Microsoft.NETCore.App", "version": "%s.0"}, "configProperties": {"System.GC.HeapHardLimit": %d, "System.GC.Concurrent": false}}}\n' \
 	"$tfm" "${tfm#net}" $((` + HeapPlaceholder + ` * 1048576)) > /tmp/main.runtimeconfig.json
