@@ -83,7 +83,14 @@ func (p *progressPrinter) update(pr images.Progress) {
 func progressLines(pr images.Progress) []string {
 	state := "resolving"
 	if len(pr.Blobs) > 0 {
-		state = "downloading"
+		// Layers are applied as they arrive; once all are in, what is
+		// left is unpacking.
+		state = "unpacking"
+		for _, b := range pr.Blobs {
+			if b.Status == images.BlobWaiting || b.Status == images.BlobDownloading {
+				state = "downloading"
+			}
+		}
 	}
 	if pr.Done {
 		state = "done"
