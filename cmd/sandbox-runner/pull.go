@@ -97,7 +97,8 @@ func progressLines(pr images.Progress) []string {
 	}
 	lines := []string{fmt.Sprintf("%s: %s (%s)", pr.Ref, state, pr.Elapsed.Round(100*time.Millisecond))}
 	for _, b := range pr.Blobs {
-		short := b.Digest.Encoded()
+		// Not Digest.Encoded, which panics on a malformed digest.
+		_, short, _ := strings.Cut(string(b.Digest), ":")
 		if len(short) > 12 {
 			short = short[:12]
 		}
