@@ -159,15 +159,3 @@ func (c *Credentials) Lookup(host string) (string, string, error) {
 	}
 	return e.Username, e.Password, nil
 }
-
-// Hosts returns the hosts that have a login, for messages.
-func (c *Credentials) Hosts() []string {
-	if c == nil {
-		return nil
-	}
-	out := make([]string, 0, len(c.auths))
-	for h := range c.auths {
-		out = append(out, h)
-	}
-	return out
-}
