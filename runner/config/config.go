@@ -94,12 +94,16 @@ type Service struct {
 	TokenFile string `toml:"token_file"`
 	// MaxConcurrent is how many tasks run at once.
 	MaxConcurrent int `toml:"max_concurrent"`
-	// Queue is how many tasks may wait for a slot; more get 429.
-	Queue int `toml:"queue"`
+	// Queue is how many tasks may wait for a slot; more get 429. Absent
+	// means four per slot; 0 refuses every task that finds no free slot.
+	Queue *int `toml:"queue"`
 	// MaxBody caps a request body, e.g. "32m".
 	MaxBody string `toml:"max_body"`
 	// Grace is how long in-flight tasks may finish after SIGTERM.
 	Grace string `toml:"grace"`
+	// RequiredRuntimes are the runtimes whose images must be in
+	// containerd's store for GET /readyz to answer ready.
+	RequiredRuntimes []string `toml:"required_runtimes"`
 }
 
 // Load reads the config file at path. A missing file at DefaultPath is
@@ -190,7 +194,7 @@ func (c *File) validate() error {
 			return fmt.Errorf("service.grace: %w", err)
 		}
 	}
-	if c.Service.MaxConcurrent < 0 || c.Service.Queue < 0 {
+	if c.Service.MaxConcurrent < 0 || (c.Service.Queue != nil && *c.Service.Queue < 0) {
 		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)
 	}
 	return nil
@@ -296,6 +300,12 @@ func (c *File) TaskLimits(runtime string) (runner.Limits, error) {
 	l, err := c.Limits.Parse(runner.Limits{})
 	if err != nil {
 		return l, fmt.Errorf("[limits]: %w", err)
+	}
+	if _, own := c.Runtimes[runtime]; !own {
+		// "csharp" takes [runtimes.dotnet.limits].
+		if target, ok := images.DefaultCatalog().Aliases()[runtime]; ok {
+			runtime = target
+		}
 	}
 	if rt, ok := c.Runtimes[runtime]; ok {
 		if l, err = rt.Limits.Parse(l); err != nil {

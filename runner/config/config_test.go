@@ -168,3 +168,11 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestTaskLimitsFollowAliases(t *testing.T) {
+	c, err := Decode(strings.NewReader("[runtimes.dotnet.limits]\nmemory = \"1g\"\n"))
+	require.NoError(t, err)
+	l, err := c.TaskLimits("csharp")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1<<30), l.Memory)
+}
