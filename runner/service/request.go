@@ -17,6 +17,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
@@ -44,6 +45,9 @@ type Request struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Limits override the service's defaults for the runtime.
 	Limits Limits `json:"limits,omitzero"`
+	// Pull says when the image is pulled: "missing" (the default),
+	// "always" or "never".
+	Pull string `json:"pull,omitempty"`
 }
 
 // File is one file of a Request.
@@ -230,6 +234,13 @@ func jsonKind(t reflect.Type) string {
 // file names, limits against the host) is left to runner.Validate.
 func (r *Request) Task(base runner.Limits) (runner.Task, error) {
 	t := runner.Task{Runtime: r.Runtime, Image: r.Image}
+	if r.Pull != "" {
+		pull, err := images.ParsePullPolicy(r.Pull)
+		if err != nil {
+			return t, badField("pull", "%q: give %q (the default), %q or %q", r.Pull, images.PullMissing, images.PullAlways, images.PullNever)
+		}
+		t.Pull = pull
+	}
 	if r.Runtime == "" {
 		return t, badField("runtime", "required: name a runtime (GET /v1/runtimes lists them)")
 	}
@@ -419,7 +430,7 @@ func parseWhole(s string) (int64, error) {
 // Task.Stdin, Stdout and Stderr are ignored. Limits left zero are left
 // out, so the service's defaults apply.
 func NewRequest(t runner.Task, stdin []byte) Request {
-	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args}
+	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args, Pull: string(t.Pull)}
 	for _, f := range t.Files {
 		content, enc := encodeContent(f.Content)
 		r.Files = append(r.Files, File{Name: f.Name, Content: content, Encoding: enc, Executable: f.Executable})

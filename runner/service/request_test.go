@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
@@ -35,12 +36,14 @@ func TestDecodeRequestFull(t *testing.T) {
 		"stdin": "aGkK", "stdin_encoding": "base64",
 		"args": ["a", "b c"],
 		"env": {"B": "2", "A": "1=one"},
+		"pull": "never",
 		"limits": {"timeout": "1m30s", "compile_timeout": 90, "memory": "256m", "cpus": 0.5,
 		           "pids": "64", "output_limit": 4096, "tmp_size": "2m"}
 	}`)
 	require.NoError(t, err)
 	assert.Equal(t, "python", task.Runtime)
 	assert.Equal(t, "example.test/python:3", task.Image)
+	assert.Equal(t, images.PullNever, task.Pull)
 	assert.Equal(t, []runner.File{
 		{Name: "main.py", Content: []byte("print(input())")},
 		{Name: "data.bin", Content: []byte{0, 1, 2, 0xff}},
@@ -84,6 +87,7 @@ func TestDecodeRequestRefusals(t *testing.T) {
 		{"wrong type", `{"runtime": 7, "files": [{"content": "x"}]}`, "runtime: expected a string, got number"},
 		{"wrong nested type", `{"runtime": "sh", "files": [{"content": 7}]}`, "files.content: expected a string, got number"},
 		{"env as list", `{"runtime": "sh", "files": [{"content": "x"}], "env": ["A=1"]}`, "env: expected an object, got array"},
+		{"bad pull policy", `{"runtime": "sh", "files": [{"content": "x"}], "pull": "sometimes"}`, `pull: "sometimes": give "missing"`},
 		{"no runtime", `{"files": [{"content": "x"}]}`, "runtime: required"},
 		{"no files", `{"runtime": "sh"}`, "files: required"},
 		{"empty files", `{"runtime": "sh", "files": []}`, "files: required"},
@@ -122,7 +126,7 @@ func TestDecodeRequestRefusals(t *testing.T) {
 
 func TestNewRequestRoundTrip(t *testing.T) {
 	task := runner.Task{
-		Runtime: "sh", Image: "example.test/sh:1",
+		Runtime: "sh", Image: "example.test/sh:1", Pull: images.PullAlways,
 		Files: []runner.File{{Content: []byte("echo hi")}, {Name: "blob", Content: []byte{0xff, 0}, Executable: true}},
 		Args:  []string{"x"},
 		Env:   []string{"A=1", "B=x=y"},
