@@ -50,6 +50,7 @@ func commands() []command {
 		{"images", "import, list and remove runtime images", runImages},
 		{"runtimes", "list the runtimes and their images", runRuntimes},
 		{"gc", "remove what crashed runners left behind", runGC},
+		{"serve", "run the HTTP service other programs send tasks to", runServe},
 		{"version", "print the version", runVersion},
 	}
 }

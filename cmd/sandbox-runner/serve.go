@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/service"
+)
+
+// serveOptions is everything `serve` reads from its flags; each falls
+// back to its environment variable (where it has one), then to the
+// config file's [service] section, then to the built-in default.
+type serveOptions struct {
+	global        globalFlags
+	registry      registryFlags
+	socket        string
+	socketGroup   string
+	tcp           string
+	tokenFile     string
+	maxConcurrent int
+	queue         int
+	maxBody       string
+	grace         string
+}
+
+func runServe(ctx context.Context, args []string, std stdio) int {
+	var o serveOptions
+	fs := newFlagSet("serve", "[FLAGS]", std.err)
+	fs.StringVar(&o.socket, "socket", "", "unix socket to listen on, unless systemd passes one (env SANDBOX_RUNNER_SOCKET; config socket; default "+service.DefaultSocket+")")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "group that may use the socket, which is mode 0660 (config socket_group; default: the process's group)")
+	fs.StringVar(&o.tcp, "tcp", "", "also listen on this TCP address, e.g. 127.0.0.1:8080; needs --token-file (config tcp)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token every TCP request must carry (config token_file)")
+	fs.IntVar(&o.maxConcurrent, "max-concurrent", 0, "tasks that run at once (config max_concurrent; default: the number of CPUs)")
+	fs.IntVar(&o.queue, "queue", 0, "tasks that may wait for a slot; more are refused with 429 (config queue; default 4 per slot)")
+	fs.StringVar(&o.maxBody, "max-body", "", "cap on a request body, e.g. 32m (config max_body; default 32m)")
+	fs.StringVar(&o.grace, "grace", "", "how long running tasks may finish after SIGTERM before they are killed (config grace; default 30s)")
+	o.registry.register(fs)
+	o.global.register(fs)
+	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); serve never starts a private containerd"
+	// A service logs a line per task, which is info.
+	o.global.logLevel = "info"
+	fs.Lookup("log-level").DefValue = "info"
+	if code, ok := parse(fs, args, &o.global); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return report(std.err, usageError("serve takes no arguments, got %q", fs.Arg(0)))
+	}
+	log, err := serviceLogger(std.err, o.global.logLevel)
+	if err != nil {
+		return report(std.err, err)
+	}
+	if err := o.serve(ctx, fs.Changed, log); err != nil {
+		log.Error("serve failed", "error", err)
+		return report(std.err, err)
+	}
+	return exitOK
+}
+
+func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log *slog.Logger) error {
+	cfg := o.global.file.Service
+	listen := service.ListenConfig{
+		Socket:      first(o.socket, os.Getenv("SANDBOX_RUNNER_SOCKET"), cfg.Socket, service.DefaultSocket),
+		SocketGroup: first(o.socketGroup, cfg.SocketGroup),
+		TCP:         first(o.tcp, cfg.TCP),
+		Log:         log,
+	}
+	tokenFile := first(o.tokenFile, cfg.TokenFile)
+	catalog, err := o.global.file.Catalog()
+	if err != nil {
+		return err
+	}
+	opts := []service.Option{
+		service.WithLogger(log),
+		service.WithCatalog(catalog),
+		service.WithLimits(o.global.file.TaskLimits),
+		service.WithMaxConcurrent(firstInt(changed("max-concurrent"), o.maxConcurrent, cfg.MaxConcurrent, runtime.NumCPU())),
+	}
+	switch {
+	case changed("queue"):
+		opts = append(opts, service.WithQueue(o.queue))
+	case cfg.Queue != nil:
+		opts = append(opts, service.WithQueue(*cfg.Queue))
+	}
+	if s := first(o.maxBody, cfg.MaxBody); s != "" {
+		n, err := runner.ParseSize(s)
+		if err != nil {
+			return fmt.Errorf("--max-body: %w", err)
+		}
+		opts = append(opts, service.WithMaxBody(n))
+	}
+	if s := first(o.grace, cfg.Grace); s != "" {
+		d, err := runner.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("--grace: %w", err)
+		}
+		opts = append(opts, service.WithGrace(d))
+	}
+	// Refused before anything is started: a TCP listener never runs
+	// without authentication.
+	if listen.TCP != "" && tokenFile == "" {
+		return usageError("--tcp %s needs --token-file: every TCP request must carry the bearer token in it", listen.TCP)
+	}
+	if tokenFile != "" {
+		token, err := service.ReadToken(tokenFile)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		opts = append(opts, service.WithToken(token))
+	}
+
+	// A service talks to a containerd that is looked after (systemd's
+	// containerd.service), never to a private one it would start itself.
+	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	quietContainerd(o.global.logLevel)
+	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
+		runner.WithPull(o.puller(conn.Client, log)))
+	r, err := runner.New(conn.Client, runnerOpts...)
+	if err != nil {
+		return err
+	}
+	checks, err := service.ReadinessChecks(conn.Client, o.global.namespace, catalog, o.global.file.Service.RequiredRuntimes)
+	if err != nil {
+		return fmt.Errorf("[service] required_runtimes: %w", err)
+	}
+	opts = append(opts, service.WithReadiness(checks...))
+	svc, err := service.New(r, opts...)
+	if err != nil {
+		return usageError("%v", err)
+	}
+
+	// What a runner that died (this service, before a restart) left
+	// behind is removed before the first task.
+	rep, err := r.Sweep(ctx, false)
+	if err != nil {
+		log.Warn("sweeping leftovers", "error", err)
+	} else if rep.Total() > 0 {
+		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
+			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	ls, err := service.Listen(listen)
+	if err != nil {
+		return err
+	}
+	log.Info("connected", "containerd", conn.Address, "version", conn.Version.Version, "namespace", o.global.namespace,
+		"state_dir", o.global.stateDir)
+	return svc.Serve(ctx, ls)
+}
+
+// puller pulls a task's missing image, logging it.
+func (o *serveOptions) puller(c *client.Client, log *slog.Logger) func(context.Context, string) error {
+	opts := o.registry.pullOptions(&o.global)
+	return func(ctx context.Context, ref string) error {
+		log.Info("pulling image", "image", ref)
+		start := time.Now()
+		img, err := images.Pull(ctx, c, ref, opts)
+		if err != nil {
+			log.Warn("pulling image failed", "image", ref, "error", err)
+			return err
+		}
+		log.Info("pulled image", "image", img.Name(), "digest", img.Target().Digest.String(), "took_ms", time.Since(start).Milliseconds())
+		return nil
+	}
+}
+
+// serviceLogger logs JSON lines, which journald and log shippers take
+// as they are, unless a person is watching the terminal.
+func serviceLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError("--log-level %q: give debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: l}
+	if isTerminalWriter(w) {
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts)), nil
+}
+
+// runnerLogger is the service's logger for the runner, which logs a
+// line per stage at info: the service's line per task says it all, so
+// the runner's own are only kept for debugging.
+func runnerLogger(log *slog.Logger, level string) *slog.Logger {
+	if level == "debug" {
+		return log
+	}
+	return slog.New(minLevel{log.Handler(), slog.LevelWarn})
+}
+
+// minLevel drops records below level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
+}
+
+// firstInt returns the flag's value when it was given, else the first
+// non-zero of the others.
+func firstInt(flagSet bool, flag int, others ...int) int {
+	if flagSet {
+		return flag
+	}
+	for _, v := range others {
+		if v != 0 {
+			return v
+		}
+	}
+	return 0
+}
