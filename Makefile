@@ -2,13 +2,17 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+SYSCONFDIR ?= /etc
+# systemd reads units from /usr/local/lib/systemd/system too.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 BIN     := bin/sandbox-runner
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the runner, its tests and the demo need: the registry
-# the pull tests push to, and debootstrap for the runtime test image.
-DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap
+# the pull tests push to, debootstrap for the runtime test image, and
+# systemd for systemd-analyze, which checks the units.
+DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap systemd
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 
 .PHONY: help build deps demo test fuzz unit integration bench lint install clean
@@ -61,8 +65,21 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-install: build ## install the binary under DESTDIR/PREFIX
+install: build ## install the binary, the systemd units and the example config under DESTDIR/PREFIX
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sandbox-runner
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/sandbox-runner
+	sed -e 's|/usr/local/bin/sandbox-runner|$(PREFIX)/bin/sandbox-runner|' \
+		-e 's|/etc/sandbox-runner/|$(SYSCONFDIR)/sandbox-runner/|g' \
+		contrib/systemd/sandbox-runner.service > $(DESTDIR)$(UNITDIR)/sandbox-runner.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sandbox-runner.service
+	install -m 0644 contrib/systemd/sandbox-runner.socket $(DESTDIR)$(UNITDIR)/sandbox-runner.socket
+	install -m 0644 contrib/systemd/config.toml $(DESTDIR)$(PREFIX)/share/sandbox-runner/config.toml.example
+	@# An existing config is the operator's: never overwritten.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/sandbox-runner/config.toml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/sandbox-runner/config.toml; the example is $(PREFIX)/share/sandbox-runner/config.toml.example"; \
+	else \
+		install -D -m 0644 contrib/systemd/config.toml $(DESTDIR)$(SYSCONFDIR)/sandbox-runner/config.toml; \
+	fi
 
 clean: ## remove build output
 	rm -rf bin
