@@ -39,6 +39,7 @@ type execOptions struct {
 	json        bool
 	pull        string
 	registry    registryFlags
+	via         viaOptions // --via, --socket: see via.go
 
 	// changed tells whether a flag was given; unset limits come from the
 	// config file.
@@ -64,6 +65,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
 	fs.StringVar(&o.pull, "pull", string(images.PullMissing), "when to pull the image: missing, always or never")
 	o.registry.register(fs)
+	o.via.register(fs)
 	o.global.register(fs)
 	if code, ok := parse(fs, args, &o.global); !ok {
 		return code
@@ -81,6 +83,10 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	}
 	if err != nil {
 		return o.fail(std, err)
+	}
+	// Through a running service instead, when --via allows (via.go).
+	if code, done := o.runVia(ctx, &task, std); done {
+		return code
 	}
 	log, err := o.global.logger(std.err)
 	if err != nil {

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/service"
+)
+
+// Values of exec's --via.
+const (
+	viaAuto    = "auto"
+	viaService = "service"
+	viaDirect  = "direct"
+)
+
+// maxViaStdin is the most stdin a task sent to the service may have: a
+// request carries it whole. More runs here, where it is streamed.
+const maxViaStdin = runner.DefaultMaxFileSize
+
+// pingTimeout bounds the check that a service answers on its socket.
+const pingTimeout = 2 * time.Second
+
+// viaOptions are exec's --via and --socket: whether a task goes to a
+// running service (`sandbox-runner serve`) instead of running here.
+type viaOptions struct {
+	mode   string
+	socket string
+}
+
+func (v *viaOptions) register(fs *pflag.FlagSet) {
+	fs.StringVar(&v.mode, "via", viaAuto, "where the task runs: auto (through the service when its socket answers, else here), service, or direct")
+	fs.StringVar(&v.socket, "socket", "", "the service's socket (env SANDBOX_RUNNER_SOCKET; config [service] socket; default "+service.DefaultSocket+")")
+}
+
+// localFlags are exec's flags, and localEnv the variables, that pick a
+// containerd or its settings: the service has its own, so a task given
+// them runs here.
+var (
+	localFlags = []string{"address", "namespace", "snapshotter", "state-dir", "registry-config"}
+	localEnv   = []string{"CONTAINERD_ADDRESS", "SANDBOX_RUNNER_NAMESPACE", "CONTAINERD_SNAPSHOTTER", "SANDBOX_RUNNER_STATE_DIR"}
+)
+
+// runVia runs task through the service when --via says so and one
+// answers. done is false when the task is to run here instead; task's
+// stdin is then as it was.
+func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) (code int, done bool) {
+	mode := o.via.mode
+	switch mode {
+	case viaDirect:
+		return 0, false
+	case viaAuto, viaService:
+	default:
+		return o.fail(std, usageError("--via %q: give auto, service or direct", mode)), true
+	}
+	var local []string
+	for _, f := range localFlags {
+		if o.changed != nil && o.changed(f) {
+			local = append(local, "--"+f)
+		}
+	}
+	for _, e := range localEnv {
+		if os.Getenv(e) != "" {
+			local = append(local, e)
+		}
+	}
+	if len(local) > 0 {
+		if mode == viaService {
+			return o.fail(std, usageError("%s cannot be used with --via service: the service runs tasks on its own containerd; use --via direct", strings.Join(local, ", "))), true
+		}
+		return 0, false
+	}
+	socket := first(o.via.socket, os.Getenv("SANDBOX_RUNNER_SOCKET"), o.global.file.Service.Socket, service.DefaultSocket)
+	c := service.NewClient(socket)
+	if mode == viaAuto && !serviceAnswers(ctx, c) {
+		return 0, false
+	}
+
+	var stdin []byte
+	if task.Stdin != nil {
+		b, err := io.ReadAll(io.LimitReader(task.Stdin, maxViaStdin+1))
+		if err != nil {
+			return o.fail(std, fmt.Errorf("reading stdin: %w", err)), true
+		}
+		if len(b) > maxViaStdin {
+			if mode == viaService {
+				return o.fail(std, usageError("stdin holds more than %d bytes and a request to the service carries it whole: use --via direct", maxViaStdin)), true
+			}
+			task.Stdin = io.MultiReader(bytes.NewReader(b), task.Stdin)
+			return 0, false
+		}
+		stdin = b
+	}
+	res, err := c.Exec(ctx, service.NewRequest(*task, stdin))
+	switch {
+	case err != nil && mode == viaAuto && errors.Is(err, service.ErrUnreachable):
+		// Gone since it answered: nothing was sent, so run here.
+		if task.Stdin != nil {
+			task.Stdin = bytes.NewReader(stdin)
+		}
+		return 0, false
+	case errors.Is(err, context.Canceled) && !o.json:
+		// The service kills the task when the request goes away.
+		fmt.Fprintln(std.err, "sandbox-runner: cancelled; killed")
+		return runner.ExitCancelled, true
+	case err != nil:
+		return o.fail(std, err), true
+	}
+	if o.json {
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return report(std.err, fmt.Errorf("writing result: %w", err)), true
+		}
+		return res.ExitCode, true
+	}
+	// What a direct run streams, in the order it streams it: the compile
+	// stage's output, then the run's.
+	for _, st := range []*runner.Stage{res.Compile, &res.Stage} {
+		if st != nil {
+			_, _ = std.out.Write(st.Stdout.Data)
+			_, _ = std.err.Write(st.Stderr.Data)
+		}
+	}
+	explain(std.err, res, defaultLimits(task.Limits))
+	return res.ExitCode, true
+}
+
+// serviceAnswers tells whether a service answers on c's socket.
+func serviceAnswers(ctx context.Context, c *service.Client) bool {
+	st, err := os.Stat(c.Socket())
+	if err != nil || st.Mode().Type() != fs.ModeSocket {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	return c.Ping(pctx) == nil
+}
+
+// defaultLimits fills the limits explain names with the runner's
+// defaults where l leaves them zero.
+func defaultLimits(l runner.Limits) runner.Limits {
+	if l.Timeout == 0 {
+		l.Timeout = runner.DefaultTimeout
+	}
+	if l.CompileTimeout == 0 {
+		l.CompileTimeout = runner.DefaultCompileTimeout
+	}
+	if l.Memory == 0 {
+		l.Memory = runner.DefaultMemory
+	}
+	return l
+}
