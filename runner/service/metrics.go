@@ -46,6 +46,52 @@ const (
 // durationBuckets span a warm task (a few ms) to a long one (minutes).
 var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
+// poolCollector reports a warm pool's figures, read when scraped.
+type poolCollector struct {
+	stats                                   func() []runner.PoolStats
+	size, idle, hits, misses, recycled, mem *prometheus.Desc
+}
+
+func newPoolCollector(stats func() []runner.PoolStats) *poolCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, []string{"runtime"}, nil)
+	}
+	return &poolCollector{
+		stats:    stats,
+		size:     d("sandbox_runner_pool_size", "Sandboxes the warm pool keeps ready, per runtime (its target)."),
+		idle:     d("sandbox_runner_pool_idle", "Sandboxes ready now."),
+		hits:     d("sandbox_runner_pool_hits_total", "Tasks that got a pooled sandbox."),
+		misses:   d("sandbox_runner_pool_misses_total", "Tasks that took the cold path because no sandbox was ready."),
+		recycled: d("sandbox_runner_pool_recycled_total", "Sandboxes thrown away unused after their idle time."),
+		mem:      d("sandbox_runner_pool_idle_memory_bytes", "Mean host memory one idle sandbox holds (its process and shim)."),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.size, c.idle, c.hits, c.misses, c.recycled, c.mem} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.stats() {
+		for _, m := range []struct {
+			d *prometheus.Desc
+			t prometheus.ValueType
+			v float64
+		}{
+			{c.size, prometheus.GaugeValue, float64(st.Size)},
+			{c.idle, prometheus.GaugeValue, float64(st.Idle)},
+			{c.hits, prometheus.CounterValue, float64(st.Hits)},
+			{c.misses, prometheus.CounterValue, float64(st.Misses)},
+			{c.recycled, prometheus.CounterValue, float64(st.Recycled)},
+			{c.mem, prometheus.GaugeValue, float64(st.IdleMemoryBytes)},
+		} {
+			ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v, st.Runtime)
+		}
+	}
+}
+
 // metrics are the service's Prometheus collectors, on a registry of its
 // own so that nothing else in the process leaks into /metrics.
 type metrics struct {

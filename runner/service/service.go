@@ -71,6 +71,7 @@ type options struct {
 	tokenSum      *[sha256.Size]byte
 	log           *slog.Logger
 	checks        []Check
+	poolStats     func() []runner.PoolStats
 }
 
 // WithCatalog sets the runtimes the service offers; it must be the
@@ -117,6 +118,13 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // whenever it answers.
 func WithReadiness(checks ...Check) Option { return func(o *options) { o.checks = checks } }
 
+// WithPoolStats makes GET /metrics report a warm pool's figures
+// (sandbox_runner_pool_*), read from stats at every scrape; with a
+// runner.Pool as the executor, stats is its Stats. Default none.
+func WithPoolStats(stats func() []runner.PoolStats) Option {
+	return func(o *options) { o.poolStats = stats }
+}
+
 // Service is the HTTP API in front of an Executor.
 type Service struct {
 	exec    Executor
@@ -156,6 +164,11 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("grace period %s: give zero or more", o.grace)
 	}
 	s := &Service{exec: exec, opts: o, metrics: newMetrics(o.maxConcurrent, o.queue)}
+	if o.poolStats != nil {
+		if err := s.metrics.registry.Register(newPoolCollector(o.poolStats)); err != nil {
+			return nil, fmt.Errorf("registering the pool's metrics: %w", err)
+		}
+	}
 	s.lim = newLimiter(o.maxConcurrent, o.queue, s.metrics.limiterChanged)
 	s.handler = s.routes()
 	return s, nil
