@@ -186,3 +186,28 @@ func TestPoolIdleSlotMemory(t *testing.T) {
 	t.Logf("idle pooled sandbox: %.1f MiB of host memory (PSS of the waiting process and its shim)", float64(st.IdleMemoryBytes)/(1<<20))
 	assert.NotZero(t, st.IdleMemoryBytes)
 }
+
+// TestServeWithWarmPool: `serve --pool` answers from pooled sandboxes,
+// reports the pool in /metrics, and drains it on SIGTERM.
+func TestServeWithWarmPool(t *testing.T) {
+	h := RequiresRoot(t)
+	p := startServe(t, serveSetup{args: []string{"--pool", "sh=2", "--pool-init", h.InitBinary(t)}})
+	p.waitMetric("sandbox_runner_pool_idle", "runtime", "sh", 2)
+	mfs := p.scrape()
+	mem, _ := metric(t, mfs, "sandbox_runner_pool_idle_memory_bytes", "runtime", "sh")
+	assert.NotZero(t, mem)
+
+	for i := range 3 {
+		a := p.post(execBody(fmt.Sprintf("echo pooled-%d; grep Seccomp: /proc/self/status", i)))
+		res, _ := a.result(t)
+		assert.Equal(t, runner.OutcomeExited, res.Outcome)
+		assert.Equal(t, fmt.Sprintf("pooled-%d\nSeccomp:\t2\n", i), string(res.Stdout.Data))
+		p.waitMetric("sandbox_runner_pool_idle", "runtime", "sh", 2)
+	}
+	hits, _ := metric(t, p.scrape(), "sandbox_runner_pool_hits_total", "runtime", "sh")
+	assert.Equal(t, 3.0, hits)
+
+	assert.Equal(t, 0, p.stop(), "serve exits 0 on SIGTERM")
+	// The leak check registered by startServe's state dir runs next: the
+	// drained pool left nothing.
+}

@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -30,6 +33,8 @@ type serveOptions struct {
 	queue         int
 	maxBody       string
 	grace         string
+	pool          []string
+	poolInit      string
 }
 
 func runServe(ctx context.Context, args []string, std stdio) int {
@@ -43,6 +48,8 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.IntVar(&o.queue, "queue", 0, "tasks that may wait for a slot; more are refused with 429 (config queue; default 4 per slot)")
 	fs.StringVar(&o.maxBody, "max-body", "", "cap on a request body, e.g. 32m (config max_body; default 32m)")
 	fs.StringVar(&o.grace, "grace", "", "how long running tasks may finish after SIGTERM before they are killed (config grace; default 30s)")
+	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [service.pool.runtimes]; default: no pool)")
+	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary pooled sandboxes start (config [service.pool] init; default: next to this binary)")
 	o.registry.register(fs)
 	o.global.register(fs)
 	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); serve never starts a private containerd"
@@ -137,13 +144,14 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		return fmt.Errorf("[service] required_runtimes: %w", err)
 	}
 	opts = append(opts, service.WithReadiness(checks...))
-	svc, err := service.New(r, opts...)
+	poolOpts, err := o.poolOptions()
 	if err != nil {
-		return usageError("%v", err)
+		return err
 	}
 
 	// What a runner that died (this service, before a restart) left
-	// behind is removed before the first task.
+	// behind is removed before the first task, and before the pool
+	// makes its first sandboxes.
 	rep, err := r.Sweep(ctx, false)
 	if err != nil {
 		log.Warn("sweeping leftovers", "error", err)
@@ -153,6 +161,29 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	}
 	if ctx.Err() != nil {
 		return nil
+	}
+	var exec service.Executor = r
+	if poolOpts != nil {
+		pool, err := r.NewPool(ctx, *poolOpts)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		// Served tasks are done (finished or killed) when Serve returns;
+		// then the idle sandboxes go.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := pool.Close(cctx); err != nil {
+				log.Error("draining the warm pool", "error", err)
+			}
+		}()
+		exec = pool
+		opts = append(opts, service.WithPoolStats(pool.Stats))
+		log.Info("warm pool", "runtimes", poolOpts.Runtimes, "init", poolOpts.Init)
+	}
+	svc, err := service.New(exec, opts...)
+	if err != nil {
+		return usageError("%v", err)
 	}
 	ls, err := service.Listen(listen)
 	if err != nil {
@@ -233,4 +264,64 @@ func firstInt(flagSet bool, flag int, others ...int) int {
 		}
 	}
 	return 0
+}
+
+// defaultPoolInit is where `make install` puts the pool's entrypoint.
+const defaultPoolInit = "/usr/local/libexec/sandbox-runner/sandbox-runner-init"
+
+// poolOptions reads the warm pool's settings: --pool over the config's
+// [service.pool]. It returns nil when no runtime is pooled.
+func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
+	cfg := o.global.file.Service.Pool
+	sizes := map[string]int{}
+	for name, n := range cfg.Runtimes {
+		sizes[name] = n
+	}
+	if len(o.pool) > 0 {
+		sizes = map[string]int{}
+		for _, p := range o.pool {
+			name, n, ok := strings.Cut(p, "=")
+			size, err := strconv.Atoi(n)
+			if !ok || name == "" || err != nil || size < 0 {
+				return nil, usageError("--pool %q: give RUNTIME=N, such as python=2", p)
+			}
+			sizes[name] = size
+		}
+	}
+	po := runner.PoolOptions{Runtimes: map[string]runner.PoolRuntime{}, ShimGroup: cfg.ShimGroup}
+	for name, n := range sizes {
+		if n == 0 {
+			continue
+		}
+		limits, err := o.global.file.TaskLimits(name)
+		if err != nil {
+			return nil, err
+		}
+		po.Runtimes[name] = runner.PoolRuntime{Size: n, Limits: limits}
+	}
+	if len(po.Runtimes) == 0 {
+		return nil, nil
+	}
+	if cfg.MaxIdle != "" {
+		d, err := runner.ParseDuration(cfg.MaxIdle)
+		if err != nil {
+			return nil, fmt.Errorf("[service.pool] max_idle: %w", err)
+		}
+		po.MaxIdle = d
+	}
+	po.Init = first(o.poolInit, cfg.Init)
+	if po.Init == "" {
+		po.Init = defaultPoolInit
+		if exe, err := os.Executable(); err == nil {
+			if next := filepath.Join(filepath.Dir(exe), "sandbox-runner-init"); fileExists(next) {
+				po.Init = next
+			}
+		}
+	}
+	return &po, nil
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }

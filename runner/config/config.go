@@ -104,6 +104,24 @@ type Service struct {
 	// RequiredRuntimes are the runtimes whose images must be in
 	// containerd's store for GET /readyz to answer ready.
 	RequiredRuntimes []string `toml:"required_runtimes"`
+	// Pool is the warm pool of created, not yet started sandboxes.
+	Pool Pool `toml:"pool"`
+}
+
+// Pool configures the service's warm pool.
+type Pool struct {
+	// Runtimes maps a runtime to how many sandboxes to keep ready for it;
+	// its sandboxes are made with the runtime's limits. Empty: no pool.
+	Runtimes map[string]int `toml:"runtimes"`
+	// Init is the static sandbox-runner-init binary. Default: the one
+	// next to the sandbox-runner binary, else
+	// /usr/local/libexec/sandbox-runner/sandbox-runner-init.
+	Init string `toml:"init"`
+	// MaxIdle is how long a sandbox may wait before it is recycled.
+	MaxIdle string `toml:"max_idle"`
+	// ShimGroup is how many sandboxes share one containerd shim; 0 or 1
+	// gives each its own.
+	ShimGroup int `toml:"shim_group"`
 }
 
 // Load reads the config file at path. A missing file at DefaultPath is
@@ -193,6 +211,19 @@ func (c *File) validate() error {
 		if _, err := runner.ParseDuration(c.Service.Grace); err != nil {
 			return fmt.Errorf("service.grace: %w", err)
 		}
+	}
+	if c.Service.Pool.MaxIdle != "" {
+		if _, err := runner.ParseDuration(c.Service.Pool.MaxIdle); err != nil {
+			return fmt.Errorf("service.pool.max_idle: %w", err)
+		}
+	}
+	for name, n := range c.Service.Pool.Runtimes {
+		if n < 0 {
+			return fmt.Errorf("service.pool.runtimes.%s: %d is negative: %w", name, n, errdefs.ErrInvalidArgument)
+		}
+	}
+	if c.Service.Pool.ShimGroup < 0 {
+		return fmt.Errorf("service.pool.shim_group cannot be negative: %w", errdefs.ErrInvalidArgument)
 	}
 	if c.Service.MaxConcurrent < 0 || (c.Service.Queue != nil && *c.Service.Queue < 0) {
 		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)

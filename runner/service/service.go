@@ -269,8 +269,9 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, RejectInvalid, http.StatusBadRequest, KindInvalidInput, err.Error())
 		return
 	}
-	task.ID = runner.NewID()
-	log := s.opts.log.With("task", task.ID, "runtime", task.Runtime)
+	// The task's id comes with its result: a pooled sandbox has its own
+	// already. Until then the request has an id of its own, for the logs.
+	log := s.opts.log.With("request", runner.NewID(), "runtime", task.Runtime)
 
 	release, err := s.lim.acquire(r.Context())
 	queueWait := time.Since(received)
@@ -318,7 +319,7 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	if res.Cancelled && r.Context().Err() != nil {
 		attrs = append(attrs, "cancelled_by", cancelCause(r.Context()))
 	}
-	log.Info("task done", attrs...)
+	log.Info("task done", append(attrs, "task", res.ID)...)
 	w.Header().Set("X-Sandbox-Runner-Task", res.ID)
 	writeJSON(w, http.StatusOK, res)
 }
