@@ -1,0 +1,735 @@
+// Command bench measures what a trivial task costs through each way of
+// running it, on one containerd and one small image, in one run:
+//
+//  1. `sandbox-runner exec`, a whole process on the cold path;
+//  2. the service's API with a warm pool (and again with the pool's
+//     sandboxes sharing shims);
+//  3. `ctr run --rm` with the limits ctr can express;
+//  4. `docker run --rm` with the hardening flags, when Debian's dockerd
+//     is installed (it is started here, on the same containerd).
+//
+// The paths alternate, round after round, so that a busy moment of the
+// machine hits all of them alike. It then measures the service's
+// throughput at 1, 2, 4 and 8 concurrent clients, the memory of the
+// service and of an idle pooled sandbox, and that nothing leaked. It
+// prints a table with the ratios to ctr and docker, and writes it as
+// JSON with --json. It needs root; `make bench` runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/spf13/pflag"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
+	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/service"
+)
+
+const (
+	namespace = "bench"
+	image     = "sandbox-runner.test/busybox:latest"
+	poolSize  = 4
+	shimGroup = 8
+)
+
+type options struct {
+	cli, init   string
+	iterations  int
+	throughput  int
+	docker      string
+	jsonOut     string
+	concurrency []int
+}
+
+// Report is what one run measured.
+type Report struct {
+	When        time.Time         `json:"when"`
+	Host        string            `json:"host"`
+	Containerd  string            `json:"containerd"`
+	Iterations  int               `json:"iterations"`
+	Latency     []PathLatency     `json:"latency"`
+	Throughput  []Throughput      `json:"throughput"`
+	Memory      map[string]uint64 `json:"memory_bytes"`
+	Leaks       int               `json:"leaks"`
+	WarmBreak   map[string]string `json:"warm_breakdown,omitempty"`
+	DockerError string            `json:"docker_error,omitempty"`
+}
+
+// PathLatency is one path's latency figures, in milliseconds.
+type PathLatency struct {
+	Path     string  `json:"path"`
+	N        int     `json:"n"`
+	P50      float64 `json:"p50_ms"`
+	P95      float64 `json:"p95_ms"`
+	P99      float64 `json:"p99_ms"`
+	Mean     float64 `json:"mean_ms"`
+	VsCtr    float64 `json:"p50_vs_ctr,omitempty"`
+	VsDocker float64 `json:"p50_vs_docker,omitempty"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// Throughput is the service's rate at one concurrency.
+type Throughput struct {
+	Service     string  `json:"service"`
+	Concurrency int     `json:"concurrency"`
+	Tasks       int     `json:"tasks"`
+	PerSecond   float64 `json:"tasks_per_second"`
+	PoolHits    int     `json:"pool_hits"`
+}
+
+func main() {
+	var o options
+	fs := pflag.NewFlagSet("bench", pflag.ExitOnError)
+	fs.StringVar(&o.cli, "cli", "bin/sandbox-runner", "the sandbox-runner binary")
+	fs.StringVar(&o.init, "init", "bin/sandbox-runner-init", "the static sandbox-runner-init binary")
+	fs.IntVar(&o.iterations, "iterations", 40, "rounds of the latency comparison")
+	fs.IntVar(&o.throughput, "throughput-tasks", 120, "tasks per throughput measurement")
+	fs.IntSliceVar(&o.concurrency, "concurrency", []int{1, 2, 4, 8}, "client counts for the throughput measurement")
+	fs.StringVar(&o.docker, "docker", "auto", "docker run comparison: auto (when dockerd is installed), on, off")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
+	_ = fs.Parse(os.Args[1:])
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	rep, err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	print(os.Stdout, rep)
+	if o.jsonOut != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if rep.Leaks > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d objects leaked\n", rep.Leaks)
+		os.Exit(1)
+	}
+}
+
+// env is everything a run starts, and stops at its end.
+type env struct {
+	dir      string
+	daemon   *runner.Daemon
+	client   *client.Client
+	cli      string
+	init     string
+	docker   *dockerd
+	services []*serveProc
+}
+
+func run(ctx context.Context, o options) (rep *Report, retErr error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root: it starts containerd and runs containers")
+	}
+	e := &env{}
+	var err error
+	if e.cli, err = filepath.Abs(o.cli); err != nil {
+		return nil, err
+	}
+	if e.init, err = filepath.Abs(o.init); err != nil {
+		return nil, err
+	}
+	// Unix socket paths must stay short.
+	if e.dir, err = os.MkdirTemp("", "srbench-"); err != nil {
+		return nil, err
+	}
+	defer e.close()
+
+	logf("starting containerd in %s", e.dir)
+	if e.daemon, err = runner.StartDaemon(ctx, filepath.Join(e.dir, "ctrd")); err != nil {
+		return nil, err
+	}
+	if e.client, err = client.New(e.daemon.Address); err != nil {
+		return nil, err
+	}
+	ver, err := e.client.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	archive := filepath.Join(e.dir, "image.tar")
+	if err := testimage.BuildBusyboxArchive(archive, image); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return nil, err
+	}
+	_, err = images.Import(namespaces.WithNamespace(ctx, namespace), e.client, f, runner.DefaultSnapshotter)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+
+	host, _ := os.Hostname()
+	rep = &Report{When: time.Now().UTC(), Host: host, Containerd: ver.Version, Iterations: o.iterations, Memory: map[string]uint64{}}
+
+	type path struct {
+		name string
+		run  func(i int) error
+		note string
+	}
+	plain, err := e.serve(ctx, "plain", 0)
+	if err != nil {
+		return nil, err
+	}
+	grouped, err := e.serve(ctx, "grouped", shimGroup)
+	if err != nil {
+		return nil, err
+	}
+	paths := []path{
+		{"sandbox-runner exec (cold)", e.execCold, "whole process: connect, sweep, create, run, delete"},
+		{"service API, warm pool", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox"},
+		{fmt.Sprintf("service API, warm pool, %d per shim", shimGroup), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
+		{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp"},
+	}
+	if o.docker != "off" {
+		if e.docker, err = startDockerd(ctx, e.dir, e.daemon.Address, archive); err != nil {
+			if o.docker == "on" {
+				return nil, err
+			}
+			rep.DockerError = err.Error()
+			logf("no docker run comparison: %v", err)
+		} else {
+			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd"})
+		}
+	}
+
+	samples := make([][]time.Duration, len(paths))
+	logf("latency: %d rounds of %d paths", o.iterations, len(paths))
+	for i := range o.iterations {
+		for k := range paths {
+			// Rotate the order, so no path always follows the same one.
+			j := (k + i) % len(paths)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			start := time.Now()
+			if err := paths[j].run(i); err != nil {
+				return nil, fmt.Errorf("%s: %w", paths[j].name, err)
+			}
+			samples[j] = append(samples[j], time.Since(start))
+		}
+	}
+	for j, p := range paths {
+		rep.Latency = append(rep.Latency, stats(p.name, samples[j], p.note))
+	}
+	ratios(rep.Latency)
+
+	for _, s := range []*serveProc{plain, grouped} {
+		if mem, err := s.metric(ctx, "sandbox_runner_pool_idle_memory_bytes"); err == nil {
+			rep.Memory["idle pooled sandbox ("+s.name+")"] = uint64(mem)
+		}
+		rep.Memory["service process ("+s.name+", RSS)"] = rss(s.cmd.Process.Pid)
+	}
+	rep.WarmBreak = plain.breakdown(ctx)
+
+	for _, s := range []*serveProc{plain, grouped} {
+		for _, c := range o.concurrency {
+			logf("throughput: %s service, %d clients", s.name, c)
+			tp, err := s.throughput(ctx, c, o.throughput)
+			if err != nil {
+				return nil, err
+			}
+			rep.Throughput = append(rep.Throughput, tp)
+		}
+	}
+
+	// Stop the services (they drain their pools) and count what is left.
+	for _, s := range e.services {
+		s.stop()
+	}
+	e.services = nil
+	if rep.Leaks, err = leaks(ctx, e.client); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func (e *env) close() {
+	for _, s := range e.services {
+		s.stop()
+	}
+	if e.docker != nil {
+		e.docker.stop()
+	}
+	if e.client != nil {
+		ctx := namespaces.WithNamespace(context.Background(), namespace)
+		if cs, err := e.client.Containers(ctx); err == nil {
+			for _, c := range cs {
+				if t, err := c.Task(ctx, nil); err == nil {
+					_, _ = t.Delete(ctx, client.WithProcessKill)
+				}
+				_ = c.Delete(ctx, client.WithSnapshotCleanup)
+			}
+		}
+		e.client.Close()
+	}
+	if e.daemon != nil {
+		_ = e.daemon.Stop()
+	}
+	_ = exec.Command("umount", "-R", "-l", e.dir).Run()
+	os.RemoveAll(e.dir)
+}
+
+// execCold runs the CLI once, as a shell user would.
+func (e *env) execCold(i int) error {
+	out, err := exec.Command(e.cli, "exec", "--address", e.daemon.Address, "--namespace", namespace,
+		"--state-dir", filepath.Join(e.dir, "exec-state"), "--via", "direct",
+		"--runtime", "sh", "--image", image, "-c", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// ctrRun runs the same task with ctr.
+func (e *env) ctrRun(i int) error {
+	out, err := exec.Command("ctr", "--address", e.daemon.Address, "--namespace", namespace, "run", "--rm",
+		"--read-only", "--memory-limit", strconv.Itoa(512<<20), "--cpus", "1", "--seccomp",
+		image, fmt.Sprintf("ctr-%d-%d", os.Getpid(), i), "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// serveProc is one `sandbox-runner serve` with a warm pool.
+type serveProc struct {
+	name   string
+	socket string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	http   *http.Client
+	api    *service.Client
+	done   chan struct{}
+}
+
+func (e *env) serve(ctx context.Context, name string, group int) (*serveProc, error) {
+	dir := filepath.Join(e.dir, "svc-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	config := fmt.Sprintf("[runtimes.sh]\nimage = %q\n\n[service.pool]\nshim_group = %d\n", image, group)
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	s := &serveProc{name: name, socket: filepath.Join(dir, "api.sock"), log: &bytes.Buffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(e.cli, "serve", "--config", filepath.Join(dir, "config.toml"),
+		"--address", e.daemon.Address, "--namespace", namespace, "--state-dir", filepath.Join(dir, "state"),
+		"--socket", s.socket, "--pool", fmt.Sprintf("sh=%d", poolSize), "--pool-init", e.init,
+		"--max-concurrent", "8", "--queue", "64", "--log-level", "warn")
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	e.services = append(e.services, s)
+	s.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", s.socket)
+	}}}
+	s.api = service.NewClient(s.socket)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if idle, err := s.metric(ctx, "sandbox_runner_pool_idle"); err == nil && idle == poolSize {
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("serve (%s) exited: %s", name, s.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("serve (%s) never filled its pool: %s", name, s.log)
+		}
+	}
+}
+
+func (s *serveProc) stop() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(90 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// execWarm sends one trivial task once the pool is full again, so that
+// each measurement is of a pooled sandbox (a miss would be the cold path).
+func (s *serveProc) execWarm(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		idle, err := s.metric(ctx, "sandbox_runner_pool_idle")
+		if err != nil {
+			return err
+		}
+		if idle >= 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s.execOne(ctx)
+}
+
+func (s *serveProc) execOne(ctx context.Context) error {
+	res, err := s.api.Exec(ctx, service.Request{Runtime: "sh", Files: []service.File{{Content: "true"}}})
+	if err != nil {
+		return err
+	}
+	if res.Outcome != runner.OutcomeExited || res.ExitCode != 0 {
+		return fmt.Errorf("trivial task ended %s %d: %s", res.Outcome, res.ExitCode, res.Stderr.Data)
+	}
+	return nil
+}
+
+// metric reads one unlabelled-or-first series of name from /metrics.
+func (s *serveProc) metric(ctx context.Context, name string) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://sandbox-runner/metrics", nil)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			return strconv.ParseFloat(f[len(f)-1], 64)
+		}
+	}
+	return 0, fmt.Errorf("no metric %s", name)
+}
+
+// breakdown reads the mean time of each stage the service observed.
+func (s *serveProc) breakdown(ctx context.Context) map[string]string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://sandbox-runner/metrics", nil)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sums, counts := map[string]float64{}, map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, suffix := range []string{"_sum", "_count"} {
+			name := "sandbox_runner_stage_duration_seconds" + suffix + "{"
+			if !strings.HasPrefix(line, name) {
+				continue
+			}
+			i := strings.Index(line, `stage="`)
+			if i < 0 {
+				continue
+			}
+			stage := line[i+7:]
+			stage = stage[:strings.IndexByte(stage, '"')]
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			if suffix == "_sum" {
+				sums[stage] += v
+			} else {
+				counts[stage] += v
+			}
+		}
+	}
+	out := map[string]string{}
+	for stage, n := range counts {
+		if n > 0 {
+			out[stage] = fmt.Sprintf("%.1f ms mean over %d", sums[stage]/n*1000, int(n))
+		}
+	}
+	return out
+}
+
+// throughput sends n tasks from c concurrent clients and reports the
+// rate; pool hits come from the service's counters.
+func (s *serveProc) throughput(ctx context.Context, c, n int) (Throughput, error) {
+	before, _ := s.metric(ctx, "sandbox_runner_pool_hits_total")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan struct{}, n)
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for range next {
+				if err := s.execOne(ctx); err != nil {
+					mu.Lock()
+					firstErr = cmpOr(firstErr, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	after, _ := s.metric(ctx, "sandbox_runner_pool_hits_total")
+	if firstErr != nil {
+		return Throughput{}, firstErr
+	}
+	return Throughput{Service: s.name, Concurrency: c, Tasks: n, PerSecond: float64(n) / took.Seconds(),
+		PoolHits: int(after - before)}, nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// dockerd is Debian's dockerd on the benchmark's containerd.
+type dockerd struct {
+	socket string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	log    *bytes.Buffer
+}
+
+func startDockerd(ctx context.Context, dir, containerd, ociArchive string) (*dockerd, error) {
+	bin, err := exec.LookPath("dockerd")
+	if err != nil {
+		return nil, errors.New("dockerd is not installed (Debian: apt-get install docker.io)")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		return nil, errors.New("the docker client is not installed")
+	}
+	root := filepath.Join(dir, "docker")
+	d := &dockerd{socket: filepath.Join(root, "docker.sock"), log: &bytes.Buffer{}, done: make(chan struct{})}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(bin, "--iptables=false", "--bridge=none", "--containerd", containerd,
+		"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "exec"),
+		"--pidfile", filepath.Join(root, "docker.pid"), "-H", "unix://"+d.socket)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for d.docker("version") != nil {
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("dockerd exited: %s", tailString(d.log.String(), 2000))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("dockerd did not answer: %s", tailString(d.log.String(), 2000))
+		}
+	}
+	// Docker 20.10 loads docker-save archives only.
+	rootfs := filepath.Join(dir, "docker-rootfs")
+	if err := testimage.BusyboxRootfs(rootfs, ""); err != nil {
+		d.stop()
+		return nil, err
+	}
+	archive := filepath.Join(dir, "image-docker.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
+	err = testimage.WriteDockerArchive(f, rootfs, testimage.Options{Ref: image, Env: []string{runnerPATH}})
+	f.Close()
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
+	if err := d.docker("load", "-i", archive); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+const runnerPATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func (d *dockerd) docker(args ...string) error {
+	out, err := exec.Command("docker", append([]string{"-H", "unix://" + d.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (d *dockerd) run(int) error {
+	return d.docker("run", "--rm", "--read-only", "--network", "none", "--cap-drop", "ALL",
+		"--security-opt", "no-new-privileges", "--memory", "512m", "--memory-swap", "512m", "--cpus", "1",
+		"--pids-limit", "128", "--user", "65534:65534", image, "true")
+}
+
+func (d *dockerd) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// leaks counts containers, tasks and non-layer snapshots of ours left.
+func leaks(ctx context.Context, c *client.Client) (int, error) {
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	cs, err := c.Containers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := len(cs)
+	for _, ctr := range cs {
+		logf("leaked container %s", ctr.ID())
+	}
+	return n, nil
+}
+
+func rss(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func stats(name string, d []time.Duration, note string) PathLatency {
+	ms := make([]float64, len(d))
+	var sum float64
+	for i, v := range d {
+		ms[i] = float64(v.Microseconds()) / 1000
+		sum += ms[i]
+	}
+	slices.Sort(ms)
+	q := func(p float64) float64 {
+		if len(ms) == 0 {
+			return 0
+		}
+		i := int(math.Ceil(p*float64(len(ms)))) - 1
+		return ms[max(0, min(i, len(ms)-1))]
+	}
+	return PathLatency{Path: name, N: len(ms), P50: q(0.50), P95: q(0.95), P99: q(0.99), Mean: sum / float64(max(len(ms), 1)), Note: note}
+}
+
+func ratios(ls []PathLatency) {
+	var ctr, docker float64
+	for _, l := range ls {
+		switch l.Path {
+		case "ctr run --rm":
+			ctr = l.P50
+		case "docker run --rm":
+			docker = l.P50
+		}
+	}
+	for i := range ls {
+		if ctr > 0 {
+			ls[i].VsCtr = ls[i].P50 / ctr
+		}
+		if docker > 0 {
+			ls[i].VsDocker = ls[i].P50 / docker
+		}
+	}
+}
+
+func print(w io.Writer, r *Report) {
+	fmt.Fprintf(w, "\nTrivial task (`true` in a busybox image), containerd %s, %d rounds, on %s\n\n", r.Containerd, r.Iterations, r.Host)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tp50 ms\tp95 ms\tp99 ms\tmean ms\tp50/ctr\tp50/docker\t")
+	for _, l := range r.Latency {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t\n", l.Path, l.P50, l.P95, l.P99, l.Mean, ratio(l.VsCtr), ratio(l.VsDocker))
+	}
+	tw.Flush()
+	if r.DockerError != "" {
+		fmt.Fprintf(w, "(no docker run: %s)\n", r.DockerError)
+	}
+	fmt.Fprintln(w, "\nService throughput (trivial tasks, pool of", poolSize, "sandboxes)")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "service\tclients\ttasks\ttasks/s\tpool hits\t")
+	for _, t := range r.Throughput {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t\n", t.Service, t.Concurrency, t.Tasks, t.PerSecond, t.PoolHits)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nMemory")
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range r.Memory {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		fmt.Fprintf(w, "  %-40s %6.1f MiB\n", k, float64(r.Memory[k])/(1<<20))
+	}
+	if len(r.WarmBreak) > 0 {
+		fmt.Fprintln(w, "\nWhere a pooled task's time goes (service's stage histograms)")
+		for _, k := range slices.Sorted(func(yield func(string) bool) {
+			for k := range r.WarmBreak {
+				if !yield(k) {
+					return
+				}
+			}
+		}) {
+			fmt.Fprintf(w, "  %-12s %s\n", k, r.WarmBreak[k])
+		}
+	}
+	fmt.Fprintf(w, "\nLeaked objects after the run: %d\n", r.Leaks)
+}
+
+func ratio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", v)
+}
