@@ -20,8 +20,9 @@ DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/sandbox-runner (static, version stamped)
+build: ## build bin/sandbox-runner and the warm pool's bin/sandbox-runner-init (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)-init ./cmd/sandbox-runner-init
 
 deps: ## install DEB_PACKAGES (containerd, runc, busybox-static, docker-registry, debootstrap) when missing (root)
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -58,8 +59,9 @@ unit: ## unit tests only (no root needed)
 integration: ## the privileged integration tests only (root)
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v ./integration/
 
-bench: ## benchmarks against a private containerd (root)
-	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime 50x ./integration/
+BENCH_ITERATIONS ?= 40
+bench: build ## compare exec, the warm service, ctr run and docker run on a private containerd (root); writes bin/bench.json
+	$(GO) run ./integration/cmd/bench --cli $(BIN) --init $(BIN)-init --iterations $(BENCH_ITERATIONS) --json bin/bench.json
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -67,6 +69,7 @@ lint: ## gofmt and go vet
 
 install: build ## install the binary, the systemd units and the example config under DESTDIR/PREFIX
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sandbox-runner
+	install -D -m 0755 $(BIN)-init $(DESTDIR)$(PREFIX)/libexec/sandbox-runner/sandbox-runner-init
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/sandbox-runner
 	sed -e 's|/usr/local/bin/sandbox-runner|$(PREFIX)/bin/sandbox-runner|' \
 		-e 's|/etc/sandbox-runner/|$(SYSCONFDIR)/sandbox-runner/|g' \
