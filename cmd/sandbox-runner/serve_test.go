@@ -64,8 +64,12 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 				ft = ft.Elem()
 			}
 			if ft.Kind() == reflect.Struct && key != "limits" {
-				assert.Regexp(t, `(?m)^#?\[`+regexp.QuoteMeta(key), text, "table [%s]", key)
-				walk(ft, key)
+				path := key
+				if table != "" {
+					path = table + "." + key
+				}
+				assert.Regexp(t, `(?m)^#?\[`+regexp.QuoteMeta(path), text, "table [%s]", path)
+				walk(ft, path)
 				continue
 			}
 			assert.Regexp(t, `(?m)^#?`+regexp.QuoteMeta(key)+` = `, text, "key %s in [%s] is not in the example", key, table)

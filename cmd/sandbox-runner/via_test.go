@@ -33,7 +33,7 @@ func (e *echoExec) Run(_ context.Context, t runner.Task) (*runner.Result, error)
 	if t.Stdin != nil {
 		stdin, _ = io.ReadAll(t.Stdin)
 	}
-	return &runner.Result{ID: t.ID, Runtime: t.Runtime, Stage: runner.Stage{
+	return &runner.Result{ID: runner.NewID(), Runtime: t.Runtime, Stage: runner.Stage{
 		Outcome: runner.OutcomeExited, ExitCode: 3,
 		Stdout: runner.Stream{Data: t.Files[0].Content}, Stderr: runner.Stream{Data: stdin},
 	}}, nil
