@@ -92,10 +92,42 @@ func EnsureDaemon(ctx context.Context, dir string, log *slog.Logger) (*Daemon, e
 	return startDaemon(ctx, d, true)
 }
 
-func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
-	bin, err := exec.LookPath("containerd")
+// ContainerdBinEnv names the environment variable that picks the
+// containerd binary a private daemon runs, instead of the one on PATH;
+// its directory goes first on the daemon's PATH, so that the daemon runs
+// the shim (containerd-shim-runc-v2) installed next to it. The test
+// suite uses it to run against a containerd 2.x build.
+const ContainerdBinEnv = "SANDBOX_RUNNER_CONTAINERD_BIN"
+
+// containerdBinary returns the containerd to start and the environment
+// to start it with.
+func containerdBinary() (bin string, env []string, err error) {
+	if bin = os.Getenv(ContainerdBinEnv); bin != "" {
+		if !filepath.IsAbs(bin) {
+			return "", nil, fmt.Errorf("%s=%s: give an absolute path", ContainerdBinEnv, bin)
+		}
+		if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", nil, fmt.Errorf("%s=%s is not an executable file", ContainerdBinEnv, bin)
+		}
+		env = append(env, "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "PATH=") {
+				env = append(env, e)
+			}
+		}
+		return bin, env, nil
+	}
+	bin, err = exec.LookPath("containerd")
 	if err != nil {
-		return nil, fmt.Errorf("containerd is not installed: install it (Debian: apt-get install containerd runc): %w", err)
+		return "", nil, fmt.Errorf("containerd is not installed: install it (Debian: apt-get install containerd runc): %w", err)
+	}
+	return bin, nil, nil
+}
+
+func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
+	bin, env, err := containerdBinary()
+	if err != nil {
+		return nil, err
 	}
 	for _, sub := range []string{"", "root", "state", "opt"} {
 		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o700); err != nil {
@@ -117,6 +149,7 @@ func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
 	defer logf.Close()
 
 	cmd := exec.Command(bin, "--config", config)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: detach, Pdeathsig: 0}
 	if !detach {
