@@ -38,28 +38,45 @@ func Check(ctx context.Context, o ConnectOptions) []Finding {
 
 func checkContainerd(ctx context.Context, o ConnectOptions) Finding {
 	f := Finding{Name: "containerd"}
-	addr := o.Address
-	if addr == "" {
-		addr = DefaultAddress
+	var conn *Connection
+	var err error
+	if o.Address != "" {
+		conn, err = dialAddress(ctx, o.Address)
+	} else {
+		conn, err = dialSystem(ctx)
 	}
-	conn, err := dial(ctx, addr)
 	if err == nil {
 		defer conn.Close()
+		f.Detail = conn.Version.Version
+		if conn.Version.Revision != "" {
+			f.Detail += fmt.Sprintf(" (revision %s)", conn.Version.Revision)
+		}
+		f.Detail += " at " + conn.Address
+		switch {
+		case conn.Source == SourceDocker:
+			f.Detail += fmt.Sprintf(" (Docker's own containerd; none at %s)", DefaultAddress)
+		case conn.Address == DockerAddress:
+			f.Detail += " (Docker's own containerd)"
+		}
+		if verr := checkVersion(conn.Version.Version); verr != nil {
+			f.Detail = verr.Error() + ": " + f.Detail
+			f.Fix = "upgrade containerd to 1.6 or later (1.6, 1.7 and 2.x are supported)"
+			return f
+		}
 		f.OK = true
-		f.Detail = fmt.Sprintf("%s (revision %s) at %s", conn.Version.Version, conn.Version.Revision, addr)
 		return f
 	}
 	if o.Address == "" && !o.NoPrivate {
 		private := filepath.Join(o.StateDir, "containerd", "containerd.sock")
-		if conn, perr := dial(ctx, private); perr == nil {
+		if conn, perr := dialAddress(ctx, private); perr == nil {
 			defer conn.Close()
 			f.OK = true
-			f.Detail = fmt.Sprintf("%s at %s (private, started by sandbox-runner; none at %s)", conn.Version.Version, private, addr)
+			f.Detail = fmt.Sprintf("%s at %s (private, started by sandbox-runner; none at %s nor at Docker's %s)", conn.Version.Version, private, DefaultAddress, DockerAddress)
 			return f
 		}
-		if _, lerr := exec.LookPath("containerd"); lerr == nil {
+		if _, _, lerr := containerdBinary(); lerr == nil {
 			f.OK = true
-			f.Detail = fmt.Sprintf("none at %s; a private one will be started under %s on first use", addr, filepath.Dir(private))
+			f.Detail = fmt.Sprintf("none at %s nor at Docker's %s; a private one will be started under %s on first use", DefaultAddress, DockerAddress, filepath.Dir(private))
 			return f
 		}
 	}

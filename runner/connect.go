@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -15,6 +16,35 @@ import (
 
 // DefaultAddress is where a system containerd listens.
 const DefaultAddress = "/run/containerd/containerd.sock"
+
+// DockerAddress is where the containerd that dockerd starts for itself
+// (when it is not given --containerd) listens, under Docker's default
+// exec root. Docker keeps its containers there in namespace "moby", which
+// the runner never touches.
+const DockerAddress = "/var/run/docker/containerd/containerd.sock"
+
+// Where a containerd was found.
+const (
+	// SourceGiven is the address the caller asked for.
+	SourceGiven = "given"
+	// SourceSystem is the system containerd at DefaultAddress.
+	SourceSystem = "system"
+	// SourceDocker is the containerd dockerd started, at DockerAddress.
+	SourceDocker = "docker"
+	// SourcePrivate is a containerd the runner started itself.
+	SourcePrivate = "private"
+)
+
+// systemAddresses are the sockets Connect tries, in order, when no
+// address is given; a variable so that tests can point it elsewhere.
+var systemAddresses = []struct{ address, source string }{
+	{DefaultAddress, SourceSystem},
+	{DockerAddress, SourceDocker},
+}
+
+// dialAddress connects to one socket; a variable so that tests can
+// stand in for daemons.
+var dialAddress = dial
 
 // probeTimeout bounds the first call to a containerd, which tells whether
 // it serves at all.
@@ -43,25 +73,44 @@ type Connection struct {
 	Version client.Version
 	// Private is true when the runner started this containerd itself.
 	Private bool
+	// Source says how the socket was found: SourceGiven, SourceSystem,
+	// SourceDocker or SourcePrivate.
+	Source string
 }
 
 // Connect finds a containerd: the address asked for, else the system one
-// at DefaultAddress, else a private one under the state dir, started when
-// it is not already running.
+// at DefaultAddress, else the one Docker started at DockerAddress, else a
+// private one under the state dir, started when it is not already
+// running.
 func Connect(ctx context.Context, o ConnectOptions) (*Connection, error) {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	conn, err := connect(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVersion(conn.Version.Version); err != nil {
+		log.Warn("this containerd is not supported; tasks may fail", "socket", conn.Address, "error", err)
+	}
+	return conn, nil
+}
+
+func connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*Connection, error) {
 	if o.Address != "" {
-		conn, err := dial(ctx, o.Address)
+		conn, err := dialAddress(ctx, o.Address)
 		if err != nil {
 			return nil, fmt.Errorf("%w\nhint: is containerd running and listening on %s? Check `systemctl status containerd`, or leave --address and CONTAINERD_ADDRESS unset to let sandbox-runner find or start one", err, o.Address)
 		}
+		conn.Source = SourceGiven
 		return conn, nil
 	}
-	conn, sysErr := dial(ctx, DefaultAddress)
+	conn, sysErr := dialSystem(ctx)
 	if sysErr == nil {
+		if conn.Source == SourceDocker {
+			log.Info("using the containerd Docker started; Docker's containers are in namespace moby, which is never touched", "socket", conn.Address)
+		}
 		return conn, nil
 	}
 	if o.NoPrivate {
@@ -70,14 +119,42 @@ func Connect(ctx context.Context, o ConnectOptions) (*Connection, error) {
 	dir := filepath.Join(o.StateDir, "containerd")
 	d, err := EnsureDaemon(ctx, dir, log)
 	if err != nil {
-		return nil, fmt.Errorf("no containerd at %s (%v), and starting a private one failed: %w", DefaultAddress, sysErr, err)
+		return nil, fmt.Errorf("%v, and starting a private one failed: %w", sysErr, err)
 	}
 	conn, err = dial(ctx, d.Address)
 	if err != nil {
 		return nil, err
 	}
 	conn.Private = true
+	conn.Source = SourcePrivate
 	return conn, nil
+}
+
+// dialSystem connects to the first of systemAddresses that answers. A
+// socket that is there but does not answer is skipped like a missing one:
+// a stopped Docker leaves its socket behind.
+func dialSystem(ctx context.Context) (*Connection, error) {
+	var first error
+	var msgs []string
+	for _, a := range systemAddresses {
+		conn, err := dialAddress(ctx, a.address)
+		if err == nil {
+			conn.Source = a.source
+			return conn, nil
+		}
+		if first == nil {
+			first = err
+		}
+		msgs = append(msgs, err.Error())
+	}
+	if first == nil {
+		return nil, fmt.Errorf("no containerd address to try: %w", errdefs.ErrUnavailable)
+	}
+	if len(msgs) == 1 {
+		return nil, first
+	}
+	// One line for a person; the first error keeps the errdefs class.
+	return nil, fmt.Errorf("%w (and %s)", first, strings.Join(msgs[1:], "; "))
 }
 
 // dial connects to address and checks that a containerd answers there.

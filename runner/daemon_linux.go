@@ -88,7 +88,7 @@ func EnsureDaemon(ctx context.Context, dir string, log *slog.Logger) (*Daemon, e
 		c.Close()
 		return d, nil
 	}
-	log.Warn("no containerd at "+DefaultAddress+"; starting a private one", "dir", dir, "socket", d.Address, "log", d.Log)
+	log.Warn("no containerd at "+DefaultAddress+" nor at Docker's "+DockerAddress+"; starting a private one", "dir", dir, "socket", d.Address, "log", d.Log)
 	return startDaemon(ctx, d, true)
 }
 

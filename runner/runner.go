@@ -21,7 +21,6 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -144,8 +143,8 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	if o.catalog == nil {
 		o.catalog = images.DefaultCatalog()
 	}
-	if err := identifiers.Validate(o.namespace); err != nil {
-		return nil, fmt.Errorf("namespace %q: %w", o.namespace, err)
+	if err := ValidateNamespace(o.namespace); err != nil {
+		return nil, err
 	}
 	if err := SeccompAvailable(); err != nil {
 		return nil, err

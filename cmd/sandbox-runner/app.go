@@ -129,7 +129,9 @@ func (g *globalFlags) load() error {
 	g.namespace = first(g.namespace, os.Getenv("SANDBOX_RUNNER_NAMESPACE"), f.Namespace, runner.DefaultNamespace)
 	g.snapshotter = first(g.snapshotter, os.Getenv("CONTAINERD_SNAPSHOTTER"), f.Snapshotter, runner.DefaultSnapshotter)
 	g.stateDir = first(g.stateDir, os.Getenv("SANDBOX_RUNNER_STATE_DIR"), f.StateDir, runner.DefaultStateDir)
-	return nil
+	// Refused before any command talks to containerd: nothing may reach
+	// Docker's "moby" namespace, not even `images ls`.
+	return runner.ValidateNamespace(g.namespace)
 }
 
 // first returns the first non-empty value.
