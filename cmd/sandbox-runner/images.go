@@ -21,7 +21,7 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
-const imagesUsage = "Usage: sandbox-runner images pull REF...|--all | import FILE|- | ls | rm REF..."
+const imagesUsage = "Usage: sandbox-runner images pull REF...|--all | import FILE|-|--from-docker REF | ls | rm REF..."
 
 func runImages(ctx context.Context, args []string, std stdio) int {
 	if len(args) == 0 {
@@ -31,12 +31,16 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	var g globalFlags
 	var reg registryFlags
 	var all, asJSON bool
+	var fromDocker string
 	sub, args := args[0], args[1:]
-	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|-", "rm": "REF...", "pull": "REF... | --all"}[sub], std.err)
+	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|- | --from-docker REF", "rm": "REF...", "pull": "REF... | --all"}[sub], std.err)
 	if sub == "pull" {
 		fs.BoolVar(&all, "all", false, "pull the image of every runtime in the catalog")
 		fs.BoolVar(&asJSON, "json", false, "print one JSON object per image, and nothing else")
 		reg.register(fs)
+	}
+	if sub == "import" {
+		fs.StringVar(&fromDocker, "from-docker", "", fromDockerUsage)
 	}
 	g.register(fs)
 	if code, ok := parse(fs, args, &g); !ok {
@@ -44,8 +48,8 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	}
 	args = fs.Args()
 	switch {
-	case sub == "import" && len(args) != 1:
-		return report(std.err, usageError("images import takes one FILE, or - for stdin"))
+	case sub == "import" && importArgs(fromDocker, args) != nil:
+		return report(std.err, importArgs(fromDocker, args))
 	case sub == "rm" && len(args) == 0:
 		return report(std.err, usageError("images rm takes one or more image references"))
 	case sub == "pull" && all == (len(args) > 0):
@@ -79,6 +83,9 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	case "pull":
 		return pullImages(ctx, conn, refs, reg.pullOptions(&g), asJSON, std)
 	case "import":
+		if fromDocker != "" {
+			return importFromDocker(ctx, conn, fromDocker, g.snapshotter, std)
+		}
 		var r io.Reader = std.in
 		name := "stdin"
 		if args[0] != "-" {
@@ -245,7 +252,7 @@ func runRuntimes(ctx context.Context, args []string, std stdio) int {
 func (g *globalFlags) connectNoStart(ctx context.Context) *runner.Connection {
 	addrs := []string{g.address}
 	if g.address == "" {
-		addrs = []string{runner.DefaultAddress, filepath.Join(g.stateDir, "containerd", "containerd.sock")}
+		addrs = []string{runner.DefaultAddress, runner.DockerAddress, filepath.Join(g.stateDir, "containerd", "containerd.sock")}
 	}
 	for _, a := range addrs {
 		if _, err := os.Stat(a); err != nil {
