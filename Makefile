@@ -11,14 +11,21 @@ BIN     := bin/sandbox-runner
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the runner, its tests and the demo need: the registry
 # the pull tests push to, debootstrap for the runtime test image, and
-# systemd for systemd-analyze, which checks the units.
-DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap systemd
+# systemd for systemd-analyze, which checks the units, and docker.io for
+# the tests that run next to Docker.
+DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap systemd docker.io
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
+# The containerd 2.x daemon the integration suite also runs against: the
+# containerd/v2 version go.mod pins, built in the helper module
+# integration/ctrd2 (so the daemon's dependencies stay out of ours) and
+# cached under bin/.
+CTRD2_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2; exit}' go.mod)
+CTRD2_DIR     := bin/containerd-$(CTRD2_VERSION)
 
-.PHONY: help build deps demo test fuzz unit integration bench lint install clean
+.PHONY: help build deps demo test fuzz unit integration integration-ctrd2 containerd2 bench lint install clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/sandbox-runner and the warm pool's bin/sandbox-runner-init (static, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
@@ -40,6 +47,7 @@ demo: deps build ## install what is missing, build, and run a real task in a san
 
 test: ## unit tests, the privileged integration tests (root; they fail rather than skip), then a short fuzz run
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) --no-print-directory integration-ctrd2
 	$(MAKE) --no-print-directory fuzz
 
 FUZZTIME ?= 5s
@@ -58,6 +66,26 @@ unit: ## unit tests only (no root needed)
 
 integration: ## the privileged integration tests only (root)
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v ./integration/
+
+integration-ctrd2: containerd2 ## the privileged integration tests again, against the containerd 2.x go.mod pins (root)
+	SANDBOX_RUNNER_INTEGRATION=1 SANDBOX_RUNNER_CONTAINERD_BIN=$(CURDIR)/$(CTRD2_DIR)/containerd \
+		SANDBOX_RUNNER_EXPECT_CONTAINERD=$(CTRD2_VERSION) $(GO) test -count=1 -timeout 40m ./integration/
+
+containerd2: $(CTRD2_DIR)/containerd ## build containerd and containerd-shim-runc-v2 at the containerd/v2 version go.mod pins, into bin/
+
+$(CTRD2_DIR)/containerd: integration/ctrd2/go.mod integration/ctrd2/go.sum
+	@pinned=$$(awk '$$1 == "github.com/containerd/containerd/v2" {print $$2; exit}' integration/ctrd2/go.mod); \
+	if [ "$$pinned" != "$(CTRD2_VERSION)" ]; then \
+		echo "integration/ctrd2/go.mod pins containerd $$pinned, go.mod $(CTRD2_VERSION); to follow go.mod:"; \
+		echo "  cd integration/ctrd2 && go get github.com/containerd/containerd/v2@$(CTRD2_VERSION) && go mod tidy"; \
+		exit 1; \
+	fi
+	rm -rf $(CTRD2_DIR).tmp
+	cd integration/ctrd2 && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CTRD2_VERSION)" \
+		-o $(CURDIR)/$(CTRD2_DIR).tmp/ \
+		github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+	rm -rf $(CTRD2_DIR) && mv $(CTRD2_DIR).tmp $(CTRD2_DIR)
 
 BENCH_ITERATIONS ?= 40
 bench: build ## compare exec, the warm service, ctr run and docker run on a private containerd (root); writes bin/bench.json
