@@ -128,7 +128,7 @@ func TestNormalize(t *testing.T) {
 		"mcr.microsoft.com/dotnet/sdk": "mcr.microsoft.com/dotnet/sdk:latest",
 		"busybox@" + dgst:              "docker.io/library/busybox@" + dgst,
 		// A tag next to a digest says nothing more: the digest pins.
-		"python:3.11@" + dgst:              "docker.io/library/python@" + dgst,
+		"python:3.11@" + dgst:             "docker.io/library/python@" + dgst,
 		"127.0.0.1:5000/runtimes/node:22": "127.0.0.1:5000/runtimes/node:22",
 	} {
 		got, err := Normalize(in)

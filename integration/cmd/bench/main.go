@@ -525,6 +525,9 @@ type dockerd struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	log    *bytes.Buffer
+	// created are host paths dockerd makes that were not there before,
+	// removed when it stops.
+	created []string
 }
 
 func startDockerd(ctx context.Context, dir, containerd, ociArchive string) (*dockerd, error) {
@@ -540,7 +543,18 @@ func startDockerd(ctx context.Context, dir, containerd, ociArchive string) (*doc
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(bin, "--iptables=false", "--bridge=none", "--containerd", containerd,
+	for _, p := range []string{"/etc/docker", "/run/docker"} {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			d.created = append(d.created, p)
+		}
+	}
+	// A daemon.json of our own: the host's must not change the run, and
+	// the engine key goes under root instead of /etc/docker.
+	config := filepath.Join(root, "daemon.json")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`{"deprecated-key-path": %q}`, filepath.Join(root, "key.json"))), 0o600); err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(bin, "--config-file", config, "--iptables=false", "--bridge=none", "--containerd", containerd,
 		"--data-root", filepath.Join(root, "data"), "--exec-root", filepath.Join(root, "exec"),
 		"--pidfile", filepath.Join(root, "docker.pid"), "-H", "unix://"+d.socket)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -608,6 +622,9 @@ func (d *dockerd) stop() {
 	case <-time.After(30 * time.Second):
 		_ = d.cmd.Process.Kill()
 		<-d.done
+	}
+	for _, p := range d.created {
+		_ = os.RemoveAll(p)
 	}
 }
 
