@@ -567,6 +567,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	}
 
 	// The counters live in the task's cgroup, which goes with the task.
+	exited := time.Now()
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	oomKills, usage, err := readUsage(mctx, task)
 	cancel()
@@ -581,7 +582,8 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	stage.Stderr.Data, stage.Stderr.Dropped = st.stderr.result()
 	stage.OutputTruncated = stage.Stdout.Truncated() || stage.Stderr.Truncated()
 	stage.classify(int(status.ExitCode()), oomKills)
-	log.Info("stage done", "container", c.spec.id, "outcome", stage.Outcome, "exit_code", stage.ExitCode, "duration", stage.Duration)
+	log.Info("stage done", "container", c.spec.id, "outcome", stage.Outcome, "exit_code", stage.ExitCode, "duration", stage.Duration,
+		"after_exit", time.Since(exited))
 	return stage, nil
 }
 
