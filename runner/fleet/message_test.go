@@ -1,0 +1,227 @@
+package fleet
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/containerd/errdefs"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/service"
+)
+
+func TestTaskRoundTrip(t *testing.T) {
+	req := service.NewRequest(runner.Task{
+		Runtime: "python",
+		Files:   []runner.File{{Name: "main.py", Content: []byte("print(1)")}, {Name: "data.bin", Content: []byte{0, 0xff}}},
+		Args:    []string{"-v"},
+		Env:     []string{"A=b"},
+		Limits:  runner.Limits{Memory: 256 << 20, CPUs: 0.5},
+	}, []byte("stdin"))
+	b, err := EncodeTask(Task{ID: "t-1", Request: req})
+	require.NoError(t, err)
+	got, err := DecodeTask(b)
+	require.NoError(t, err)
+	assert.Equal(t, "t-1", got.ID)
+	again, err := json.Marshal(got)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(b), string(again))
+
+	task, err := got.Request.Task(runner.Limits{})
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0, 0xff}, task.Files[1].Content)
+	assert.Equal(t, int64(256<<20), task.Limits.Memory)
+}
+
+func TestTaskSchema(t *testing.T) {
+	b, err := EncodeTask(Task{ID: "t-1", Request: service.Request{Runtime: "sh", Files: []service.File{{Content: "echo hi"}}}})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"id":"t-1","request":{"runtime":"sh","files":[{"content":"echo hi"}]}}`, string(b))
+}
+
+func TestEncodeTaskChecksID(t *testing.T) {
+	_, err := EncodeTask(Task{ID: "a.b"})
+	assert.True(t, errdefs.IsInvalidArgument(err), "%v", err)
+}
+
+func TestDecodeTaskRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name, body, want, id string
+	}{
+		{"empty", "  ", "empty", ""},
+		{"not JSON", "{", "task message", ""},
+		{"unknown field", `{"id":"t-1","request":{},"reply":"x"}`, `unknown field "reply"`, ""},
+		{"second value", `{"id":"t-1","request":{"runtime":"sh","files":[{"content":"x"}]}} {}`, "more than one", ""},
+		{"no id", `{"request":{"runtime":"sh","files":[]}}`, "id: task id is empty", ""},
+		{"id with a dot", `{"id":"a.b","request":{}}`, "letters, digits", ""},
+		{"id too long", `{"id":"` + strings.Repeat("x", MaxIDLength+1) + `","request":{}}`, "at most 128", ""},
+		{"no request", `{"id":"t-1"}`, "request: required", "t-1"},
+		{"null request", `{"id":"t-1","request":null}`, "request: required", "t-1"},
+		{"bad request field", `{"id":"t-1","request":{"runtime":"sh","files":"echo"}}`, "request: files: expected an array", "t-1"},
+		{"unknown request field", `{"id":"t-1","request":{"runtime":"sh","network":true}}`, `request: unknown field "network"`, "t-1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := DecodeTask([]byte(c.body))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.True(t, errors.Is(err, runner.ErrInvalidTask), "%v is not ErrInvalidTask", err)
+			assert.Equal(t, service.KindInvalidInput, Kind(err))
+			assert.Equal(t, c.id, got.ID, "the id is kept when it could be read")
+		})
+	}
+}
+
+func TestAnswerErr(t *testing.T) {
+	ok := &Answer{TaskID: "t", Result: &runner.Result{}}
+	assert.NoError(t, ok.Err())
+	for kind, sentinel := range map[string]error{
+		service.KindInvalidInput:       runner.ErrInvalidTask,
+		service.KindImageNotFound:      runner.ErrImageNotFound,
+		service.KindSandboxUnavailable: runner.ErrSandboxUnavailable,
+	} {
+		err := (&Answer{TaskID: "t", Error: "boom", Kind: kind}).Err()
+		assert.ErrorIs(t, err, sentinel, kind)
+		assert.EqualError(t, err, "boom")
+	}
+}
+
+func TestDecodeAnswer(t *testing.T) {
+	a, err := DecodeAnswer([]byte(`{"task_id":"t","worker":"w","deliveries":2,"result":{"id":"sr-1","image":"i","outcome":"exited","exit_code":3,
+		"stdout":{"data":"AP8=","encoding":"base64"},"stderr":{"data":"e"},"usage":{"cpu_ms":1.5},"duration_ms":12,"new_field":1}}`))
+	require.NoError(t, err)
+	assert.Equal(t, 2, a.Deliveries)
+	assert.Equal(t, 3, a.Result.ExitCode)
+	assert.Equal(t, []byte{0, 0xff}, a.Result.Stdout.Data)
+	_, err = DecodeAnswer([]byte(`{"task_id":"t"}`))
+	assert.Error(t, err)
+}
+
+func TestEncodeAnswerFitsTheLimit(t *testing.T) {
+	res := &runner.Result{ID: "sr-1", Stage: runner.Stage{
+		Outcome: runner.OutcomeExited,
+		Stdout:  runner.Stream{Data: []byte(strings.Repeat("é", 20000))},
+		Stderr:  runner.Stream{Data: []byte(strings.Repeat("x", 1000)), Dropped: 5},
+	}}
+	a := Answer{TaskID: "t", Result: res}
+	full, err := encodeAnswer(a, 1<<20)
+	require.NoError(t, err)
+	whole, err := DecodeAnswer(full)
+	require.NoError(t, err)
+	assert.False(t, whole.Truncated)
+	assert.Len(t, whole.Result.Stdout.Data, 40000)
+
+	b, err := encodeAnswer(a, 8000)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(b), 8000)
+	got, err := DecodeAnswer(b)
+	require.NoError(t, err)
+	assert.True(t, got.Truncated)
+	assert.True(t, got.Result.OutputTruncated)
+	assert.True(t, utf8.Valid(got.Result.Stdout.Data), "text is cut between characters")
+	assert.Equal(t, int64(40000), int64(len(got.Result.Stdout.Data))+got.Result.Stdout.Dropped, "every byte is kept or counted")
+	assert.Equal(t, int64(1005), int64(len(got.Result.Stderr.Data))+got.Result.Stderr.Dropped)
+	assert.Len(t, res.Stdout.Data, 40000, "the caller's result is left alone")
+
+	_, err = encodeAnswer(a, 100)
+	assert.Error(t, err, "nothing left to cut")
+}
+
+func TestValidateID(t *testing.T) {
+	for _, ok := range []string{"t-1", "A_b-9", strings.Repeat("x", MaxIDLength)} {
+		assert.NoError(t, ValidateID(ok), ok)
+	}
+	for _, bad := range []string{"", "a.b", "a*", "a>", "a b", "ü", strings.Repeat("x", MaxIDLength+1)} {
+		assert.Error(t, ValidateID(bad), bad)
+	}
+	assert.NoError(t, ValidateID(NewTaskID()))
+}
+
+func TestValidateRuntime(t *testing.T) {
+	for _, ok := range []string{"python", "c++", "node_22", "x-1"} {
+		assert.NoError(t, ValidateRuntime(ok), ok)
+	}
+	for _, bad := range []string{"", "a.b", "*", ">", "py thon", strings.Repeat("x", 65)} {
+		assert.Error(t, ValidateRuntime(bad), bad)
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	assert.Equal(t, "sandbox.tasks.python", TaskSubject("python"))
+	assert.Equal(t, "python", runtimeOf(TaskSubject("python")))
+	assert.Equal(t, "sandbox.results.t-1", ResultSubject("t-1"))
+	assert.Equal(t, "sandbox.dead.sh", DeadSubject("sh"))
+	assert.Equal(t, "tasks-sh", ConsumerName("sh"))
+	assert.Equal(t, "host_example_com-12", presenceKey("host.example.com-12"))
+}
+
+func TestParseURLs(t *testing.T) {
+	for _, c := range []struct {
+		in     string
+		urls   []string
+		secure bool
+		err    string
+	}{
+		{in: "nats://127.0.0.1:4222", urls: []string{"nats://127.0.0.1:4222"}},
+		{in: "tls://nats.example:4222", urls: []string{"tls://nats.example:4222"}, secure: true},
+		{in: "nats.example:4222", urls: []string{"tls://nats.example:4222"}, secure: true},
+		{in: "nats://a:1, nats://b:2", urls: []string{"nats://a:1", "nats://b:2"}},
+		{in: "wss://a:443", urls: []string{"wss://a:443"}, secure: true},
+		{in: "nats://a:1,tls://b:2", err: "mix clear"},
+		{in: "http://a:1", err: "unknown scheme"},
+		{in: "", err: "no NATS URL"},
+		{in: "nats://u:secret@a:1,tls://b", err: "REDACTED"},
+	} {
+		urls, secure, err := parseURLs(c.in)
+		if c.err != "" {
+			if assert.Error(t, err, c.in) {
+				assert.Contains(t, err.Error(), c.err)
+				assert.NotContains(t, err.Error(), "secret")
+				assert.True(t, errdefs.IsInvalidArgument(err))
+			}
+			continue
+		}
+		require.NoError(t, err, c.in)
+		assert.Equal(t, c.urls, urls, c.in)
+		assert.Equal(t, c.secure, secure, c.in)
+	}
+}
+
+// FuzzDecodeTask: any body either decodes to a task that encodes again
+// to a body that decodes to the same task, or is refused as invalid
+// input; it never panics.
+func FuzzDecodeTask(f *testing.F) {
+	f.Add([]byte(`{"id":"t-1","request":{"runtime":"sh","files":[{"content":"echo hi"}]}}`))
+	f.Add([]byte(`{"id":"t-1","request":{"runtime":"python","files":[{"name":"a.py","content":"AA==","encoding":"base64"}],"limits":{"memory":"1g","cpus":0.5,"timeout":3}}}`))
+	f.Add([]byte(`{"id":"","request":null}`))
+	f.Add([]byte(`{"id":"t-1","request":{"runtime":"sh","files":"x"}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		task, err := DecodeTask(body)
+		if err != nil {
+			if !errors.Is(err, runner.ErrInvalidTask) {
+				t.Fatalf("error %v is not ErrInvalidTask", err)
+			}
+			if task.ID != "" && ValidateID(task.ID) != nil {
+				t.Fatalf("an invalid id %q came back", task.ID)
+			}
+			return
+		}
+		b, err := EncodeTask(task)
+		if err != nil {
+			t.Fatalf("a decoded task does not encode: %v", err)
+		}
+		again, err := DecodeTask(b)
+		if err != nil {
+			t.Fatalf("a re-encoded task does not decode: %v\n%s", err, b)
+		}
+		b2, err := EncodeTask(again)
+		if err != nil || string(b) != string(b2) {
+			t.Fatalf("encoding is not stable:\n%s\n%s", b, b2)
+		}
+	})
+}

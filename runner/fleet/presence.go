@@ -1,0 +1,78 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// WorkerInfo is a worker's presence entry in WorkersBucket, under its
+// id. The bucket's TTL removes it when the worker stops refreshing it;
+// a worker that stops cleanly deletes it at once.
+type WorkerInfo struct {
+	ID       string   `json:"id"`
+	Host     string   `json:"host"`
+	PID      int      `json:"pid"`
+	Runtimes []string `json:"runtimes"`
+	Capacity int      `json:"capacity"`
+	InFlight int      `json:"in_flight"`
+	Version  string   `json:"version"`
+	// Server is the NATS server the worker is connected to.
+	Server  string    `json:"server,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	// Draining is set once the worker stopped taking tasks.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// ListWorkers returns the live workers, by id. No bucket means no
+// worker has ever run: an empty list.
+func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerInfo, error) {
+	kv, err := js.KeyValue(ctx, WorkersBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, natsError(err))
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing workers: %w", natsError(err))
+	}
+	defer func() { _ = lister.Stop() }()
+	var out []WorkerInfo
+	for key := range lister.Keys() {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // gone since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading worker %s: %w", key, natsError(err))
+		}
+		var w WorkerInfo
+		if err := json.Unmarshal(e.Value(), &w); err != nil {
+			// A newer worker's entry might not decode: show what we can.
+			w = WorkerInfo{ID: key, Updated: e.Created()}
+		}
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b WorkerInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// presenceKey turns a worker id into a key the bucket takes.
+func presenceKey(id string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '=':
+			return r
+		}
+		return '_'
+	}, id)
+}
