@@ -14,9 +14,14 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
-// headerRoom is what a task message's headers may take of the server's
-// max payload.
-const headerRoom = 1024
+const (
+	// headerRoom is what a task message's headers may take of the
+	// server's max payload.
+	headerRoom = 1024
+	// waitPoll is how often Wait looks for the answer without being
+	// woken: an answer published while it was disconnected wakes nobody.
+	waitPoll = 2 * time.Second
+)
 
 // Client submits tasks to the fleet and waits for their answers.
 type Client struct {
@@ -78,51 +83,44 @@ func (c *Client) Submit(ctx context.Context, t Task) error {
 }
 
 // Wait waits for task id's answer until ctx is done. It reads the answer
-// from the result stream, so it finds one published before it was
-// called, and goes on through reconnections to other servers.
+// stored in the result stream, so it finds one published before it was
+// called, and goes on through reconnections to other servers. Messages
+// on the answer's subject only wake it up: one the stream refused (a
+// second answer) is never taken for the answer.
 func (c *Client) Wait(ctx context.Context, id string) (*Answer, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
-	var oc jetstream.Consumer
-	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
-		var err error
-		oc, err = c.js.OrderedConsumer(ctx, ResultStream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{ResultSubject(id)},
-		})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for task %s: %w", id, context.Cause(ctx))
-		}
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			// Not made yet: the first worker or submit makes it.
-			select {
-			case <-ctx.Done():
-			case <-time.After(pause):
-			}
-			continue
-		}
+	wake := make(chan *nats.Msg, 1)
+	sub, err := c.nc.ChanSubscribe(ResultSubject(id), wake)
+	if err != nil {
 		return nil, fmt.Errorf("watching for task %s's answer: %w", id, natsError(err))
 	}
+	defer func() { _ = sub.Unsubscribe() }()
+	var results jetstream.Stream
 	for {
-		msg, err := oc.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("waiting for task %s: %w", id, context.Cause(ctx))
+		if results == nil {
+			results, err = c.js.Stream(ctx, ResultStream)
+			if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
+				c.o.log.Warn("opening the result stream", "error", err)
 			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-				continue
-			}
-			c.o.log.Warn("waiting for an answer", "task", id, "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
 		}
-		return DecodeAnswer(msg.Data())
+		if results != nil {
+			m, err := results.GetLastMsgForSubject(ctx, ResultSubject(id))
+			switch {
+			case err == nil:
+				return DecodeAnswer(m.Data)
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+			case ctx.Err() == nil:
+				c.o.log.Warn("looking up an answer", "task", id, "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for task %s: %w", id, context.Cause(ctx))
+		case <-wake:
+		case <-time.After(waitPoll):
+		}
 	}
 }
 
