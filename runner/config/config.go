@@ -48,6 +48,8 @@ type File struct {
 	Runtimes map[string]Runtime `toml:"runtimes"`
 	// Service configures `sandbox-runner serve`.
 	Service Service `toml:"service"`
+	// Fleet configures `sandbox-runner worker`, `workers` and `submit`.
+	Fleet Fleet `toml:"fleet"`
 }
 
 // Registry configures pulls.
@@ -122,6 +124,43 @@ type Pool struct {
 	// ShimGroup is how many sandboxes share one containerd shim; 0 or 1
 	// gives each its own.
 	ShimGroup int `toml:"shim_group"`
+}
+
+// Fleet configures the commands that talk to a fleet of workers through
+// NATS JetStream. The stream settings (ack_wait, replicas and the TTLs)
+// take effect when the first worker or submit creates the streams.
+type Fleet struct {
+	// NATS is one or more server URLs, comma-separated.
+	NATS string `toml:"nats"`
+	// Creds is a NATS credentials file.
+	Creds string `toml:"creds"`
+	// TLSCA, TLSCert and TLSKey are PEM files: the CAs of the servers'
+	// certificates, and a client certificate with its key.
+	TLSCA   string `toml:"tls_ca"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// Runtimes are the runtimes a worker takes tasks of; empty: all.
+	Runtimes []string `toml:"runtimes"`
+	// MaxConcurrent is how many tasks a worker runs at once.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// MaxDeliveries is how many times a task is delivered before it is
+	// dead-lettered.
+	MaxDeliveries int `toml:"max_deliveries"`
+	// RetryDelay is how long a failed task waits, times its deliveries.
+	RetryDelay string `toml:"retry_delay"`
+	// Grace is how long running tasks may finish after SIGTERM.
+	Grace string `toml:"grace"`
+	// AckWait is how long a task may go without a heartbeat before it is
+	// delivered again.
+	AckWait string `toml:"ack_wait"`
+	// Replicas is how many NATS servers hold each stream.
+	Replicas int `toml:"replicas"`
+	// PresenceTTL is how long a worker's entry outlives its last refresh.
+	PresenceTTL string `toml:"presence_ttl"`
+	// TaskTTL is how long a task may wait for a worker.
+	TaskTTL string `toml:"task_ttl"`
+	// ResultTTL is how long answers are kept.
+	ResultTTL string `toml:"result_ttl"`
 }
 
 // Load reads the config file at path. A missing file at DefaultPath is
@@ -227,6 +266,23 @@ func (c *File) validate() error {
 	}
 	if c.Service.MaxConcurrent < 0 || (c.Service.Queue != nil && *c.Service.Queue < 0) {
 		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	return c.Fleet.validate()
+}
+
+func (f *Fleet) validate() error {
+	for _, d := range []struct{ key, value string }{
+		{"fleet.retry_delay", f.RetryDelay}, {"fleet.grace", f.Grace}, {"fleet.ack_wait", f.AckWait},
+		{"fleet.presence_ttl", f.PresenceTTL}, {"fleet.task_ttl", f.TaskTTL}, {"fleet.result_ttl", f.ResultTTL},
+	} {
+		if d.value != "" {
+			if _, err := runner.ParseDuration(d.value); err != nil {
+				return fmt.Errorf("%s: %w", d.key, err)
+			}
+		}
+	}
+	if f.MaxConcurrent < 0 || f.MaxDeliveries < 0 || f.Replicas < 0 {
+		return fmt.Errorf("fleet.max_concurrent, fleet.max_deliveries and fleet.replicas cannot be negative: %w", errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
