@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/fleet"
+)
+
+// workerOptions is everything `worker` reads from its flags; each falls
+// back to the config file's [fleet] section, then to the default.
+type workerOptions struct {
+	global        globalFlags
+	registry      registryFlags
+	nats          natsFlags
+	runtimes      []string
+	maxConcurrent int
+	maxDeliveries int
+	replicas      int
+	retryDelay    string
+	grace         string
+	ackWait       string
+	presenceTTL   string
+}
+
+func runWorker(ctx context.Context, args []string, std stdio) int {
+	var o workerOptions
+	fs := newFlagSet("worker", "--nats URL [FLAGS]", std.err)
+	o.nats.register(fs)
+	fs.StringSliceVar(&o.runtimes, "runtimes", nil, "runtimes to take tasks of, e.g. python,node (config [fleet] runtimes; default: every runtime of the catalog)")
+	fs.IntVar(&o.maxConcurrent, "max-concurrent", 0, "tasks run at once, and the most fetched (config [fleet] max_concurrent; default: the number of CPUs)")
+	fs.IntVar(&o.maxDeliveries, "max-deliveries", 0, "deliveries of a task before it is dead-lettered; keep it the same on every worker (config [fleet] max_deliveries; default 5)")
+	fs.StringVar(&o.retryDelay, "retry-delay", "", "how long a failed task waits before its next delivery, times its deliveries so far (config [fleet] retry_delay; default 1s)")
+	fs.StringVar(&o.grace, "grace", "", "how long running tasks may finish after SIGTERM before they go back to the queue (config [fleet] grace; default 30s)")
+	fs.StringVar(&o.ackWait, "ack-wait", "", "when creating the consumers: how long a task may go without a heartbeat before it is delivered again (config [fleet] ack_wait; default 30s)")
+	fs.IntVar(&o.replicas, "replicas", 0, "when creating the streams: NATS servers holding each, 3 on a cluster (config [fleet] replicas; default 1)")
+	fs.StringVar(&o.presenceTTL, "presence-ttl", "", "when creating the presence bucket: how long a worker's entry outlives its last refresh (config [fleet] presence_ttl; default 15s)")
+	o.registry.register(fs)
+	o.global.register(fs)
+	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); a worker never starts a private containerd"
+	o.global.logLevel = "info"
+	fs.Lookup("log-level").DefValue = "info"
+	if code, ok := parse(fs, args, &o.global); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return report(std.err, usageError("worker takes no arguments, got %q", fs.Arg(0)))
+	}
+	log, err := serviceLogger(std.err, o.global.logLevel)
+	if err != nil {
+		return report(std.err, err)
+	}
+	if err := o.work(ctx, fs.Changed, log); err != nil {
+		log.Error("worker failed", "error", err)
+		return report(std.err, err)
+	}
+	return exitOK
+}
+
+// fleetOptions settles the worker's settings: flags over [fleet].
+func (o *workerOptions) fleetOptions(changed func(string) bool) ([]fleet.Option, error) {
+	cfg := o.global.file.Fleet
+	opts, err := streamOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if r := firstInt(changed("replicas"), o.replicas, cfg.Replicas); r != 0 {
+		opts = append(opts, fleet.WithReplicas(r))
+	}
+	opts = append(opts, fleet.WithCapacity(firstInt(changed("max-concurrent"), o.maxConcurrent, cfg.MaxConcurrent, runtime.NumCPU())))
+	if n := firstInt(changed("max-deliveries"), o.maxDeliveries, cfg.MaxDeliveries); n != 0 {
+		opts = append(opts, fleet.WithMaxDeliveries(n))
+	}
+	runtimes := o.runtimes
+	if !changed("runtimes") {
+		runtimes = cfg.Runtimes
+	}
+	if len(runtimes) > 0 {
+		opts = append(opts, fleet.WithRuntimes(runtimes...))
+	}
+	for _, d := range []struct {
+		flag, value string
+		opt         func(time.Duration) fleet.Option
+	}{
+		{"retry-delay", first(o.retryDelay, cfg.RetryDelay), fleet.WithRetryDelay},
+		{"grace", first(o.grace, cfg.Grace), fleet.WithGrace},
+		{"ack-wait", first(o.ackWait, cfg.AckWait), fleet.WithAckWait},
+		{"presence-ttl", first(o.presenceTTL, cfg.PresenceTTL), fleet.WithPresenceTTL},
+	} {
+		if d.value == "" {
+			continue
+		}
+		v, err := runner.ParseDuration(d.value)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", d.flag, err)
+		}
+		opts = append(opts, d.opt(v))
+	}
+	return opts, nil
+}
+
+func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log *slog.Logger) error {
+	catalog, err := o.global.file.Catalog()
+	if err != nil {
+		return err
+	}
+	fopts, err := o.fleetOptions(changed)
+	if err != nil {
+		return err
+	}
+	fopts = append(fopts, fleet.WithCatalog(catalog), fleet.WithLimits(o.global.file.TaskLimits),
+		fleet.WithLogger(log), fleet.WithVersion(version))
+
+	// As the service: a worker uses a containerd that is looked after,
+	// never a private one of its own.
+	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	quietContainerd(o.global.logLevel)
+	puller := (&serveOptions{global: o.global, registry: o.registry}).puller(conn.Client, log)
+	r, err := runner.New(conn.Client, append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog), runner.WithPull(puller))...)
+	if err != nil {
+		return err
+	}
+	// What a worker that died (this one, before a restart) left behind
+	// goes before the first task: its tasks went back to the queue.
+	if rep, err := r.Sweep(ctx, false); err != nil {
+		log.Warn("sweeping leftovers", "error", err)
+	} else if rep.Total() > 0 {
+		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
+			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+
+	host, _ := os.Hostname()
+	nc, err := o.nats.connect(o.global.file.Fleet, "sandbox-runner worker "+host)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := fleet.NewWorker(nc, r, fopts...)
+	if err != nil {
+		return err
+	}
+	log.Info("connected", "containerd", conn.Address, "namespace", o.global.namespace, "nats", nc.ConnectedUrlRedacted())
+	return w.Run(ctx)
+}
