@@ -87,11 +87,21 @@ type Server struct {
 // Start starts a single server with JetStream.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWithConfig(t, "")
+}
+
+// StartWithConfig starts a single server with JetStream and extra
+// lines of configuration, such as a tls block. It waits until the
+// server listens, not for JetStream (a client may need TLS or a login).
+func StartWithConfig(t testing.TB, extra string) *Server {
+	t.Helper()
 	bin := Require(t)
 	s := newServer(t, bin, "n1", freePort(t))
-	s.writeConfig("")
+	s.writeConfig(extra)
 	s.start()
-	WaitJetStream(t, s.URL)
+	if extra == "" {
+		WaitJetStream(t, s.URL)
+	}
 	return s
 }
 
