@@ -21,6 +21,8 @@ const (
 	// waitPoll is how often Wait looks for the answer without being
 	// woken: an answer published while it was disconnected wakes nobody.
 	waitPoll = 2 * time.Second
+	// submitTimeout bounds the retries of a task's publish.
+	submitTimeout = 30 * time.Second
 )
 
 // Client submits tasks to the fleet and waits for their answers.
@@ -75,61 +77,127 @@ func (c *Client) Submit(ctx context.Context, t Task) error {
 	if c.ensureErr != nil {
 		return c.ensureErr
 	}
-	m := &nats.Msg{Subject: TaskSubject(t.Request.Runtime), Data: b, Header: nats.Header{}}
-	if _, err := c.js.PublishMsg(ctx, m, jetstream.WithMsgID(t.ID), jetstream.WithExpectStream(TaskStream)); err != nil {
-		return fmt.Errorf("queueing task %s: %w", t.ID, natsError(err))
+	// A publish whose acknowledgement was lost (its server went down) is
+	// sent again: the task id as Nats-Msg-Id makes that harmless.
+	deadline := time.Now().Add(submitTimeout)
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, opTimeout)
+		m := &nats.Msg{Subject: TaskSubject(t.Request.Runtime), Data: b, Header: nats.Header{}}
+		_, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(t.ID), jetstream.WithExpectStream(TaskStream))
+		cancel()
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &apiErr), ctx.Err() != nil, time.Now().After(deadline):
+			return fmt.Errorf("queueing task %s: %w", t.ID, natsError(err))
+		}
+		c.o.log.Warn("queueing a task failed; retrying", "task", t.ID, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
 	}
-	return nil
 }
 
-// Wait waits for task id's answer until ctx is done. It reads the answer
-// stored in the result stream, so it finds one published before it was
-// called, and goes on through reconnections to other servers. Messages
-// on the answer's subject only wake it up: one the stream refused (a
-// second answer) is never taken for the answer.
+// Wait waits for task id's answer until ctx is done; see Watch.
 func (c *Client) Wait(ctx context.Context, id string) (*Answer, error) {
+	w, err := c.Watch(id)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	return w.Wait(ctx)
+}
+
+// Run submits a task and waits for its answer, watching for it from
+// before the task is queued.
+func (c *Client) Run(ctx context.Context, t Task) (*Answer, error) {
+	w, err := c.Watch(t.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	if err := c.Submit(ctx, t); err != nil {
+		return nil, err
+	}
+	return w.Wait(ctx)
+}
+
+// Watch starts watching for task id's answer. Start it before the task
+// is submitted: a fast answer is then seen at once, rather than at the
+// next look (every 2s).
+func (c *Client) Watch(id string) (*Watch, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
-	wake := make(chan *nats.Msg, 1)
-	sub, err := c.nc.ChanSubscribe(ResultSubject(id), wake)
-	if err != nil {
+	w := &Watch{c: c, id: id, wake: make(chan *nats.Msg, 1)}
+	var err error
+	if w.sub, err = c.nc.ChanSubscribe(ResultSubject(id), w.wake); err != nil {
 		return nil, fmt.Errorf("watching for task %s's answer: %w", id, natsError(err))
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	var results jetstream.Stream
+	// The server knows of the subscription once this returns; its
+	// cluster learns of it a moment later.
+	if err := c.nc.FlushTimeout(opTimeout); err != nil {
+		c.o.log.Warn("flushing the subscription to an answer", "task", id, "error", err)
+	}
+	return w, nil
+}
+
+// Watch is a wait for one task's answer.
+type Watch struct {
+	c       *Client
+	id      string
+	sub     *nats.Subscription
+	wake    chan *nats.Msg
+	results jetstream.Stream
+}
+
+// Close ends the watch.
+func (w *Watch) Close() { _ = w.sub.Unsubscribe() }
+
+// Wait waits for the answer until ctx is done. It reads the answer
+// stored in the result stream, so it finds one published before the
+// watch began, and goes on through reconnections to other servers.
+// Messages on the answer's subject only wake it up: one the stream
+// refused (a second answer) is never taken for the answer.
+func (w *Watch) Wait(ctx context.Context) (*Answer, error) {
+	c := w.c
+	pause := waitPoll
 	for {
-		if results == nil {
-			results, err = c.js.Stream(ctx, ResultStream)
+		// Each request has a timeout of its own: one lost while the
+		// server that had it went down must not hold the wait.
+		rctx, cancel := context.WithTimeout(ctx, opTimeout)
+		var err error
+		if w.results == nil {
+			w.results, err = c.js.Stream(rctx, ResultStream)
 			if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
 				c.o.log.Warn("opening the result stream", "error", err)
 			}
 		}
-		if results != nil {
-			m, err := results.GetLastMsgForSubject(ctx, ResultSubject(id))
+		if w.results != nil {
+			m, err := w.results.GetLastMsgForSubject(rctx, ResultSubject(w.id))
 			switch {
 			case err == nil:
+				cancel()
 				return DecodeAnswer(m.Data)
 			case errors.Is(err, jetstream.ErrMsgNotFound):
 			case ctx.Err() == nil:
-				c.o.log.Warn("looking up an answer", "task", id, "error", err)
+				c.o.log.Warn("looking up an answer", "task", w.id, "error", err)
 			}
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for task %s: %w", id, context.Cause(ctx))
-		case <-wake:
-		case <-time.After(waitPoll):
+			return nil, fmt.Errorf("waiting for task %s: %w", w.id, context.Cause(ctx))
+		case <-w.wake:
+			// On a cluster the message reaches subscribers before the
+			// stream has stored it: look again soon, then less often.
+			pause = 20 * time.Millisecond
+		case <-time.After(pause):
+			pause = min(2*pause, waitPoll)
 		}
 	}
-}
-
-// Run submits a task and waits for its answer.
-func (c *Client) Run(ctx context.Context, t Task) (*Answer, error) {
-	if err := c.Submit(ctx, t); err != nil {
-		return nil, err
-	}
-	return c.Wait(ctx, t.ID)
 }
 
 // Workers returns the live workers.

@@ -33,7 +33,13 @@ type WorkerInfo struct {
 
 // ListWorkers returns the live workers, by id. No bucket means no
 // worker has ever run: an empty list.
+//
+// The keys are read from the bucket's stream state, not with a key
+// watcher: a watcher is a consumer to create on the stream's leader,
+// which on a cluster that just lost a server can time out for a while.
 func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	kv, err := js.KeyValue(ctx, WorkersBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil
@@ -41,16 +47,21 @@ func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, natsError(err))
 	}
-	lister, err := kv.ListKeys(ctx)
+	s, err := js.Stream(ctx, "KV_"+WorkersBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, natsError(err))
+	}
+	prefix := "$KV." + WorkersBucket + "."
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("listing workers: %w", natsError(err))
 	}
-	defer func() { _ = lister.Stop() }()
 	var out []WorkerInfo
-	for key := range lister.Keys() {
+	for subject := range info.State.Subjects {
+		key := strings.TrimPrefix(subject, prefix)
 		e, err := kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			continue // gone since it was listed
+			continue // deleted, or gone since it was listed
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading worker %s: %w", key, natsError(err))
