@@ -133,6 +133,11 @@ func (o *submitOptions) submit(ctx context.Context, args []string, dash int, std
 	if ws, err := client.Workers(ctx); err == nil && !anyRuns(ws, task.Runtime) {
 		fmt.Fprintf(std.err, "sandbox-runner: no live worker runs %s now; the task waits in the queue until one does\n", task.Runtime)
 	}
+	watch, err := client.Watch(id)
+	if err != nil {
+		return 0, err
+	}
+	defer watch.Close()
 	if err := client.Submit(ctx, fleet.Task{ID: id, Request: req}); err != nil {
 		return 0, err
 	}
@@ -144,7 +149,7 @@ func (o *submitOptions) submit(ctx context.Context, args []string, dash int, std
 		wctx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
 	}
-	ans, err := client.Wait(wctx, id)
+	ans, err := watch.Wait(wctx)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return 0, fmt.Errorf("no answer to task %s within %s; it stays queued and will still run", id, wait)
