@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,18 +48,20 @@ type fleetEnv struct {
 	urls   string
 	client *fleet.Client
 	js     jetstream.JetStream
+	// watches are the answers submit watches for, by task id.
+	watches map[string]*fleet.Watch
 }
 
 func newFleetEnv(t *testing.T, urls string) *fleetEnv {
 	t.Helper()
 	h := RequiresRoot(t)
-	e := &fleetEnv{t: t, h: h, bin: h.CLI(t), urls: urls}
+	e := &fleetEnv{t: t, h: h, bin: h.CLI(t), urls: urls, watches: map[string]*fleet.Watch{}}
 	e.config = filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(e.config, []byte(fleetConfig), 0o644))
 	nc, err := fleet.Connect(fleet.ConnectOptions{URLs: urls, Name: t.Name()})
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	e.client, err = fleet.NewClient(nc)
+	e.client, err = fleet.NewClient(nc, fleet.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
 	require.NoError(t, err)
 	e.js = e.client.JetStream()
 	return e
@@ -141,7 +144,10 @@ func (e *fleetEnv) live(id string) bool {
 }
 
 func (e *fleetEnv) worker(id string) (fleet.WorkerInfo, bool) {
-	ws, _ := e.client.Workers(context.Background())
+	ws, err := e.client.Workers(context.Background())
+	if err != nil {
+		e.t.Logf("listing workers: %v", err)
+	}
 	for _, w := range ws {
 		if w.ID == id {
 			return w, true
@@ -179,8 +185,13 @@ func (w *fleetWorker) kill() {
 	})
 }
 
+// submit queues a task, watching for its answer from before.
 func (e *fleetEnv) submit(id, code string) {
 	e.t.Helper()
+	w, err := e.client.Watch(id)
+	require.NoError(e.t, err)
+	e.t.Cleanup(w.Close)
+	e.watches[id] = w
 	req := service.NewRequest(runner.Task{Runtime: testRuntime, Files: []runner.File{{Content: []byte(code)}},
 		Limits: runner.Limits{Timeout: time.Minute}}, nil)
 	require.NoError(e.t, e.client.Submit(context.Background(), fleet.Task{ID: id, Request: req}))
@@ -190,9 +201,42 @@ func (e *fleetEnv) wait(id string, d time.Duration) *fleet.Answer {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	a, err := e.client.Wait(ctx, id)
+	var a *fleet.Answer
+	var err error
+	if w, ok := e.watches[id]; ok {
+		a, err = w.Wait(ctx)
+	} else {
+		a, err = e.client.Wait(ctx, id)
+	}
+	if err != nil {
+		e.diagnose(id)
+	}
 	require.NoError(e.t, err, "waiting for task %s", id)
 	return a
+}
+
+// diagnose logs what a fresh connection sees of task id's answer.
+func (e *fleetEnv) diagnose(id string) {
+	nc, err := fleet.Connect(fleet.ConnectOptions{URLs: e.urls})
+	if err != nil {
+		e.t.Logf("diagnose: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, fleet.ResultStream)
+	if err != nil {
+		e.t.Logf("diagnose: stream: %v", err)
+		return
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err == nil {
+		e.t.Logf("diagnose: results stream state %+v cluster %+v", info.State, info.Cluster)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, fleet.ResultSubject(id))
+	e.t.Logf("diagnose: last answer %v %v; client connected to %s status %s", m != nil, err, e.client.JetStream().Conn().ConnectedUrl(), e.client.JetStream().Conn().Status())
 }
 
 // cli runs the CLI with args and returns its exit status and output.
@@ -497,6 +541,7 @@ func TestFleetNATSClusterNodeStops(t *testing.T) {
 	for i := range 5 {
 		e.submit("after-"+strconv.Itoa(i), fmt.Sprintf("echo %d", i))
 	}
+	t.Logf("5 more tasks queued in %s", time.Since(begin).Round(time.Millisecond))
 	for i := range 5 {
 		ans := e.wait("after-"+strconv.Itoa(i), time.Minute)
 		require.NoError(t, ans.Err())
