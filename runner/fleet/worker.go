@@ -52,6 +52,7 @@ type Worker struct {
 	sem      chan struct{}
 	running  atomic.Int64
 	draining atomic.Bool
+	tasks    jetstream.Stream
 	results  jetstream.Stream
 }
 
@@ -169,6 +170,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening stream %s: %w", TaskStream, natsError(err))
 	}
+	w.tasks = tasks
 	if w.results, err = w.js.Stream(ctx, ResultStream); err != nil {
 		return fmt.Errorf("opening stream %s: %w", ResultStream, natsError(err))
 	}
@@ -251,6 +253,7 @@ func (w *Worker) fetch(ctx, runCtx context.Context, consumers []*taskConsumer, w
 		batch, err := tc.c.Fetch(n, jetstream.FetchMaxWait(wait))
 		if err != nil {
 			w.release(n)
+			w.recreate(ctx, tc, err)
 			pause = w.backoff(ctx, pause, "pulling tasks", tc.runtime, err)
 			continue
 		}
@@ -274,11 +277,32 @@ func (w *Worker) fetch(ctx, runCtx context.Context, consumers []*taskConsumer, w
 		}
 		w.release(n - got)
 		if err := batch.Error(); err != nil {
+			w.recreate(ctx, tc, err)
 			pause = w.backoff(ctx, pause, "pulling tasks", tc.runtime, err)
 			continue
 		}
 		pause = 0
 	}
+}
+
+// recreate makes a runtime's consumer again when a pull failed because
+// it is gone (deleted by hand, or lost with an R1 stream's server). A
+// pull from a consumer deleted earlier need not say so, hence the look.
+func (w *Worker) recreate(ctx context.Context, tc *taskConsumer, err error) {
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, lerr := w.tasks.Consumer(cctx, ConsumerName(tc.runtime)); !errors.Is(lerr, jetstream.ErrConsumerNotFound) {
+			return
+		}
+	}
+	c, cerr := w.o.ensureConsumer(cctx, w.tasks, tc.runtime)
+	if cerr != nil {
+		w.o.log.Warn("making the consumer again", "runtime", tc.runtime, "error", cerr)
+		return
+	}
+	w.o.log.Warn("the consumer was gone: made it again", "runtime", tc.runtime, "consumer", ConsumerName(tc.runtime))
+	tc.c = c
 }
 
 // backoff logs a failed pull and waits a little longer each time, so

@@ -497,3 +497,23 @@ func queueEmpty(t *testing.T, js jetstream.JetStream) {
 		return err == nil && info.State.Msgs == 0
 	}, 5*time.Second, 20*time.Millisecond, "the queue is empty")
 }
+
+// TestDeletedConsumerIsMadeAgain: a worker whose consumer is deleted
+// under it makes it again and goes on.
+func TestDeletedConsumerIsMadeAgain(t *testing.T) {
+	srv := fleettest.Start(t)
+	exec := newFakeExec()
+	startWorker(t, srv.URL, exec, fleet.WithRuntimes("sh"))
+	c := newClient(t, srv.URL)
+	ctx := context.Background()
+	s, err := c.JetStream().Stream(ctx, fleet.TaskStream)
+	require.NoError(t, err)
+	require.NoError(t, s.DeleteConsumer(ctx, fleet.ConsumerName("sh")))
+	a, err := func() (*fleet.Answer, error) {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return c.Run(wctx, shTask("again", "echo back"))
+	}()
+	require.NoError(t, err)
+	assert.Equal(t, "back\n", string(a.Result.Stdout.Data))
+}
