@@ -504,22 +504,8 @@ func pss(pid string) uint64 {
 	return 0
 }
 
-func parentPID(pid string) string {
-	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return ""
-	}
-	return f[1]
-}
+// parentPID is field 4 of /proc/PID/stat.
+func parentPID(pid string) string { return statField(pid, 4) }
 
 // Close stops refilling, destroys the idle sandboxes and waits, until ctx
 // ends, for every teardown. Call it once the pool's tasks are done: a task

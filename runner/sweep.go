@@ -183,24 +183,29 @@ func processIdentity() (pid, start string) {
 	return pid, startTime(pid)
 }
 
-// startTime reads a process's start time (clock ticks since boot, field
-// 22 of /proc/PID/stat), or "" when there is no such process.
-func startTime(pid string) string {
+// startTime reads a process's start time (clock ticks since boot), or ""
+// when there is no such process.
+func startTime(pid string) string { return statField(pid, 22) }
+
+// statField returns field n (1-based, as proc(5) numbers them) of
+// /proc/PID/stat, or "" when there is no such process.
+func statField(pid string, n int) string {
 	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
 	if err != nil {
 		return ""
 	}
-	// The command name in parentheses may hold spaces: count from after it.
+	// The command name, field 2, is in parentheses and may hold spaces
+	// and parentheses: count from after its last ')', which is field 3.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
+	if i < 0 || n < 3 {
 		return ""
 	}
 	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
+	if len(fields) < n-2 {
 		return ""
 	}
-	return fields[19]
+	return fields[n-3]
 }
 
 // ownerAlive tells whether the runner process named by pid and start time
