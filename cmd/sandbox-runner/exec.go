@@ -328,7 +328,8 @@ func errorKind(err error) string {
 	case errors.Is(err, runner.ErrSandboxUnavailable):
 		return "sandbox_unavailable"
 	case errdefs.IsUnavailable(err):
-		return "containerd_unavailable"
+		// containerd, the service or the fleet's NATS did not answer.
+		return "unavailable"
 	default:
 		return "runner_failed"
 	}
