@@ -226,3 +226,42 @@ func report(w io.Writer, err error) int {
 	fmt.Fprintf(w, "sandbox-runner: %s\n", msg)
 	return exitCode(err)
 }
+
+// sweepLeftovers removes what runners that died left behind, saying so;
+// a sweep that fails is no reason not to go on.
+func sweepLeftovers(ctx context.Context, r *runner.Runner, log *slog.Logger) {
+	rep, err := r.Sweep(ctx, false)
+	switch {
+	case err != nil:
+		log.Warn("sweeping leftovers", "error", err)
+	case rep.Total() > 0:
+		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
+			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
+	}
+}
+
+// runDaemon finishes the flags of a long-running command (serve, worker)
+// and runs it: it logs a line per task, at info, as JSON when stderr is
+// not a terminal, and takes no arguments.
+func runDaemon(name string, fs *pflag.FlagSet, g *globalFlags, args []string, std stdio,
+	run func(changed func(string) bool, log *slog.Logger) error) int {
+	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); " +
+		name + " never starts a private containerd"
+	g.logLevel = "info"
+	fs.Lookup("log-level").DefValue = "info"
+	if code, ok := parse(fs, args, g); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return report(std.err, usageError("%s takes no arguments, got %q", name, fs.Arg(0)))
+	}
+	log, err := serviceLogger(std.err, g.logLevel)
+	if err != nil {
+		return report(std.err, err)
+	}
+	if err := run(fs.Changed, log); err != nil {
+		log.Error(name+" failed", "error", err)
+		return report(std.err, err)
+	}
+	return exitOK
+}

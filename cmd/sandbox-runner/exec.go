@@ -104,12 +104,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	}
 	// A runner that was killed leaves its tasks running; the next one
 	// to start removes them.
-	if rep, err := r.Sweep(ctx, false); err != nil {
-		log.Warn("sweeping leftovers", "error", err)
-	} else if rep.Total() > 0 {
-		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
-			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
-	}
+	sweepLeftovers(ctx, r, log)
 	if !o.json {
 		task.Stdout, task.Stderr = std.out, std.err
 	}

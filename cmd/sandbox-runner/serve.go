@@ -52,25 +52,9 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary pooled sandboxes start (config [service.pool] init; default: next to this binary)")
 	o.registry.register(fs)
 	o.global.register(fs)
-	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); serve never starts a private containerd"
-	// A service logs a line per task, which is info.
-	o.global.logLevel = "info"
-	fs.Lookup("log-level").DefValue = "info"
-	if code, ok := parse(fs, args, &o.global); !ok {
-		return code
-	}
-	if fs.NArg() > 0 {
-		return report(std.err, usageError("serve takes no arguments, got %q", fs.Arg(0)))
-	}
-	log, err := serviceLogger(std.err, o.global.logLevel)
-	if err != nil {
-		return report(std.err, err)
-	}
-	if err := o.serve(ctx, fs.Changed, log); err != nil {
-		log.Error("serve failed", "error", err)
-		return report(std.err, err)
-	}
-	return exitOK
+	return runDaemon("serve", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
+		return o.serve(ctx, changed, log)
+	})
 }
 
 func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log *slog.Logger) error {
@@ -152,13 +136,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	// What a runner that died (this service, before a restart) left
 	// behind is removed before the first task, and before the pool
 	// makes its first sandboxes.
-	rep, err := r.Sweep(ctx, false)
-	if err != nil {
-		log.Warn("sweeping leftovers", "error", err)
-	} else if rep.Total() > 0 {
-		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
-			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
-	}
+	sweepLeftovers(ctx, r, log)
 	if ctx.Err() != nil {
 		return nil
 	}

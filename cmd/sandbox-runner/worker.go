@@ -42,24 +42,9 @@ func runWorker(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.presenceTTL, "presence-ttl", "", "when creating the presence bucket: how long a worker's entry outlives its last refresh (config [fleet] presence_ttl; default 15s)")
 	o.registry.register(fs)
 	o.global.register(fs)
-	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); a worker never starts a private containerd"
-	o.global.logLevel = "info"
-	fs.Lookup("log-level").DefValue = "info"
-	if code, ok := parse(fs, args, &o.global); !ok {
-		return code
-	}
-	if fs.NArg() > 0 {
-		return report(std.err, usageError("worker takes no arguments, got %q", fs.Arg(0)))
-	}
-	log, err := serviceLogger(std.err, o.global.logLevel)
-	if err != nil {
-		return report(std.err, err)
-	}
-	if err := o.work(ctx, fs.Changed, log); err != nil {
-		log.Error("worker failed", "error", err)
-		return report(std.err, err)
-	}
-	return exitOK
+	return runDaemon("worker", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
+		return o.work(ctx, changed, log)
+	})
 }
 
 // fleetOptions settles the worker's settings: flags over [fleet].
@@ -131,12 +116,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	}
 	// What a worker that died (this one, before a restart) left behind
 	// goes before the first task: its tasks went back to the queue.
-	if rep, err := r.Sweep(ctx, false); err != nil {
-		log.Warn("sweeping leftovers", "error", err)
-	} else if rep.Total() > 0 {
-		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
-			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
-	}
+	sweepLeftovers(ctx, r, log)
 	if ctx.Err() != nil {
 		return nil
 	}
