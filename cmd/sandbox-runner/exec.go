@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
@@ -46,22 +47,44 @@ type execOptions struct {
 	changed func(name string) bool
 }
 
-func runExec(ctx context.Context, args []string, std stdio) int {
-	var o execOptions
-	fs := newFlagSet("exec", "--runtime NAME [FLAGS] [FILE | -c CODE | < CODE] [-- ARG...]", std.err)
+// registerTask adds the flags that say what to run and with which limits.
+// The limit flags show the runner's defaults; when runBy names another
+// (a worker), they show none, and a limit not given is left to it.
+func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
+	def := func(here string) (string, string) {
+		if runBy == "" {
+			return here, ""
+		}
+		return "", " (default: the " + runBy + "'s)"
+	}
 	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see `sandbox-runner runtimes`)")
 	fs.StringVar(&o.image, "image", "", "image to run in, instead of the runtime's")
 	fs.StringVarP(&o.code, "code", "c", "", "code to run, instead of a file")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "a file to stage in /code; repeatable; the first is the entry point unless FILE is given")
 	fs.StringVar(&o.stdinFile, "stdin", "", "file whose content is the task's standard input ('-' for this process's)")
 	fs.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE, or KEY to pass this process's value; repeatable")
-	fs.StringVar(&o.timeout, "timeout", "30s", "wall-clock limit, e.g. 30s, 2m, 1.5")
-	fs.StringVar(&o.compileTO, "compile-timeout", "60s", "wall-clock limit of a compiled runtime's compile stage")
-	fs.StringVar(&o.memory, "memory", "512m", "memory limit (no swap on top), e.g. 256m, 1g")
-	fs.Float64Var(&o.cpus, "cpus", runner.DefaultCPUs, "CPU quota in CPUs, e.g. 0.5")
-	fs.Int64Var(&o.pids, "pids", runner.DefaultPids, "limit on processes and threads")
-	fs.StringVar(&o.outputLimit, "output-limit", "1m", "cap on each of stdout and stderr; the rest is read and dropped")
-	fs.StringVar(&o.tmpSize, "tmp-size", "64m", "size of the writable /tmp, and the largest file the task may write")
+	v, note := def("30s")
+	fs.StringVar(&o.timeout, "timeout", v, "wall-clock limit, e.g. 30s, 2m, 1.5"+note)
+	v, note = def("60s")
+	fs.StringVar(&o.compileTO, "compile-timeout", v, "wall-clock limit of a compiled runtime's compile stage"+note)
+	v, note = def("512m")
+	fs.StringVar(&o.memory, "memory", v, "memory limit (no swap on top), e.g. 256m, 1g"+note)
+	cpus, pids := runner.DefaultCPUs, int64(runner.DefaultPids)
+	if runBy != "" {
+		cpus, pids = 0, 0
+	}
+	fs.Float64Var(&o.cpus, "cpus", cpus, "CPU quota in CPUs, e.g. 0.5"+note)
+	fs.Int64Var(&o.pids, "pids", pids, "limit on processes and threads"+note)
+	v, note = def("1m")
+	fs.StringVar(&o.outputLimit, "output-limit", v, "cap on each of stdout and stderr; the rest is read and dropped"+note)
+	v, note = def("64m")
+	fs.StringVar(&o.tmpSize, "tmp-size", v, "size of the writable /tmp, and the largest file the task may write"+note)
+}
+
+func runExec(ctx context.Context, args []string, std stdio) int {
+	var o execOptions
+	fs := newFlagSet("exec", "--runtime NAME [FLAGS] [FILE | -c CODE | < CODE] [-- ARG...]", std.err)
+	o.registerTask(fs, "")
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
 	fs.StringVar(&o.pull, "pull", string(images.PullMissing), "when to pull the image: missing, always or never")
 	o.registry.register(fs)
