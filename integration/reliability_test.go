@@ -313,3 +313,32 @@ func TestImageConfigCannotLoosenTheSandbox(t *testing.T) {
 	assert.Equal(t, "65534\n/tmp\nyes\n", string(res.Stdout.Data), "only the image's environment is used")
 	assert.NotContains(t, string(res.Stdout.Data), "entrypoint ran")
 }
+
+// TestCancellationAtAnyPointLeavesNothing cancels tasks at many moments
+// around their creation and start. A call cut short may still have done
+// its work in containerd (the task exists, or even runs, and only the
+// answer was lost): every such task is reported cancelled or failed with
+// the context's error, and nothing is left behind.
+func TestCancellationAtAnyPointLeavesNothing(t *testing.T) {
+	h := RequiresRoot(t)
+	r := h.NewRunner(t)
+	outcomes := map[string]int{}
+	for d := 20 * time.Millisecond; d < 160*time.Millisecond; d += 4 * time.Millisecond {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		start := time.Now()
+		res, err := r.Run(ctx, runner.Task{Runtime: testRuntime, Image: testImage,
+			Files: []runner.File{{Content: []byte("sleep 100")}}})
+		cancel()
+		switch {
+		case err != nil:
+			require.ErrorIs(t, err, context.DeadlineExceeded, "cancelled after %s", d)
+			outcomes["error"]++
+		default:
+			require.Equal(t, runner.OutcomeCancelled, res.Outcome, "cancelled after %s", d)
+			outcomes["cancelled"]++
+		}
+		require.Less(t, time.Since(start), 10*time.Second)
+	}
+	t.Logf("outcomes: %v", outcomes)
+	assert.NotZero(t, outcomes["cancelled"], "some cancellations came after the start")
+}

@@ -447,7 +447,7 @@ type created struct {
 // create makes the container and task of stage s, with its output going
 // to streams. On error, what was made is in the returned value's undo
 // stack (destroy removes it); the value is nil only when nothing was made.
-func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *streams) (_ *created, retErr error) {
+func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *streams) (c *created, retErr error) {
 	specOpts, err := oci.Options(s.cfg)
 	if err != nil {
 		return nil, err
@@ -460,6 +460,17 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 		LabelOwnerStart: r.start,
 	}
 	begun := time.Now()
+	// A call cut short by the caller's cancellation may still have done
+	// its work in containerd: whatever the error, purge what the id names
+	// once everything else is undone.
+	defer func() {
+		if retErr != nil {
+			if c == nil {
+				c = &created{spec: s}
+			}
+			c.undo.steps = append([]func(context.Context) error{func(ctx context.Context) error { return r.purge(ctx, s.id) }}, c.undo.steps...)
+		}
+	}()
 	container, err := r.client.NewContainer(ctx, s.id,
 		client.WithContainerLabels(labels),
 		client.WithImageName(s.image),
@@ -472,9 +483,9 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 		if errdefs.IsNotFound(err) {
 			r.forgetImage(s.image)
 		}
-		return nil, fmt.Errorf("creating container: %w", err)
+		return c, fmt.Errorf("creating container: %w", err)
 	}
-	c := &created{spec: s, container: container, streams: st}
+	c = &created{spec: s, container: container, streams: st}
 	c.undo.add(func(ctx context.Context) error {
 		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
 	})
@@ -495,6 +506,24 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 	observe(ctx, s, StepCreate, begun)
 	log.Debug("task created", "container", s.id, "took", time.Since(begun))
 	return c, nil
+}
+
+// purge removes whatever containerd holds under id: the task (killed),
+// the container and the snapshot.
+func (r *Runner) purge(ctx context.Context, id string) error {
+	container, err := r.client.LoadContainer(ctx, id)
+	if err == nil {
+		if task, err := container.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+		}
+		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
+	}
+	if !errdefs.IsNotFound(err) {
+		return err
+	}
+	return ignoreNotFound(r.client.SnapshotService(r.opts.snapshotter).Remove(ctx, id))
 }
 
 // destroy removes the stage's task and container, on a context that keeps
@@ -535,20 +564,28 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
 	start := time.Now()
+	stage := &Stage{}
 	if err := task.Start(ctx); err != nil {
-		return nil, fmt.Errorf("starting task: %w", err)
+		if ctx.Err() == nil {
+			return nil, fmt.Errorf("starting task: %w", err)
+		}
+		// The caller gave up while the task was being started: the
+		// start may have gone through with only its answer lost, so the
+		// task is killed and reported cancelled like any other.
+		stage.Cancelled = true
 	}
 
-	stage := &Stage{}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var status client.ExitStatus
-	select {
-	case status = <-exitC:
-	case <-timer.C:
-		stage.TimedOut = true
-	case <-ctx.Done():
-		stage.Cancelled = true
+	if !stage.Cancelled {
+		select {
+		case status = <-exitC:
+		case <-timer.C:
+			stage.TimedOut = true
+		case <-ctx.Done():
+			stage.Cancelled = true
+		}
 	}
 	if stage.TimedOut || stage.Cancelled {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
