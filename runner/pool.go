@@ -212,7 +212,7 @@ func (p *Pool) Run(ctx context.Context, t Task) (*Result, error) {
 		if c := p.stats[pt.runtime.Name]; c != nil {
 			c.misses.Add(1)
 		}
-		return p.r.Run(ctx, t)
+		return p.r.run(ctx, t, pt)
 	}
 	p.stats[pt.runtime.Name].hits.Add(1)
 	p.poke()

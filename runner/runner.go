@@ -307,6 +307,11 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.run(ctx, t, p)
+}
+
+// run is Run for a task already prepared as p.
+func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) {
 	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
 	log := r.opts.log.With("task", p.id, "runtime", p.runtime.Name)
 
