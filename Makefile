@@ -56,8 +56,10 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s) each
 		list=$$($(GO) test -list '^Fuzz' $$pkg) || exit 1; \
 		for target in $$(echo "$$list" | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
-				{ echo "fuzz target $$target in $$pkg failed; rerun: go test -run '^$$' -fuzz '^$$target$$' $$pkg"; exit 1; }; \
+			out=$$($(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || \
+				{ echo "$$out" | { grep -v '^fuzz: elapsed' >&2 || true; }; \
+				  echo "fuzz target $$target in $$pkg failed; the failing input is under $$($(GO) list -f '{{.Dir}}' $$pkg)/testdata/fuzz/$$target;" \
+				       "rerun: go test -run '^$$target$$' $$pkg"; exit 1; }; \
 		done; \
 	done
 

@@ -267,7 +267,10 @@ func (r *Request) Task(base runner.Limits) (runner.Task, error) {
 			return t, badField(fmt.Sprintf("args[%d]", i), "holds a NUL byte, which no argument can")
 		}
 	}
-	t.Args = slices.Clone(r.Args)
+	if len(r.Args) > 0 {
+		// "args": [] is the same task as no args at all.
+		t.Args = slices.Clone(r.Args)
+	}
 	keys := make([]string, 0, len(r.Env))
 	for k := range r.Env {
 		keys = append(keys, k)

@@ -165,41 +165,48 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"runtime": "sh", "files": [{"content": "x"}], "limits": {"memory": "-0"}}`,
 		`{"Runtime": "sh", "FILES": []}`,
 		`[]`, `null`, `"x"`, `{} {}`, `{"files": [null]}`,
+		// Empty collections, which re-encode as left out.
+		`{"runtime": "a", "files": [{}], "args": [], "env": {}, "limits": {}}`,
+		`{"runtime": "a", "files": [{"content": "", "encoding": "base64"}], "stdin_encoding": "utf-8"}`,
 	} {
 		f.Add([]byte(seed))
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := DecodeRequest(body)
-		if err != nil {
-			if !errors.Is(err, runner.ErrInvalidTask) {
-				t.Fatalf("refusal %v is not ErrInvalidTask", err)
-			}
-			return
+	f.Fuzz(checkRoundTrip)
+}
+
+// checkRoundTrip asserts that a body is refused as invalid input, or
+// accepted again, as the same task, once re-encoded.
+func checkRoundTrip(t *testing.T, body []byte) {
+	req, err := DecodeRequest(body)
+	if err != nil {
+		if !errors.Is(err, runner.ErrInvalidTask) {
+			t.Fatalf("refusal %v is not ErrInvalidTask", err)
 		}
-		task, err := req.Task(runner.Limits{})
-		if err != nil {
-			if !errors.Is(err, runner.ErrInvalidTask) {
-				t.Fatalf("refusal %v is not ErrInvalidTask", err)
-			}
-			return
+		return
+	}
+	task, err := req.Task(runner.Limits{})
+	if err != nil {
+		if !errors.Is(err, runner.ErrInvalidTask) {
+			t.Fatalf("refusal %v is not ErrInvalidTask", err)
 		}
-		again, err := json.Marshal(req)
-		if err != nil {
-			t.Fatalf("re-encoding an accepted request: %v", err)
-		}
-		req2, err := DecodeRequest(again)
-		if err != nil {
-			t.Fatalf("decoding %s again: %v", again, err)
-		}
-		task2, err := req2.Task(runner.Limits{})
-		if err != nil {
-			t.Fatalf("%s is refused the second time: %v", again, err)
-		}
-		stdin1, stdin2 := readAll(task.Stdin), readAll(task2.Stdin)
-		task.Stdin, task2.Stdin = nil, nil
-		assert.Equal(t, task, task2)
-		assert.Equal(t, stdin1, stdin2)
-	})
+		return
+	}
+	again, err := json.Marshal(req)
+	if err != nil {
+		t.Fatalf("re-encoding an accepted request: %v", err)
+	}
+	req2, err := DecodeRequest(again)
+	if err != nil {
+		t.Fatalf("decoding %s again: %v", again, err)
+	}
+	task2, err := req2.Task(runner.Limits{})
+	if err != nil {
+		t.Fatalf("%s is refused the second time: %v", again, err)
+	}
+	stdin1, stdin2 := readAll(task.Stdin), readAll(task2.Stdin)
+	task.Stdin, task2.Stdin = nil, nil
+	assert.Equal(t, task, task2)
+	assert.Equal(t, stdin1, stdin2)
 }
 
 func readAll(r io.Reader) []byte {
