@@ -200,6 +200,11 @@ func checkInit(path string) error {
 // Run runs t in a pooled sandbox when one fits, else on the cold path,
 // and returns the same Result either way.
 func (p *Pool) Run(ctx context.Context, t Task) (*Result, error) {
+	res, err := p.run(ctx, t)
+	return res, withEnded(ctx, err)
+}
+
+func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	pt, err := prepare(t, p.r.opts.catalog, p.r.host)
 	if err != nil {
 		return nil, err

@@ -307,7 +307,35 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.run(ctx, t, p)
+	res, err := r.run(ctx, t, p)
+	return res, withEnded(ctx, err)
+}
+
+// ended returns ctx's error once it has ended, and also once its deadline
+// has passed but the timer that ends it has not fired yet: containerd and
+// the shim hold copies of the deadline, and their "context deadline
+// exceeded", which arrives as a plain error, can beat that timer.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// withEnded makes an error that came while ctx ended carry ctx's error,
+// so that a caller can tell its own cancellation from a failure.
+func withEnded(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	cerr := ended(ctx)
+	if cerr == nil || errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cerr)
 }
 
 // run is Run for a task already prepared as p.
@@ -571,7 +599,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	start := time.Now()
 	stage := &Stage{}
 	if err := task.Start(ctx); err != nil {
-		if ctx.Err() == nil {
+		if ended(ctx) == nil {
 			return nil, fmt.Errorf("starting task: %w", err)
 		}
 		// The caller gave up while the task was being started: the
