@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -324,4 +325,35 @@ int main(int argc, char **argv) {
 	r := e.execIn(strings.NewReader("81\n"), "--runtime", "c", code, "--", "one")
 	assert.Equal(t, 81%7, r.code, r)
 	assert.Equal(t, "sqrt(81)=9.0 args=1 first=one\n", r.stdout, r)
+}
+
+// TestCompatSyscallABIIsRefused makes a syscall through the i386 ABI (int
+// 0x80) from a 64-bit program. Docker's profile admits that ABI; ours
+// admits only the native one, so the call must not reach the kernel's
+// getpid: the task is killed, or the call fails.
+func TestCompatSyscallABIIsRefused(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the i386 ABI exists on amd64 only")
+	}
+	e := debianEnv(t)
+	r := e.execIn(nil, "--runtime", "c", "--json", "-c", `#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+	long ret;
+	printf("native getpid=%d\n", getpid());
+	fflush(stdout);
+	__asm__ volatile ("int $0x80" : "=a"(ret) : "a"(20L) : "memory"); /* i386 getpid */
+	printf("i386 getpid=%ld\n", ret);
+	return 0;
+}
+`)
+	res, _ := decodeResult(t, r)
+	out := string(res.Stdout.Data)
+	require.Contains(t, out, "native getpid=1\n", "the program ran\n%s", r)
+	if res.Outcome == runner.OutcomeExited {
+		assert.Contains(t, out, "i386 getpid=-", "the i386 getpid must fail, not return a pid\n%s", r)
+	} else {
+		assert.Equal(t, runner.OutcomeSignaled, res.Outcome, r)
+		assert.Equal(t, "SIGSYS", res.Signal, "killed by the seccomp filter\n%s", r)
+	}
 }

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"runtime"
 	"syscall"
 	"testing"
 
@@ -61,6 +62,18 @@ func TestSeccompDefaultProfile(t *testing.T) {
 	assert.Equal(t, specs.ActErrno, p.DefaultAction)
 	assert.NotEmpty(t, p.Architectures)
 	assert.Contains(t, allowRules(p), "read", "the profile is an allow-list, not empty")
+}
+
+func TestSeccompAdmitsOnlyTheNativeArchitecture(t *testing.T) {
+	arch, ok := nativeArch[runtime.GOARCH]
+	if !ok {
+		t.Skipf("no native seccomp architecture known for %s", runtime.GOARCH)
+	}
+	p := generate(t, validConfig()).Linux.Seccomp
+	require.NotNil(t, p)
+	assert.Equal(t, []specs.Arch{arch}, p.Architectures, "compat ABIs (i386, x32, arm) are not admitted")
+	assert.Greater(t, len(seccomp.DefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}).Architectures), 1,
+		"containerd's own profile admits the compat ABIs, which is what this narrows")
 }
 
 func TestSeccompProfileIsTheNoCapabilityOne(t *testing.T) {

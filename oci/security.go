@@ -100,10 +100,38 @@ func WithDefaultSeccomp() ctrdoci.SpecOpts {
 			// none, so the matching profile is the one for an empty set.
 			noCaps := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}
 			s.Linux.Seccomp = seccomp.DefaultProfile(noCaps)
-			return nil
+		} else if err := seccomp.WithDefaultProfile()(ctx, client, c, s); err != nil {
+			return err
 		}
-		return seccomp.WithDefaultProfile()(ctx, client, c, s)
+		nativeArchOnly(s.Linux.Seccomp)
+		return nil
 	}
+}
+
+// nativeArch is the seccomp name of the architecture the runner was built
+// for, by GOARCH.
+var nativeArch = map[string]specs.Arch{
+	"amd64":   specs.ArchX86_64,
+	"arm64":   specs.ArchAARCH64,
+	"ppc64le": specs.ArchPPC64LE,
+	"s390x":   specs.ArchS390X,
+	"riscv64": specs.ArchRISCV64,
+	"loong64": specs.ArchLOONGARCH64,
+}
+
+// nativeArchOnly narrows a profile to the native architecture. Docker's
+// profile also admits the compat ABIs (i386 and x32 on amd64, arm on
+// arm64), which untrusted code here never needs and which have been a
+// source of kernel bugs; a syscall made through one of them is refused by
+// the filter like any other not on the list. It also makes the filter a
+// third of the size, and libseccomp compiles it at every container start:
+// about 7 ms of CPU per task on amd64.
+func nativeArchOnly(p *specs.LinuxSeccomp) {
+	arch, ok := nativeArch[runtime.GOARCH]
+	if p == nil || !ok || !slices.Contains(p.Architectures, arch) {
+		return
+	}
+	p.Architectures = []specs.Arch{arch}
 }
 
 // dockerMaskedPaths are the paths Docker hides from containers, besides the
