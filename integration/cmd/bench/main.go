@@ -6,7 +6,9 @@
 //     sandboxes sharing shims);
 //  3. `ctr run --rm` with the limits ctr can express;
 //  4. `docker run --rm` with the hardening flags, when Debian's dockerd
-//     is installed (it is started here, on the same containerd).
+//     is installed (it is started here, on the same containerd);
+//  5. `runc run` of the cold path's own spec, with no containerd: the
+//     floor under every path through containerd and runc.
 //
 // The paths alternate, round after round, so that a busy moment of the
 // machine hits all of them alike. It then measures the service's
@@ -141,6 +143,7 @@ type env struct {
 	cli      string
 	init     string
 	docker   *dockerd
+	floor    *runcFloor
 	services []*serveProc
 }
 
@@ -209,6 +212,10 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		{fmt.Sprintf("service API, warm pool, %d per shim", shimGroup), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
 		{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp"},
 	}
+	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor")); err != nil {
+		return nil, fmt.Errorf("runc floor: %w", err)
+	}
+	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec, runc alone: the floor"})
 	if o.docker != "off" {
 		if e.docker, err = startDockerd(ctx, e.dir, e.daemon.Address, archive); err != nil {
 			if o.docker == "on" {
@@ -282,6 +289,9 @@ func (e *env) close() {
 	}
 	if e.docker != nil {
 		e.docker.stop()
+	}
+	if e.floor != nil {
+		e.floor.close()
 	}
 	if e.client != nil {
 		ctx := namespaces.WithNamespace(context.Background(), namespace)
