@@ -145,6 +145,15 @@ func startDockerd(t *testing.T, containerdAddress string) *dockerd {
 	require.NoError(t, err)
 	defer logf.Close()
 	d.cmd = exec.Command(dockerdBin, args...)
+	if containerdAddress == "" {
+		if _, err := os.Stat(runner.DefaultAddress); err == nil {
+			// dockerd uses a containerd it finds at the default socket
+			// instead of starting its own. Hide that one from it, in a
+			// mount namespace of its own, as on a host without one.
+			hide := fmt.Sprintf("mount -t tmpfs tmpfs %s && exec \"$0\" \"$@\"", filepath.Dir(runner.DefaultAddress))
+			d.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", hide, dockerdBin}, args...)...)
+		}
+	}
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.Env = dockerdEnv()
 	// A test binary that dies takes its dockerd with it.
