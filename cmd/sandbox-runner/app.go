@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -183,22 +185,68 @@ func newFlagSet(name, args string, w io.Writer) *pflag.FlagSet {
 
 // parse parses args into fs and, when g is not nil, loads the config;
 // ok is false when the command should return code right away (help
-// asked for, bad flags, a bad config file).
-func parse(fs *pflag.FlagSet, args []string, g *globalFlags) (code int, ok bool) {
+// asked for, bad flags, a bad config file). When the command has --json
+// and it was asked for, the refusal is also written to out as the same
+// JSON error document a failed task gets, so that a script reading
+// stdout always gets one.
+func parse(fs *pflag.FlagSet, args []string, g *globalFlags, out io.Writer) (code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK, false
 		}
 		// With ContinueOnError, pflag reports nothing itself.
 		fmt.Fprintf(fs.Output(), "sandbox-runner: %v\nRun 'sandbox-runner %s --help' for its flags.\n", err, fs.Name())
+		if jsonRequested(fs, args) {
+			writeJSONError(out, usageError("%v", err))
+		}
 		return exitUsage, false
 	}
 	if g != nil {
 		if err := g.load(); err != nil {
+			if jsonRequested(fs, args) {
+				writeJSONError(out, err)
+			}
 			return report(fs.Output(), err), false
 		}
 	}
 	return 0, true
+}
+
+// jsonRequested tells whether the command has --json and args ask for
+// it: parsed, or written before an argument parsing stopped at.
+func jsonRequested(fs *pflag.FlagSet, args []string) bool {
+	f := fs.Lookup("json")
+	if f == nil {
+		return false
+	}
+	if f.Changed {
+		return f.Value.String() == "true"
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" {
+			return true
+		}
+		if v, ok := strings.CutPrefix(a, "--json="); ok {
+			b, err := strconv.ParseBool(v)
+			return err == nil && b
+		}
+	}
+	return false
+}
+
+// writeJSONError writes err as the JSON document --json prints when a
+// command fails before it has a result.
+func writeJSONError(w io.Writer, err error) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(struct {
+		Error    string `json:"error"`
+		Kind     string `json:"kind"`
+		ExitCode int    `json:"exit_code"`
+	}{Error: strings.TrimSuffix(err.Error(), ": "+errUsage.Error()), Kind: errorKind(err), ExitCode: exitCode(err)})
 }
 
 // errUsage marks errors in what the user typed.
@@ -249,7 +297,7 @@ func runDaemon(name string, fs *pflag.FlagSet, g *globalFlags, args []string, st
 		name + " never starts a private containerd"
 	g.logLevel = "info"
 	fs.Lookup("log-level").DefValue = "info"
-	if code, ok := parse(fs, args, g); !ok {
+	if code, ok := parse(fs, args, g, std.out); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {

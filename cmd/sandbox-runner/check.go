@@ -15,7 +15,7 @@ func runCheck(ctx context.Context, args []string, std stdio) int {
 	fs := newFlagSet("check", "[FLAGS]", std.err)
 	fs.BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	g.register(fs)
-	if code, ok := parse(fs, args, &g); !ok {
+	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
 	}
 	findings := runner.Check(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir})
@@ -47,7 +47,7 @@ func runCheck(ctx context.Context, args []string, std stdio) int {
 
 func runVersion(_ context.Context, args []string, std stdio) int {
 	fs := newFlagSet("version", "", std.err)
-	if code, ok := parse(fs, args, nil); !ok {
+	if code, ok := parse(fs, args, nil, std.out); !ok {
 		return code
 	}
 	fmt.Fprintf(std.out, "sandbox-runner %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)

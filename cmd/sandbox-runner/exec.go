@@ -90,7 +90,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	o.registry.register(fs)
 	o.via.register(fs)
 	o.global.register(fs)
-	if code, ok := parse(fs, args, &o.global); !ok {
+	if code, ok := parse(fs, args, &o.global, std.out); !ok {
 		return code
 	}
 	o.codeSet = fs.Changed("code")
@@ -322,15 +322,8 @@ func isTerminal(r io.Reader) bool {
 // fail reports err, as a JSON document too when --json was given, so a
 // program reading stdout always gets one document.
 func (o *execOptions) fail(std stdio, err error) int {
-	code := exitCode(err)
 	if o.json {
-		enc := json.NewEncoder(std.out)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(struct {
-			Error    string `json:"error"`
-			Kind     string `json:"kind"`
-			ExitCode int    `json:"exit_code"`
-		}{Error: strings.TrimSuffix(err.Error(), ": "+errUsage.Error()), Kind: errorKind(err), ExitCode: code})
+		writeJSONError(std.out, err)
 	}
 	return report(std.err, err)
 }

@@ -119,6 +119,55 @@ func TestExecBadFlagValueJSON(t *testing.T) {
 	assert.Equal(t, "--pids 0: give a limit above zero", doc.Error)
 }
 
+// TestJSONErrorWhenFlagsOrConfigFail checks that --json gets its error
+// document on stdout also when parsing fails, before the command knows
+// what it runs: an unknown flag (before or after --json), a flag value
+// pflag itself refuses, and a config file that does not decode.
+func TestJSONErrorWhenFlagsOrConfigFail(t *testing.T) {
+	badConfig := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(badConfig, []byte("[runtimes.sh]\nimgae = \"x\"\n"), 0o644))
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"unknown flag after --json", []string{"exec", "--json", "--no-such-flag", "-c", "x"}, "unknown flag: --no-such-flag"},
+		{"unknown flag before --json", []string{"exec", "--no-such-flag", "--json", "-c", "x"}, "unknown flag: --no-such-flag"},
+		{"--json=true", []string{"exec", "--bogus", "--json=true"}, "unknown flag: --bogus"},
+		{"value pflag refuses", []string{"exec", "--json", "--cpus", "many", "-c", "x"}, "--cpus"},
+		{"config that does not decode", []string{"exec", "--json", "--config", badConfig, "-r", "sh", "-c", "x"}, "imgae"},
+		{"submit too", []string{"submit", "--json", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{"check too", []string{"check", "--json", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, nil, tc.args...)
+			assert.Equal(t, exitUsage, code)
+			var doc struct {
+				Error    string `json:"error"`
+				Kind     string `json:"kind"`
+				ExitCode int    `json:"exit_code"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(stdout), &doc), "stdout: %q, stderr: %s", stdout, stderr)
+			assert.Equal(t, "invalid_input", doc.Kind)
+			assert.Equal(t, exitUsage, doc.ExitCode)
+			assert.Contains(t, doc.Error, tc.msg)
+			assert.Contains(t, stderr, tc.msg, "stderr still says why")
+		})
+	}
+
+	// Without --json, or with it only as the task's argument, stdout
+	// stays empty.
+	for _, args := range [][]string{
+		{"exec", "--no-such-flag", "-c", "x"},
+		{"exec", "--no-such-flag", "-c", "x", "--", "--json"},
+		{"exec", "--no-such-flag", "--json=false"},
+	} {
+		code, stdout, _ := runCLI(t, nil, args...)
+		assert.Equal(t, exitUsage, code, args)
+		assert.Empty(t, stdout, args)
+	}
+}
+
 func TestExecUnreachableAddress(t *testing.T) {
 	code, stdout, stderr := runCLI(t, nil, "exec", "--address", noDaemon, "-r", "sh", "-c", "echo hi")
 	assert.Equal(t, exitRunner, code)

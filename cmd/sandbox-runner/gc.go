@@ -15,7 +15,7 @@ func runGC(ctx context.Context, args []string, std stdio) int {
 	fs.BoolVar(&all, "all", false, "remove every task of ours, live runners' too: only when no runner is running")
 	fs.BoolVar(&asJSON, "json", false, "print what was removed as JSON")
 	g.register(fs)
-	if code, ok := parse(fs, args, &g); !ok {
+	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
 	}
 	log, err := g.logger(std.err)

@@ -43,7 +43,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		fs.StringVar(&fromDocker, "from-docker", "", fromDockerUsage)
 	}
 	g.register(fs)
-	if code, ok := parse(fs, args, &g); !ok {
+	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
 	}
 	args = fs.Args()
@@ -214,7 +214,7 @@ func runRuntimes(ctx context.Context, args []string, std stdio) int {
 	var g globalFlags
 	fs := newFlagSet("runtimes", "", std.err)
 	g.register(fs)
-	if code, ok := parse(fs, args, &g); !ok {
+	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
 	}
 	cat, err := g.file.Catalog()

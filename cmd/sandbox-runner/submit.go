@@ -38,7 +38,7 @@ func runSubmit(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&e.pull, "pull", string(images.PullMissing), "when the worker pulls the image: missing, always or never")
 	fs.StringVar(&e.global.configPath, "config", "", "config file (env SANDBOX_RUNNER_CONFIG; default /etc/sandbox-runner/config.toml, if it exists)")
 	fs.StringVar(&e.global.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	if code, ok := parse(fs, args, &e.global); !ok {
+	if code, ok := parse(fs, args, &e.global, std.out); !ok {
 		return code
 	}
 	e.codeSet = fs.Changed("code")

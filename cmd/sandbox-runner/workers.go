@@ -23,7 +23,7 @@ func runWorkers(ctx context.Context, args []string, std stdio) int {
 	nf.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the presence entries as a JSON array")
 	fs.StringVar(&g.configPath, "config", "", "config file (env SANDBOX_RUNNER_CONFIG)")
-	if code, ok := parse(fs, args, &g); !ok {
+	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
