@@ -1,13 +1,17 @@
 package fleet
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ConnectOptions say how to reach NATS. Everything is passed through to
@@ -17,7 +21,9 @@ type ConnectOptions struct {
 	// without a scheme is tls://.
 	URLs string
 	// Creds is a credentials file (a user JWT and its NKey seed), as
-	// `nsc` writes them.
+	// `nsc` writes them. The client reads it at each connect; Connect
+	// refuses one that is missing or holds no JWT and seed as invalid
+	// input, before it dials.
 	Creds string
 	// CA is a PEM file of the CAs that sign the servers' certificates;
 	// default: the system's.
@@ -44,6 +50,11 @@ func Connect(o ConnectOptions) (*nats.Conn, error) {
 	}
 	if (o.Cert == "") != (o.Key == "") {
 		return nil, fmt.Errorf("a client certificate needs both its file and its key: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.Creds != "" {
+		if err := checkCreds(o.Creds); err != nil {
+			return nil, err
+		}
 	}
 	timeout := o.Timeout
 	if timeout == 0 {
@@ -73,6 +84,32 @@ func Connect(o ConnectOptions) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", redact(urls), unavailable(err))
 	}
 	return nc, nil
+}
+
+// checkCreds reads a credentials file as the client will at each
+// connect, so that one that is missing, unreadable or not a user's
+// credentials is told as such, naming it, and not as the server being
+// out of reach (or, against a server without auth, not at all).
+func checkCreds(path string) error {
+	const hint = "give the .creds file of a NATS user, with its JWT and its seed, as nsc writes it"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // it names the file again
+		}
+		return fmt.Errorf("NATS credentials file %s: %w: %s: %w", path, err, hint, errdefs.ErrInvalidArgument)
+	}
+	defer clear(b)
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("NATS credentials file %s has no user seed (%w): %s: %w", path, err, hint, errdefs.ErrInvalidArgument)
+	}
+	kp.Wipe()
+	if jwt, _ := nkeys.ParseDecoratedJWT(b); strings.Count(jwt, ".") != 2 || strings.ContainsAny(jwt, " \t\r\n") {
+		return fmt.Errorf("NATS credentials file %s has no user JWT: %s: %w", path, hint, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // parseURLs checks the URLs and tells whether TLS is required.
