@@ -338,6 +338,9 @@ func errorKind(err error) string {
 		return "image_not_found"
 	case errors.Is(err, runner.ErrSandboxUnavailable):
 		return "sandbox_unavailable"
+	case errdefs.IsPermissionDenied(err):
+		// NATS refused the credentials, or the service the token.
+		return "unauthorized"
 	case errdefs.IsUnavailable(err):
 		// containerd, the service or the fleet's NATS did not answer.
 		return "unavailable"

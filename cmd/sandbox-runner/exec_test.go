@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -462,5 +466,23 @@ func TestFormatSize(t *testing.T) {
 		{0, "0 bytes"},
 	} {
 		assert.Equal(t, tc.want, formatSize(tc.n))
+	}
+}
+
+func TestErrorKindNamesWhatFailed(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		kind string
+	}{
+		{usageError("bad"), "invalid_input"},
+		{fmt.Errorf("x: %w", errdefs.ErrInvalidArgument), "invalid_input"},
+		{fmt.Errorf("x: %w", context.Canceled), "cancelled"},
+		{fmt.Errorf("x: %w", runner.ErrImageNotFound), "image_not_found"},
+		{fmt.Errorf("x: %w", runner.ErrSandboxUnavailable), "sandbox_unavailable"},
+		{fmt.Errorf("nats: authorization violation: %w", errdefs.ErrPermissionDenied), "unauthorized"},
+		{fmt.Errorf("no socket: %w", errdefs.ErrUnavailable), "unavailable"},
+		{errors.New("something else"), "runner_failed"},
+	} {
+		assert.Equal(t, tc.kind, errorKind(tc.err), "%v", tc.err)
 	}
 }

@@ -80,7 +80,12 @@ func Connect(o ConnectOptions) (*nats.Conn, error) {
 		opts = append(opts, nats.UserCredentials(o.Creds))
 	}
 	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
-	if err != nil {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		// The server answered and refused us: no retry will help.
+		return nil, fmt.Errorf("connecting to NATS at %s: %w: %w\nhint: check the credentials (--creds, or the user in the URL) against the server's accounts",
+			redact(urls), err, errdefs.ErrPermissionDenied)
+	case err != nil:
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", redact(urls), unavailable(err))
 	}
 	return nc, nil

@@ -202,6 +202,8 @@ func TestConnectCredsRefused(t *testing.T) {
 				return
 			}
 			assert.ErrorIs(t, err, nats.ErrAuthorization)
+			assert.True(t, errdefs.IsPermissionDenied(err), "a refused login is permission denied, not unavailable: %v", err)
+			assert.False(t, errdefs.IsUnavailable(err), "a refused login is not the server being out of reach: %v", err)
 			assert.Contains(t, strings.ToLower(err.Error()), "authorization violation")
 		})
 	}
