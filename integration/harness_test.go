@@ -11,6 +11,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -350,6 +351,19 @@ func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
 	})
 	assert.NoError(t, err, "listing snapshots")
 
+	// A shim whose task is gone shuts down shortly after; one that
+	// stays holds memory for nothing, and nothing would ever stop it.
+	var shims []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		shims = shimsOf(h.Address, h.Namespace)
+		if len(shims) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, s := range shims {
+		assert.Failf(t, "shim leaked", "a shim with no task is still running: %s", s)
+	}
+
 	ls, err := h.Client.LeasesService().List(ctx)
 	if assert.NoError(t, err, "listing leases") {
 		for _, l := range ls {
@@ -384,6 +398,34 @@ func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
 			assert.Empty(t, names, "the runner left files in %s/", sub)
 		}
 	}
+}
+
+// shimsOf lists the shim processes serving namespace ns of the containerd
+// at address, as "pid: command line".
+func shimsOf(address, ns string) []string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var shims []string
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if flagValue(args, "-address") == address && flagValue(args, "-namespace") == ns {
+			shims = append(shims, filepath.Base(filepath.Dir(p))+": "+strings.Join(args, " "))
+		}
+	}
+	return shims
+}
+
+// flagValue returns the value after name in args, or "".
+func flagValue(args []string, name string) string {
+	for i, a := range args[:max(len(args)-1, 0)] {
+		if a == name {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // CLI returns the path of the sandbox-runner binary, built once per run.

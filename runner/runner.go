@@ -61,6 +61,9 @@ const (
 	drainWait = 2 * time.Second
 	// cleanupTimeout bounds the whole teardown of one task.
 	cleanupTimeout = 30 * time.Second
+	// createTimeout bounds the making of a container and its task, which
+	// the caller's cancellation does not cut short (see create).
+	createTimeout = 30 * time.Second
 )
 
 // Runner runs tasks in one containerd namespace.
@@ -493,9 +496,17 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 		LabelOwnerStart: r.start,
 	}
 	begun := time.Now()
-	// A call cut short by the caller's cancellation may still have done
-	// its work in containerd: whatever the error, purge what the id names
-	// once everything else is undone.
+	// The caller's cancellation does not cut creation short: containerd
+	// starts the shim inside NewTask, and a NewTask cancelled at the wrong
+	// moment leaves that shim running with no task that anything could
+	// delete (containerd 2.4 does). Creation runs to its end, about 40 ms,
+	// on a context that keeps the namespace but not the cancellation, and
+	// the cancellation is honoured after each step.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
+	// A call that failed may still have done its work in containerd:
+	// whatever the error, purge what the id names once everything else
+	// is undone.
 	defer func() {
 		if retErr != nil {
 			if c == nil {
@@ -504,7 +515,7 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 			c.undo.steps = append([]func(context.Context) error{func(ctx context.Context) error { return r.purge(ctx, s.id) }}, c.undo.steps...)
 		}
 	}()
-	container, err := r.client.NewContainer(ctx, s.id,
+	container, err := r.client.NewContainer(cctx, s.id,
 		client.WithContainerLabels(labels),
 		client.WithImageName(s.image),
 		client.WithSnapshotter(r.opts.snapshotter),
@@ -522,7 +533,10 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 	c.undo.add(func(ctx context.Context) error {
 		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
 	})
-	task, err := container.NewTask(ctx, cio.NewCreator(
+	if err := ended(ctx); err != nil {
+		return c, fmt.Errorf("creating task: %w", err)
+	}
+	task, err := container.NewTask(cctx, cio.NewCreator(
 		cio.WithStreams(st.stdin.reader(), st.stdout, st.stderr),
 		// In the staging dir, so the FIFOs go wherever it goes.
 		cio.WithFIFODir(filepath.Join(r.opts.stateDir, "tasks", s.task, "fifo")),
@@ -536,6 +550,9 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 		_, err := task.Delete(ctx, client.WithProcessKill)
 		return ignoreNotFound(err)
 	})
+	if err := ended(ctx); err != nil {
+		return c, fmt.Errorf("creating task: %w", err)
+	}
 	observe(ctx, s, StepCreate, begun)
 	log.Debug("task created", "container", s.id, "took", time.Since(begun))
 	return c, nil
