@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/sdnotify"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -161,6 +162,11 @@ type taskConsumer struct {
 // and gives them back to the queue, removes its presence entry, and
 // returns. It creates the streams, the consumers of its runtimes and the
 // presence bucket when they do not exist.
+//
+// Under a systemd Type=notify unit (NOTIFY_SOCKET set), Run tells
+// systemd READY=1, with a STATUS= line naming the server and the
+// runtimes, once its consumers exist, its presence entry is written and
+// it starts fetching; and STOPPING=1 the moment ctx is done.
 func (w *Worker) Run(ctx context.Context) error {
 	w.started = time.Now()
 	if err := w.o.ensureStreams(ctx, w.js); err != nil {
@@ -196,14 +202,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	// the grace period ends the tasks.
 	runCtx, stopRuns := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopRuns(nil)
+	// The first presence entry is written before READY=1, so that once
+	// systemd has the worker started, `sandbox-runner workers` lists it.
 	presenceCtx, stopPresence := context.WithCancel(context.WithoutCancel(ctx))
+	w.putPresence(presenceCtx, kv)
 	presenceDone := make(chan struct{})
 	go func() {
 		defer close(presenceDone)
 		w.keepPresence(presenceCtx, kv)
 	}()
+	server := w.nc.ConnectedUrlRedacted()
 	w.o.log.Info("worker started", "worker", w.o.id, "runtimes", w.runtimes, "capacity", w.o.capacity,
-		"server", w.nc.ConnectedUrlRedacted(), "max_deliveries", w.o.maxDeliveries)
+		"server", server, "max_deliveries", w.o.maxDeliveries)
+	if err := sdnotify.Notify(fmt.Sprintf("READY=1\nSTATUS=taking tasks of %s from %s, %d at a time",
+		strings.Join(w.runtimes, ","), server, w.o.capacity)); err != nil {
+		w.o.log.Warn("telling systemd the worker is ready", "error", err)
+	}
+
+	// STOPPING=1 the moment ctx is done (SIGTERM), not once the pull
+	// request in flight has run out.
+	stopNotify := context.AfterFunc(ctx, func() {
+		_ = sdnotify.Notify(fmt.Sprintf("STOPPING=1\nSTATUS=stopping: no more tasks taken; %d running, %s to finish",
+			w.running.Load(), w.o.grace))
+	})
+	defer stopNotify()
 
 	var wg sync.WaitGroup
 	w.fetch(ctx, runCtx, consumers, &wg)
@@ -654,14 +676,13 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, d *delivery, 
 	}
 }
 
-// keepPresence writes the worker's presence entry now and every third of
-// the bucket's TTL until ctx is done.
+// keepPresence refreshes the worker's presence entry, which Run wrote
+// first, every third of the bucket's TTL until ctx is done.
 func (w *Worker) keepPresence(ctx context.Context, kv jetstream.KeyValue) {
 	every := w.o.presenceTTL / 3
 	if st, err := kv.Status(ctx); err == nil && st.TTL() > 0 {
 		every = st.TTL() / 3
 	}
-	w.putPresence(ctx, kv)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

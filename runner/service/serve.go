@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sandbox-runner/sandbox-runner/runner/sdnotify"
 )
 
 // killTimeout bounds the wait, after the grace period, for cancelled
@@ -18,11 +18,9 @@ import (
 const killTimeout = time.Minute
 
 // notify tells systemd about the service's state when it runs under
-// Type=notify (NOTIFY_SOCKET is set), and does nothing otherwise.
-var notify = func(state string) error {
-	_, err := daemon.SdNotify(false, state)
-	return err
-}
+// Type=notify (NOTIFY_SOCKET is set), and does nothing otherwise. A
+// variable, so that tests can watch it.
+var notify = sdnotify.Notify
 
 // Serve answers on ls until ctx is done, then shuts down: it stops
 // accepting, refuses queued tasks, lets running ones finish for the grace
