@@ -101,10 +101,13 @@ install: build ## install the binary, the systemd units and the example config u
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sandbox-runner
 	install -D -m 0755 $(BIN)-init $(DESTDIR)$(PREFIX)/libexec/sandbox-runner/sandbox-runner-init
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/sandbox-runner
-	sed -e 's|/usr/local/bin/sandbox-runner|$(PREFIX)/bin/sandbox-runner|' \
-		-e 's|/etc/sandbox-runner/|$(SYSCONFDIR)/sandbox-runner/|g' \
-		contrib/systemd/sandbox-runner.service > $(DESTDIR)$(UNITDIR)/sandbox-runner.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/sandbox-runner.service
+	@# The units name the binary and the config where PREFIX and SYSCONFDIR put them.
+	for unit in sandbox-runner.service sandbox-runner-worker.service; do \
+		sed -e 's|/usr/local/bin/sandbox-runner|$(PREFIX)/bin/sandbox-runner|' \
+			-e 's|/etc/sandbox-runner/|$(SYSCONFDIR)/sandbox-runner/|g' \
+			contrib/systemd/$$unit > $(DESTDIR)$(UNITDIR)/$$unit || exit 1; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit || exit 1; \
+	done
 	install -m 0644 contrib/systemd/sandbox-runner.socket $(DESTDIR)$(UNITDIR)/sandbox-runner.socket
 	install -m 0644 contrib/systemd/config.toml $(DESTDIR)$(PREFIX)/share/sandbox-runner/config.toml.example
 	@# An existing config is the operator's: never overwritten.

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +89,22 @@ var workerArgs = []string{"--runtimes", "sh", "--max-concurrent", "2", "--ack-wa
 // until its presence entry says it takes tasks.
 func (e *fleetEnv) startWorker(stateDir string, extra ...string) *fleetWorker {
 	e.t.Helper()
+	return e.startWorkerWith(workerSetup{}, stateDir, extra...)
+}
+
+// workerSetup is how a test wants its worker process started.
+type workerSetup struct {
+	// env is added to the worker's environment.
+	env []string
+	// wrapper is a command the worker runs under, such as setpriv; it
+	// must exec the worker, so that the pid (and the worker's id) is
+	// the wrapper's.
+	wrapper []string
+}
+
+// startWorkerWith is startWorker with a setup.
+func (e *fleetEnv) startWorkerWith(s workerSetup, stateDir string, extra ...string) *fleetWorker {
+	e.t.Helper()
 	args := append([]string{"worker",
 		"--config", e.config,
 		"--address", e.h.Address,
@@ -97,8 +115,13 @@ func (e *fleetEnv) startWorker(stateDir string, extra ...string) *fleetWorker {
 		"--log-level", "info",
 	}, append(append([]string{}, workerArgs...), extra...)...)
 	w := &fleetWorker{t: e.t, stateDir: stateDir, out: &lockedBuffer{}, exited: make(chan struct{})}
-	w.cmd = exec.Command(e.bin, args...)
-	w.cmd.Env = cleanEnv()
+	name := e.bin
+	if len(s.wrapper) > 0 {
+		args = append(append(append([]string{}, s.wrapper[1:]...), e.bin), args...)
+		name = s.wrapper[0]
+	}
+	w.cmd = exec.Command(name, args...)
+	w.cmd.Env = append(cleanEnv(), s.env...)
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	require.NoError(e.t, w.cmd.Start())
 	host, _ := os.Hostname()
@@ -552,4 +575,134 @@ func TestFleetNATSClusterNodeStops(t *testing.T) {
 		info, ok := e.worker(w.id)
 		return ok && info.Server != connected.URL
 	}, 10*time.Second, 100*time.Millisecond, "the worker's entry names another node")
+}
+
+// fleetCompiledConfig adds shc, the service tests' "compiled" runtime,
+// whose run stage works only when the scratch tmpfs the runner mounts
+// on the host is shared with the compile stage.
+const fleetCompiledConfig = fleetConfig + `
+[runtimes.shc]
+image = "` + testImage + `"
+file = "main.sh"
+compile = ["sh", "-c", "cp {file} /tmp/prog.sh"]
+run = ["sh", "/tmp/prog.sh"]
+`
+
+// TestWorkerSystemdNotifyWithinTheUnitsCapabilities runs the worker as
+// sandbox-runner-worker.service does: with no more than the unit's
+// capability bounding set, no_new_privs, and a NOTIFY_SOCKET. It says
+// READY=1 (with a STATUS= naming the server and runtimes) once it takes
+// tasks; does what needs privilege (mount a compiled runtime's scratch
+// tmpfs, kill a task at its timeout); says STOPPING=1 as soon as SIGTERM
+// comes, then lets its running task finish, exits 0 and leaves nothing
+// behind.
+func TestWorkerSystemdNotifyWithinTheUnitsCapabilities(t *testing.T) {
+	srv := fleettest.Start(t)
+	e := newFleetEnv(t, srv.URL)
+	setpriv, err := exec.LookPath("setpriv")
+	require.NoError(t, err, "setpriv (util-linux) runs the worker with the unit's capabilities")
+	caps, nnp := unitCapabilities(t, workerUnit)
+	require.True(t, nnp, "the unit sets NoNewPrivileges=yes")
+	require.NoError(t, os.WriteFile(e.config, []byte(fleetCompiledConfig), 0o644))
+
+	dir := serveDir(t)
+	notifyPath := filepath.Join(dir, "notify")
+	notifyConn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	require.NoError(t, err)
+	defer notifyConn.Close()
+
+	stateDir := e.h.StateDir(t)
+	w := e.startWorkerWith(workerSetup{
+		env:     []string{"NOTIFY_SOCKET=" + notifyPath},
+		wrapper: []string{setpriv, "--bounding-set", "-all,+" + strings.Join(caps, ",+"), "--inh-caps", "-all", "--no-new-privs", "--"},
+	}, stateDir, "--runtimes", "sh,shc")
+	// startWorker saw its presence entry; READY=1 was sent after it.
+	ready := strings.Split(readNotify(t, notifyConn, 10*time.Second), "\n")
+	assert.Contains(t, ready, "READY=1", ready)
+	assert.Contains(t, ready, "STATUS=taking tasks of sh,shc from "+srv.URL+", 2 at a time", ready)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	require.NoError(t, err)
+	assert.Contains(t, string(status), "NoNewPrivs:\t1")
+
+	run := func(id, runtime, code string, timeout time.Duration) *fleet.Answer {
+		t.Helper()
+		req := service.NewRequest(runner.Task{Runtime: runtime, Files: []runner.File{{Content: []byte(code)}},
+			Limits: runner.Limits{Timeout: timeout}}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		a, err := e.client.Run(ctx, fleet.Task{ID: id, Request: req})
+		require.NoError(t, err, "task %s", id)
+		require.NoError(t, a.Err(), "task %s", id)
+		return a
+	}
+	a := run("compiled", "shc", "echo compiled", time.Minute)
+	assert.Equal(t, runner.OutcomeExited, a.Result.Outcome)
+	assert.Equal(t, "compiled\n", string(a.Result.Stdout.Data), "the scratch tmpfs was shared")
+	a = run("killed", "sh", "sleep 100", time.Second)
+	assert.Equal(t, runner.OutcomeTimedOut, a.Result.Outcome)
+
+	// SIGTERM while a task runs: STOPPING=1 at once, the task finishes.
+	e.submit("finishing", "sleep 2; echo done")
+	e.runningTaskOf(w.cmd.Process.Pid, 30*time.Second)
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	termed := time.Now()
+	stopping := strings.Split(readNotify(t, notifyConn, 5*time.Second), "\n")
+	assert.Contains(t, stopping, "STOPPING=1", stopping)
+	t.Logf("STOPPING=1 %s after SIGTERM", time.Since(termed).Round(time.Millisecond))
+	select {
+	case <-w.exited:
+	case <-time.After(time.Minute):
+		t.Fatalf("the worker did not stop within a minute of SIGTERM")
+	}
+	assert.Equal(t, 0, w.code, "%s", w.out.String())
+	a = e.wait("finishing", time.Second)
+	assert.Equal(t, w.id, a.Worker, "finished by the stopping worker")
+	assert.Equal(t, "done\n", string(a.Result.Stdout.Data))
+
+	log := w.out.String()
+	assert.NotContains(t, log, `"level":"ERROR"`)
+	assert.NotContains(t, log, "operation not permitted")
+	e.h.CheckNoLeaks(t, stateDir)
+}
+
+// TestWorkerNextToServiceOnOneStateDir: a worker and the service on one
+// host, as their units run them: one containerd namespace, one state
+// dir. The worker's start-up sweep leaves the service's running task
+// alone (it sweeps only what dead runners left), both run tasks at once,
+// and neither leaves anything behind.
+func TestWorkerNextToServiceOnOneStateDir(t *testing.T) {
+	srv := fleettest.Start(t)
+	e := newFleetEnv(t, srv.URL)
+	p := startServe(t, serveSetup{})
+	type answer struct {
+		a   apiAnswer
+		err error
+	}
+	served := make(chan answer, 1)
+	go func() {
+		a, err := p.do(context.Background(), http.MethodPost, "/v1/exec", execBody("sleep 3; echo served"))
+		served <- answer{a, err}
+	}()
+	require.Eventually(t, func() bool { return len(runningTasks(t, p.h)) == 1 }, 30*time.Second, 20*time.Millisecond)
+
+	w := e.startWorker(p.stateDir)
+	assert.NotContains(t, w.out.String(), "removed what a dead runner left behind")
+	require.Len(t, runningTasks(t, p.h), 1, "the service's task survived the worker's sweep")
+	e.submit("beside", "echo from the worker")
+	a := e.wait("beside", time.Minute)
+	require.NoError(t, a.Err())
+	assert.Equal(t, "from the worker\n", string(a.Result.Stdout.Data))
+
+	select {
+	case ans := <-served:
+		require.NoError(t, ans.err)
+		res, _ := ans.a.result(t)
+		assert.Equal(t, runner.OutcomeExited, res.Outcome)
+		assert.Equal(t, "served\n", string(res.Stdout.Data))
+	case <-time.After(time.Minute):
+		t.Fatal("the service's task never finished")
+	}
+	assert.Equal(t, 0, w.stop(), "%s", w.out.String())
+	assert.Equal(t, 0, p.stop(), "%s", p.stderr.String())
+	e.h.CheckNoLeaks(t, p.stateDir)
 }

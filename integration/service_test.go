@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/fleet"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -732,7 +733,7 @@ func readNotify(t *testing.T, c *net.UnixConn, timeout time.Duration) string {
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(timeout)))
 	buf := make([]byte, 4096)
 	n, err := c.Read(buf)
-	require.NoError(t, err, "no notification from serve")
+	require.NoError(t, err, "no sd_notify notification within %s", timeout)
 	return string(buf[:n])
 }
 
@@ -795,8 +796,17 @@ func installedUnit(t *testing.T, path, dir, bin string) string {
 	return dst
 }
 
-func TestServeSystemdUnitsVerify(t *testing.T) {
-	h := RequiresRoot(t)
+// The systemd units, as the tests (in integration/) find them.
+const (
+	serviceUnit = "../contrib/systemd/sandbox-runner.service"
+	socketUnit  = "../contrib/systemd/sandbox-runner.socket"
+	workerUnit  = "../contrib/systemd/sandbox-runner-worker.service"
+)
+
+// systemdAnalyze returns the systemd-analyze binary, or skips t (fails
+// it where the tests must run) when there is none.
+func systemdAnalyze(t *testing.T) string {
+	t.Helper()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		if mustRun() {
@@ -804,11 +814,14 @@ func TestServeSystemdUnitsVerify(t *testing.T) {
 		}
 		t.Skip("systemd-analyze is not installed")
 	}
-	dir := serveDir(t)
-	bin := h.CLI(t)
-	service := installedUnit(t, "../contrib/systemd/sandbox-runner.service", dir, bin)
-	socket := installedUnit(t, "../contrib/systemd/sandbox-runner.socket", dir, bin)
-	for _, unit := range []string{service, socket} {
+	return analyze
+}
+
+// verifyUnits runs `systemd-analyze verify` on each unit, which must pass
+// without a word about the unit.
+func verifyUnits(t *testing.T, analyze, dir string, units ...string) {
+	t.Helper()
+	for _, unit := range units {
 		cmd := exec.Command(analyze, "verify", "--man=no", unit)
 		// The units want containerd.service, which this machine need
 		// not have; verify looks for units on the path it is given too.
@@ -822,11 +835,90 @@ func TestServeSystemdUnitsVerify(t *testing.T) {
 			}
 		}
 	}
+}
+
+// unitSettings returns the settings of a unit file, by key, in order
+// (comments and section headers left out).
+func unitSettings(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	settings := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		require.True(t, ok, "%s: not a setting: %q", path, line)
+		settings[key] = append(settings[key], value)
+	}
+	return settings
+}
+
+func TestServeSystemdUnitsVerify(t *testing.T) {
+	h := RequiresRoot(t)
+	analyze := systemdAnalyze(t)
+	dir := serveDir(t)
+	bin := h.CLI(t)
+	service := installedUnit(t, serviceUnit, dir, bin)
+	socket := installedUnit(t, socketUnit, dir, bin)
+	verifyUnits(t, analyze, dir, service, socket)
 
 	// ExecStart runs what the unit says, with the config it names.
 	b, err := os.ReadFile(service)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "ExecStart="+bin+" serve --config /etc/sandbox-runner/config.toml")
+}
+
+// TestWorkerSystemdUnitVerify: the worker's unit passes `systemd-analyze
+// verify`, runs `worker` with the config, is Type=notify, and fits next
+// to the service's on one host.
+func TestWorkerSystemdUnitVerify(t *testing.T) {
+	h := RequiresRoot(t)
+	analyze := systemdAnalyze(t)
+	dir := serveDir(t)
+	bin := h.CLI(t)
+	worker := installedUnit(t, workerUnit, dir, bin)
+	verifyUnits(t, analyze, dir, worker)
+
+	b, err := os.ReadFile(worker)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "\nExecStart="+bin+" worker --config /etc/sandbox-runner/config.toml\n")
+
+	w, svc := unitSettings(t, workerUnit), unitSettings(t, serviceUnit)
+	assert.Equal(t, []string{"notify"}, w["Type"], "READY=1 is what the worker sends")
+	assert.Equal(t, []string{"main"}, w["NotifyAccess"])
+	assert.Equal(t, []string{"containerd.service", "network-online.target"}, w["After"])
+	assert.Equal(t, []string{"containerd.service", "network-online.target"}, w["Wants"])
+	assert.Equal(t, []string{"on-failure"}, w["Restart"])
+	assert.Equal(t, []string{"mixed"}, w["KillMode"])
+	assert.Equal(t, []string{"-500"}, w["OOMScoreAdjust"])
+	// The stop timeout covers the grace period, with room to spare for
+	// cancelling what is left and giving it back.
+	require.Len(t, w["TimeoutStopSec"], 1)
+	stop, err := time.ParseDuration(w["TimeoutStopSec"][0])
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, stop, 2*fleet.DefaultGrace, "TimeoutStopSec against [fleet] grace's default")
+	// Sharing the state directory with the service: the same one, the
+	// same mode, so that neither start changes it under the other ...
+	assert.Equal(t, svc["StateDirectory"], w["StateDirectory"])
+	assert.Equal(t, svc["StateDirectoryMode"], w["StateDirectoryMode"])
+	// ... and no RuntimeDirectory=: it would be /run/sandbox-runner, and
+	// removed with the service's socket in it whenever the worker stops.
+	assert.NotContains(t, w, "RuntimeDirectory")
+	// The same sandboxing, with no mount namespace of its own (the
+	// scratch tmpfs must be seen by containerd and runc).
+	for _, key := range []string{"ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices", "PrivateMounts",
+		"PrivateNetwork", "ReadWritePaths", "ReadOnlyPaths", "InaccessiblePaths", "BindPaths", "TemporaryFileSystem",
+		"ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectProc",
+		"ProcSubset", "ProtectHostname"} {
+		assert.NotContains(t, w, key, "a private mount namespace hides the scratch tmpfs from containerd")
+	}
+	for _, key := range []string{"NoNewPrivileges", "RestrictAddressFamilies", "RestrictNamespaces", "RestrictRealtime",
+		"RestrictSUIDSGID", "LockPersonality", "MemoryDenyWriteExecute", "SystemCallArchitectures"} {
+		assert.Equal(t, svc[key], w[key], key)
+	}
 }
 
 func TestExecViaService(t *testing.T) {
@@ -939,11 +1031,11 @@ func TestServiceLatencyOfATrivialTask(t *testing.T) {
 		median(direct).Round(100*time.Microsecond), median(via).Round(100*time.Microsecond))
 }
 
-// unitCapabilities returns what the unit's CapabilityBoundingSet= keeps,
+// unitCapabilities returns what a unit's CapabilityBoundingSet= keeps,
 // as setpriv names capabilities, and whether it sets NoNewPrivileges=.
-func unitCapabilities(t *testing.T) (caps []string, noNewPrivs bool) {
+func unitCapabilities(t *testing.T, unit string) (caps []string, noNewPrivs bool) {
 	t.Helper()
-	b, err := os.ReadFile("../contrib/systemd/sandbox-runner.service")
+	b, err := os.ReadFile(unit)
 	require.NoError(t, err)
 	for _, line := range strings.Split(string(b), "\n") {
 		key, value, ok := strings.Cut(line, "=")
@@ -970,7 +1062,7 @@ func TestServeWithinTheUnitsCapabilities(t *testing.T) {
 	RequiresRoot(t)
 	setpriv, err := exec.LookPath("setpriv")
 	require.NoError(t, err, "setpriv (util-linux) runs serve with the unit's capabilities")
-	caps, nnp := unitCapabilities(t)
+	caps, nnp := unitCapabilities(t, serviceUnit)
 	require.True(t, nnp)
 	wrap := []string{"--bounding-set", "-all,+" + strings.Join(caps, ",+"), "--inh-caps", "-all", "--no-new-privs", "--"}
 	p := startServe(t, serveSetup{wrapper: append([]string{setpriv}, wrap...), args: []string{"--socket-group", "nogroup"}})
@@ -1009,11 +1101,12 @@ func TestServeMakeInstallLaysOutTheFiles(t *testing.T) {
 	}
 	install()
 	for path, mode := range map[string]os.FileMode{
-		"usr/bin/sandbox-runner":                        0o755,
-		"usr/lib/systemd/system/sandbox-runner.service": 0o644,
-		"usr/lib/systemd/system/sandbox-runner.socket":  0o644,
-		"usr/share/sandbox-runner/config.toml.example":  0o644,
-		"etc/sandbox-runner/config.toml":                0o644,
+		"usr/bin/sandbox-runner":                               0o755,
+		"usr/lib/systemd/system/sandbox-runner.service":        0o644,
+		"usr/lib/systemd/system/sandbox-runner.socket":         0o644,
+		"usr/lib/systemd/system/sandbox-runner-worker.service": 0o644,
+		"usr/share/sandbox-runner/config.toml.example":         0o644,
+		"etc/sandbox-runner/config.toml":                       0o644,
 	} {
 		st, err := os.Stat(filepath.Join(dest, path))
 		if assert.NoError(t, err, path) {
@@ -1023,6 +1116,9 @@ func TestServeMakeInstallLaysOutTheFiles(t *testing.T) {
 	unit, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/sandbox-runner.service"))
 	require.NoError(t, err)
 	assert.Contains(t, string(unit), "\nExecStart=/usr/bin/sandbox-runner serve --config /etc/sandbox-runner/config.toml\n")
+	unit, err = os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/sandbox-runner-worker.service"))
+	require.NoError(t, err)
+	assert.Contains(t, string(unit), "\nExecStart=/usr/bin/sandbox-runner worker --config /etc/sandbox-runner/config.toml\n")
 
 	// A second install keeps the operator's config.
 	cfg := filepath.Join(dest, "etc/sandbox-runner/config.toml")

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -48,6 +50,19 @@ func TestSubmitUnreachableNATSIsARunnerFailure(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(stdout), &doc), stdout)
 	assert.Equal(t, exitRunner, doc.ExitCode)
+}
+
+// TestWorkerNeedsANATSServerBeforeContainerd: a worker with no NATS
+// server configured exits 2 at once, even when containerd is not (yet)
+// there: its systemd unit does not restart on 2.
+func TestWorkerNeedsANATSServerBeforeContainerd(t *testing.T) {
+	t.Setenv("NATS_URL", "")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	require.NoError(t, os.WriteFile(cfg, []byte("[fleet]\nmax_concurrent = 2\n"), 0o644))
+	code, _, stderr := runCLI(t, nil, "worker", "--config", cfg, "--address", filepath.Join(dir, "absent.sock"))
+	assert.Equal(t, exitUsage, code, stderr)
+	assert.Contains(t, stderr, "no NATS server given")
 }
 
 func TestWorkerRefusesBadFlags(t *testing.T) {

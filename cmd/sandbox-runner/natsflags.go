@@ -28,8 +28,9 @@ func (n *natsFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&n.key, "tls-key", "", "the client certificate's key (config [fleet] tls_key)")
 }
 
-// connect connects to NATS with the flags, the environment and cfg.
-func (n *natsFlags) connect(cfg config.Fleet, name string) (*nats.Conn, error) {
+// options settles how to reach NATS from the flags, the environment and
+// cfg; no server at all is a usage error.
+func (n *natsFlags) options(cfg config.Fleet, name string) (fleet.ConnectOptions, error) {
 	o := fleet.ConnectOptions{
 		URLs:  first(n.url, os.Getenv("NATS_URL"), cfg.NATS),
 		Creds: first(n.creds, os.Getenv("NATS_CREDS"), cfg.Creds),
@@ -39,7 +40,16 @@ func (n *natsFlags) connect(cfg config.Fleet, name string) (*nats.Conn, error) {
 		Name:  name,
 	}
 	if o.URLs == "" {
-		return nil, usageError("no NATS server given: pass --nats URL, set NATS_URL, or set [fleet] nats in the config")
+		return o, usageError("no NATS server given: pass --nats URL, set NATS_URL, or set [fleet] nats in the config")
+	}
+	return o, nil
+}
+
+// connect connects to NATS with the flags, the environment and cfg.
+func (n *natsFlags) connect(cfg config.Fleet, name string) (*nats.Conn, error) {
+	o, err := n.options(cfg, name)
+	if err != nil {
+		return nil, err
 	}
 	return fleet.Connect(o)
 }

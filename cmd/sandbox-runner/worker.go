@@ -100,6 +100,13 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	}
 	fopts = append(fopts, fleet.WithCatalog(catalog), fleet.WithLimits(o.global.file.TaskLimits),
 		fleet.WithLogger(log), fleet.WithVersion(version))
+	// No NATS server is a config error: say so (exit 2, which the
+	// systemd unit does not restart on) before waiting for containerd.
+	host, _ := os.Hostname()
+	copts, err := o.nats.options(o.global.file.Fleet, "sandbox-runner worker "+host)
+	if err != nil {
+		return err
+	}
 
 	// As the service: a worker uses a containerd that is looked after,
 	// never a private one of its own.
@@ -121,8 +128,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		return nil
 	}
 
-	host, _ := os.Hostname()
-	nc, err := o.nats.connect(o.global.file.Fleet, "sandbox-runner worker "+host)
+	nc, err := fleet.Connect(copts)
 	if err != nil {
 		return err
 	}
