@@ -869,6 +869,9 @@ func TestServeSystemdUnitsVerify(t *testing.T) {
 	b, err := os.ReadFile(service)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "ExecStart="+bin+" serve --config /etc/sandbox-runner/config.toml")
+	// Bad flags or config exit 2 (cmd's tests hold the CLI to that), which
+	// no restart mends.
+	assert.Contains(t, string(b), "\nRestartPreventExitStatus=2\n")
 }
 
 // TestWorkerSystemdUnitVerify: the worker's unit passes `systemd-analyze
@@ -892,6 +895,7 @@ func TestWorkerSystemdUnitVerify(t *testing.T) {
 	assert.Equal(t, []string{"containerd.service", "network-online.target"}, w["After"])
 	assert.Equal(t, []string{"containerd.service", "network-online.target"}, w["Wants"])
 	assert.Equal(t, []string{"on-failure"}, w["Restart"])
+	assert.Equal(t, []string{"2"}, w["RestartPreventExitStatus"], "bad flags or config exit 2, which no restart mends")
 	assert.Equal(t, []string{"mixed"}, w["KillMode"])
 	assert.Equal(t, []string{"-500"}, w["OOMScoreAdjust"])
 	// The stop timeout covers the grace period, with room to spare for

@@ -140,6 +140,7 @@ func TestJSONErrorWhenFlagsOrConfigFail(t *testing.T) {
 		{"--json=true", []string{"exec", "--bogus", "--json=true"}, "unknown flag: --bogus"},
 		{"value pflag refuses", []string{"exec", "--json", "--cpus", "many", "-c", "x"}, "--cpus"},
 		{"config that does not decode", []string{"exec", "--json", "--config", badConfig, "-r", "sh", "-c", "x"}, "imgae"},
+		{"config that is not there", []string{"exec", "--json", "--config", badConfig + ".missing", "-r", "sh", "-c", "x"}, "does not exist"},
 		{"submit too", []string{"submit", "--json", "--no-such-flag"}, "unknown flag: --no-such-flag"},
 		{"check too", []string{"check", "--json", "--no-such-flag"}, "unknown flag: --no-such-flag"},
 	} {
@@ -157,6 +158,14 @@ func TestJSONErrorWhenFlagsOrConfigFail(t *testing.T) {
 			assert.Contains(t, doc.Error, tc.msg)
 			assert.Contains(t, stderr, tc.msg, "stderr still says why")
 		})
+	}
+
+	// A config file that is not there is bad input for every command,
+	// so that a unit's RestartPreventExitStatus=2 stops the restarts.
+	for _, cmd := range [][]string{{"worker"}, {"serve"}, {"images", "ls"}, {"gc"}} {
+		code, _, stderr := runCLI(t, nil, append(cmd, "--config", badConfig+".missing")...)
+		assert.Equal(t, exitUsage, code, cmd)
+		assert.Contains(t, stderr, "does not exist", cmd)
 	}
 
 	// Without --json, or with it only as the task's argument, stdout

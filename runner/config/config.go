@@ -174,6 +174,12 @@ func Load(path string) (*File, error) {
 		if errors.Is(err, os.ErrNotExist) && path == DefaultPath {
 			return &File{}, nil
 		}
+		if errors.Is(err, os.ErrNotExist) {
+			// A file the user named and that is not there is bad input,
+			// not a failure of the runner.
+			return nil, fmt.Errorf("config file %s does not exist: give an existing file, or leave --config and SANDBOX_RUNNER_CONFIG unset to read %s when it exists: %w",
+				path, DefaultPath, errdefs.ErrInvalidArgument)
+		}
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	defer f.Close()

@@ -133,8 +133,11 @@ func TestLoadMissingDefaultIsEmpty(t *testing.T) {
 }
 
 func TestLoadMissingGivenFileIsAnError(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	path := filepath.Join(t.TempDir(), "nope.toml")
+	_, err := Load(path)
 	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err), "a named file that is not there is bad input: %v", err)
+	assert.Contains(t, err.Error(), path)
 }
 
 func TestOversizedConfigIsRejected(t *testing.T) {
