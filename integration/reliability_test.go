@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -341,4 +342,35 @@ func TestCancellationAtAnyPointLeavesNothing(t *testing.T) {
 	}
 	t.Logf("outcomes: %v", outcomes)
 	assert.NotZero(t, outcomes["cancelled"], "some cancellations came after the start")
+}
+
+// TestSweepTakesLeasesByOwner: a lease a live runner owns (as a long pull
+// holds one) survives another runner's sweep, and one whose owner is gone
+// is removed at once, however young.
+func TestSweepTakesLeasesByOwner(t *testing.T) {
+	h := RequiresRoot(t)
+	ctx := namespaces.WithNamespace(context.Background(), h.Namespace)
+	_, done, err := runner.OwnedLease(ctx, h.Client)
+	require.NoError(t, err)
+	defer done()
+	dead, err := h.Client.LeasesService().Create(ctx, leases.WithRandomID(),
+		leases.WithLabels(map[string]string{runner.LabelOwnerPID: "2147483646", runner.LabelOwnerStart: "1"}))
+	require.NoError(t, err)
+
+	out, err := exec.Command(h.CLI(t), "gc", "--address", h.Address, "--namespace", h.Namespace,
+		"--snapshotter", testSnapshotter, "--state-dir", h.StateDir(t), "--json").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	ls, err := h.Client.LeasesService().List(ctx)
+	require.NoError(t, err)
+	var ids []string
+	for _, l := range ls {
+		ids = append(ids, l.ID)
+		assert.NotEqual(t, dead.ID, l.ID, "the dead runner's lease is removed")
+	}
+	assert.Len(t, ids, 1, "the live runner's lease stays: %v\n%s", ids, out)
+
+	done()
+	ls, err = h.Client.LeasesService().List(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ls, "done removes the lease")
 }

@@ -515,7 +515,13 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 			c.undo.steps = append([]func(context.Context) error{func(ctx context.Context) error { return r.purge(ctx, s.id) }}, c.undo.steps...)
 		}
 	}()
-	container, err := r.client.NewContainer(cctx, s.id,
+	// The snapshot is held by a lease this process owns until the
+	// container that names it exists.
+	lctx, done, err := OwnedLease(cctx, r.client)
+	if err != nil {
+		return nil, err
+	}
+	container, err := r.client.NewContainer(lctx, s.id,
 		client.WithContainerLabels(labels),
 		client.WithImageName(s.image),
 		client.WithSnapshotter(r.opts.snapshotter),
@@ -523,6 +529,7 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 		client.WithRuntime(r.opts.shim, nil),
 		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(s.id)))...),
 	)
+	done()
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			r.forgetImage(s.image)
@@ -766,7 +773,7 @@ func (r *Runner) image(ctx context.Context, ref string, policy images.PullPolicy
 		img, err = images.Ensure(ctx, r.client, ref, r.opts.snapshotter)
 	}
 	if r.opts.pull != nil && (policy == images.PullAlways || (policy == images.PullMissing && errdefs.IsNotFound(err))) {
-		if perr := r.opts.pull(ctx, ref); perr != nil {
+		if perr := r.pullOwned(ctx, ref); perr != nil {
 			if errdefs.IsNotFound(perr) {
 				return nil, fmt.Errorf("%w: %w", ErrImageNotFound, perr)
 			}
@@ -791,6 +798,17 @@ func (r *Runner) image(ctx context.Context, ref string, policy images.PullPolicy
 	r.images[ref] = info
 	r.mu.Unlock()
 	return info, nil
+}
+
+// pullOwned pulls ref under a lease this process owns: a pull can take
+// long, and no other runner's sweep may take its content away meanwhile.
+func (r *Runner) pullOwned(ctx context.Context, ref string) error {
+	ctx, done, err := OwnedLease(ctx, r.client)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return r.opts.pull(ctx, ref)
 }
 
 func (r *Runner) forgetImage(ref string) {

@@ -18,9 +18,10 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// staleLease is the age past which a lease in our namespace is taken to be
-// the leftover of a runner that died while creating a container: creating
-// one takes well under a second.
+// staleLease is the age past which a lease in our namespace that names no
+// owner (see OwnedLease) is taken to be a leftover: the client's own
+// leases, which runners before owned leases used, live for one container
+// creation or one pull.
 const staleLease = 10 * time.Minute
 
 // ownerFile in a task's staging dir records which runner process made it,
@@ -104,15 +105,17 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		rep.Snapshots++
 	}
 
-	// The client protects a container's snapshot with a lease while it
-	// creates it; one that outlived its runner would pin content for a day.
+	// Leases hold a container's snapshot while it is made and a pull's
+	// content until the image is recorded; one that outlived its runner
+	// would pin them for a day.
 	ls := r.client.LeasesService()
 	leaseList, err := ls.List(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("listing leases: %w", err))
 	}
+	now := time.Now()
 	for _, l := range leaseList {
-		if !all && time.Since(l.CreatedAt) < staleLease {
+		if !leaseStale(l, all, now) {
 			continue
 		}
 		if err := ls.Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {

@@ -78,6 +78,16 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	}
 	defer conn.Close()
 	ctx = namespaces.WithNamespace(ctx, g.namespace)
+	if sub == "pull" || sub == "import" {
+		// What a pull or an import fetches is held by a lease this
+		// process owns until the image is recorded, so that no runner's
+		// sweep takes it away however long that takes.
+		var done func()
+		if ctx, done, err = runner.OwnedLease(ctx, conn.Client); err != nil {
+			return report(std.err, err)
+		}
+		defer done()
+	}
 
 	switch sub {
 	case "pull":
