@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -230,13 +231,19 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 
 	samples := make([][]time.Duration, len(paths))
 	logf("latency: %d rounds of %d paths", o.iterations, len(paths))
+	// A fixed seed: the same order in every run of the bench.
+	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range o.iterations {
-		for k := range paths {
-			// Rotate the order, so no path always follows the same one.
-			j := (k + i) % len(paths)
+		// A new order each round, so that no path always follows the
+		// same one (rotating a fixed order would keep the neighbours).
+		for _, j := range rng.Perm(len(paths)) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			// Each measurement starts on a quiet machine: the services
+			// have refilled their pools and torn down the last pooled
+			// sandbox, so no path pays for another's background work.
+			e.quiet(ctx, 2*poolSize)
 			start := time.Now()
 			if err := paths[j].run(i); err != nil {
 				return nil, fmt.Errorf("%s: %w", paths[j].name, err)
@@ -399,8 +406,39 @@ func (s *serveProc) stop() {
 	}
 }
 
-// execWarm sends one trivial task once the pool is full again, so that
-// each measurement is of a pooled sandbox (a miss would be the cold path).
+// quiet waits, up to 10 s, until the bench namespace holds exactly want
+// containers (the services' idle pooled sandboxes) and nothing else: no
+// refill under way, no sandbox being torn down, no leftover of a path.
+func (e *env) quiet(ctx context.Context, want int) {
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		cs, err := e.client.Containers(ctx)
+		if err != nil || len(cs) != want {
+			continue
+		}
+		if idle, err := e.idle(ctx); err == nil && idle == want {
+			return
+		}
+	}
+	logf("the machine did not settle within 10s; measuring anyway")
+}
+
+// idle is the number of idle pooled sandboxes over every service.
+func (e *env) idle(ctx context.Context) (int, error) {
+	n := 0
+	for _, s := range e.services {
+		idle, err := s.metric(ctx, "sandbox_runner_pool_idle")
+		if err != nil {
+			return 0, err
+		}
+		n += int(idle)
+	}
+	return n, nil
+}
+
+// execWarm sends one trivial task once the pool has a sandbox ready, so
+// that each measurement is of a pooled sandbox (a miss would be the cold
+// path).
 func (s *serveProc) execWarm(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
