@@ -97,8 +97,9 @@ type hostFacts struct {
 	memory int64
 }
 
-// withDefaults fills zero fields and rejects out-of-range ones.
-func (l Limits) withDefaults(host hostFacts) (Limits, error) {
+// Filled returns l with its zero fields set to the defaults, as a task
+// gets them; it checks nothing.
+func (l Limits) Filled() Limits {
 	if l.Timeout == 0 {
 		l.Timeout = DefaultTimeout
 	}
@@ -120,6 +121,12 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 	if l.TmpSize == 0 {
 		l.TmpSize = DefaultTmpSize
 	}
+	return l
+}
+
+// withDefaults fills zero fields and rejects out-of-range ones.
+func (l Limits) withDefaults(host hostFacts) (Limits, error) {
+	l = l.Filled()
 	switch {
 	case l.Timeout < 0 || l.Timeout > MaxTimeout:
 		return l, invalid("timeout %s out of range: give a duration above 0 and at most %s", l.Timeout, MaxTimeout)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,23 +153,7 @@ func (o *submitOptions) submit(ctx context.Context, args []string, dash int, std
 	if ans.Truncated {
 		fmt.Fprintln(std.err, "sandbox-runner: the output was cut further to fit the NATS server's max_payload")
 	}
-	if e.json {
-		enc := json.NewEncoder(std.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return 0, fmt.Errorf("writing result: %w", err)
-		}
-		return res.ExitCode, nil
-	}
-	// As exec --via service: the compile stage's output, then the run's.
-	for _, st := range []*runner.Stage{res.Compile, &res.Stage} {
-		if st != nil {
-			_, _ = std.out.Write(st.Stdout.Data)
-			_, _ = std.err.Write(st.Stderr.Data)
-		}
-	}
-	explain(std.err, res, defaultLimits(task.Limits))
-	return res.ExitCode, nil
+	return printRemoteResult(std, res, task.Limits, e.json)
 }
 
 // anyRuns tells whether a live worker takes tasks of runtime.

@@ -117,24 +117,35 @@ func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) 
 	case err != nil:
 		return o.fail(std, err), true
 	}
-	if o.json {
+	code, err = printRemoteResult(std, res, task.Limits, o.json)
+	if err != nil {
+		return report(std.err, err), true
+	}
+	return code, true
+}
+
+// printRemoteResult prints a result that ran elsewhere (the service, a
+// fleet worker) as exec prints its own: the JSON document, or the output
+// a direct run streams, in the order it streams it (the compile stage's,
+// then the run's), and the line that explains how the task ended. It
+// returns the exit status.
+func printRemoteResult(std stdio, res *runner.Result, limits runner.Limits, asJSON bool) (int, error) {
+	if asJSON {
 		enc := json.NewEncoder(std.out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
-			return report(std.err, fmt.Errorf("writing result: %w", err)), true
+			return 0, fmt.Errorf("writing result: %w", err)
 		}
-		return res.ExitCode, true
+		return res.ExitCode, nil
 	}
-	// What a direct run streams, in the order it streams it: the compile
-	// stage's output, then the run's.
 	for _, st := range []*runner.Stage{res.Compile, &res.Stage} {
 		if st != nil {
 			_, _ = std.out.Write(st.Stdout.Data)
 			_, _ = std.err.Write(st.Stderr.Data)
 		}
 	}
-	explain(std.err, res, defaultLimits(task.Limits))
-	return res.ExitCode, true
+	explain(std.err, res, limits.Filled())
+	return res.ExitCode, nil
 }
 
 // serviceAnswers tells whether a service answers on c's socket.
@@ -146,19 +157,4 @@ func serviceAnswers(ctx context.Context, c *service.Client) bool {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	return c.Ping(pctx) == nil
-}
-
-// defaultLimits fills the limits explain names with the runner's
-// defaults where l leaves them zero.
-func defaultLimits(l runner.Limits) runner.Limits {
-	if l.Timeout == 0 {
-		l.Timeout = runner.DefaultTimeout
-	}
-	if l.CompileTimeout == 0 {
-		l.CompileTimeout = runner.DefaultCompileTimeout
-	}
-	if l.Memory == 0 {
-		l.Memory = runner.DefaultMemory
-	}
-	return l
 }

@@ -388,33 +388,10 @@ func (s *Service) handleRuntimes(w http.ResponseWriter, _ *http.Request) {
 		}
 		out.Runtimes = append(out.Runtimes, RuntimeInfo{
 			Name: name, Image: rt.Image, File: rt.FileName, Compile: rt.Compile, Run: rt.Run,
-			Limits: limitsDoc(withDefaults(l)),
+			Limits: limitsDoc(l.Filled()),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// withDefaults fills zero limits with the runner's defaults, as Run does.
-func withDefaults(l runner.Limits) runner.Limits {
-	def := func(v *int64, d int64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if l.Timeout == 0 {
-		l.Timeout = runner.DefaultTimeout
-	}
-	if l.CompileTimeout == 0 {
-		l.CompileTimeout = runner.DefaultCompileTimeout
-	}
-	if l.CPUs == 0 {
-		l.CPUs = runner.DefaultCPUs
-	}
-	def(&l.Memory, runner.DefaultMemory)
-	def(&l.Pids, runner.DefaultPids)
-	def(&l.OutputLimit, runner.DefaultOutputLimit)
-	def(&l.TmpSize, runner.DefaultTmpSize)
-	return l
 }
 
 // limitsDoc writes limits as a request would give them.
