@@ -54,8 +54,9 @@ func (o *workerOptions) fleetOptions(changed func(string) bool) ([]fleet.Option,
 	if err != nil {
 		return nil, err
 	}
-	if r := firstInt(changed("replicas"), o.replicas, cfg.Replicas); r != 0 {
-		opts = append(opts, fleet.WithReplicas(r))
+	// streamOptions applied [fleet]'s stream settings; the flags go on top.
+	if changed("replicas") && o.replicas != 0 {
+		opts = append(opts, fleet.WithReplicas(o.replicas))
 	}
 	opts = append(opts, fleet.WithCapacity(firstInt(changed("max-concurrent"), o.maxConcurrent, cfg.MaxConcurrent, runtime.NumCPU())))
 	if n := firstInt(changed("max-deliveries"), o.maxDeliveries, cfg.MaxDeliveries); n != 0 {
@@ -74,8 +75,8 @@ func (o *workerOptions) fleetOptions(changed func(string) bool) ([]fleet.Option,
 	}{
 		{"retry-delay", first(o.retryDelay, cfg.RetryDelay), fleet.WithRetryDelay},
 		{"grace", first(o.grace, cfg.Grace), fleet.WithGrace},
-		{"ack-wait", first(o.ackWait, cfg.AckWait), fleet.WithAckWait},
-		{"presence-ttl", first(o.presenceTTL, cfg.PresenceTTL), fleet.WithPresenceTTL},
+		{"ack-wait", o.ackWait, fleet.WithAckWait},
+		{"presence-ttl", o.presenceTTL, fleet.WithPresenceTTL},
 	} {
 		if d.value == "" {
 			continue
