@@ -7,13 +7,15 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
+CC      ?= cc
 BIN     := bin/sandbox-runner
 LDFLAGS := -s -w -X main.version=$(VERSION)
-# Debian packages the runner, its tests and the demo need: the registry
+# Debian packages the runner, its tests and the demo need: gcc and libc6-dev
+# for the static init, the registry
 # the pull tests push to, debootstrap for the runtime test image, and
 # systemd for systemd-analyze, which checks the units, docker.io for
 # the tests that run next to Docker, and nats-server for the fleet's.
-DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server
+DEB_PACKAGES := gcc libc6-dev containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 # The containerd 2.x daemon the integration suite also runs against: the
 # containerd/v2 version go.mod pins, built in the helper module
@@ -27,9 +29,9 @@ CTRD2_DIR     := bin/containerd-$(CTRD2_VERSION)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/sandbox-runner and the warm pool's bin/sandbox-runner-init (static, version stamped)
+build: ## build bin/sandbox-runner (version stamped) and bin/sandbox-runner-init, PID 1 of every sandbox (static C)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)-init ./cmd/sandbox-runner-init
+	$(CC) -static -O2 -Wall -Werror -s -o $(BIN)-init cmd/sandbox-runner-init/init.c
 
 deps: ## install DEB_PACKAGES (containerd, runc, busybox-static, docker-registry, debootstrap) when missing (root)
 	@missing=""; for p in $(DEB_PACKAGES); do \

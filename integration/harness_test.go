@@ -76,9 +76,12 @@ type Harness struct {
 	// ones allowed to outlive a test.
 	layers map[string]bool
 
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
+	initOnce sync.Once
+	initPath string
+	initErr  error
+	cliOnce  sync.Once
+	cliPath  string
+	cliErr   error
 }
 
 // harness is set by TestMain before any test runs.
@@ -299,6 +302,7 @@ func (h *Harness) NewRunner(t *testing.T, opts ...runner.Option) *runner.Runner 
 		runner.WithSnapshotter(testSnapshotter),
 		runner.WithStateDir(stateDir),
 		runner.WithOwner("integration/" + t.Name()),
+		runner.WithInit(h.InitBinary(t)),
 		runner.WithLogger(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))),
 	}, opts...)...)
 	require.NoError(t, err)
@@ -384,7 +388,7 @@ func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
 			}
 		}
 	}
-	for _, sub := range []string{"tasks", "fifo"} {
+	for _, sub := range []string{"tasks", "fifo", "ids"} {
 		entries, err := os.ReadDir(filepath.Join(stateDir, sub))
 		if errors.Is(err, os.ErrNotExist) {
 			// A runner that refused its input before New made nothing.
@@ -428,9 +432,27 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-// CLI returns the path of the sandbox-runner binary, built once per run.
+// InitBinary returns the path of sandbox-runner-init, PID 1 of every
+// sandbox, compiled once per run the way the Makefile does.
+func (h *Harness) InitBinary(t testing.TB) string {
+	t.Helper()
+	h.initOnce.Do(func() {
+		h.initPath = filepath.Join(h.Dir, runner.InitName)
+		cmd := exec.Command("cc", "-static", "-O2", "-Wall", "-Werror", "-o", h.initPath, "cmd/sandbox-runner-init/init.c")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			h.initErr = fmt.Errorf("building %s: %w\n%s", runner.InitName, err, out)
+		}
+	})
+	require.NoError(t, h.initErr)
+	return h.initPath
+}
+
+// CLI returns the path of the sandbox-runner binary, built once per run,
+// with the init beside it, where the CLI looks for it.
 func (h *Harness) CLI(t testing.TB) string {
 	t.Helper()
+	h.InitBinary(t)
 	h.cliOnce.Do(func() {
 		h.cliPath = filepath.Join(h.Dir, "sandbox-runner")
 		goBin, err := exec.LookPath("go")

@@ -5,12 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,32 +15,6 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
-
-var (
-	initOnce sync.Once
-	initPath string
-	initErr  error
-)
-
-// InitBinary builds the static pool entrypoint once per run.
-func (h *Harness) InitBinary(t testing.TB) string {
-	t.Helper()
-	initOnce.Do(func() {
-		initPath = filepath.Join(h.Dir, "sandbox-runner-init")
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goBin, "build", "-trimpath", "-o", initPath, "./cmd/sandbox-runner-init")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			initErr = fmt.Errorf("building sandbox-runner-init: %w\n%s", err, out)
-		}
-	})
-	require.NoError(t, initErr)
-	return initPath
-}
 
 // newPool returns a pool of size sandboxes for the test runtime on a
 // runner whose catalog points that runtime at the test image, and waits
@@ -58,7 +27,6 @@ func newPool(t *testing.T, h *Harness, size int, limits runner.Limits) (*runner.
 	cat[testRuntime] = rt
 	r := h.NewRunner(t, runner.WithCatalog(cat))
 	p, err := r.NewPool(context.Background(), runner.PoolOptions{
-		Init:     h.InitBinary(t),
 		Runtimes: map[string]runner.PoolRuntime{testRuntime: {Size: size, Limits: limits}},
 	})
 	require.NoError(t, err)
@@ -91,17 +59,20 @@ func pooledRun(t *testing.T, p *runner.Pool, code string, mod func(*runner.Task)
 func TestPoolRunsTaskWithFullHardening(t *testing.T) {
 	h := RequiresRoot(t)
 	_, p := newPool(t, h, 1, runner.Limits{})
-	res := pooledRun(t, p, `echo "args: $*"; read line; echo "stdin: $line"; id -u; pwd
+	res := pooledRun(t, p, `echo "args: $*"; read line; echo "stdin: $line"; pwd
 grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
 touch /code/x 2>/dev/null || echo code-ro; touch /x 2>/dev/null || echo root-ro
-echo $$`, func(t *runner.Task) {
+[ $$ != 1 ] && echo "pid 1 is $(tr '\0' ' ' < /proc/1/cmdline)"; id -u`, func(t *runner.Task) {
 		t.Args = []string{"a", "b"}
 		t.Stdin = strings.NewReader("hello\n")
 	})
 	assert.Equal(t, runner.OutcomeExited, res.Outcome)
-	assert.Equal(t, "args: a b\nstdin: hello\n65534\n/tmp\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n"+
-		"NoNewPrivs:\t1\nSeccomp:\t2\ncode-ro\nroot-ro\n1\n", string(res.Stdout.Data),
-		"the task is PID 1: the entrypoint replaced itself with it")
+	lines := strings.Split(strings.TrimSuffix(string(res.Stdout.Data), "\n"), "\n")
+	require.NotEmpty(t, lines)
+	assertTaskUID(t, lines[len(lines)-1])
+	assert.Equal(t, "args: a b\nstdin: hello\n/tmp\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n"+
+		"NoNewPrivs:\t1\nSeccomp:\t2\ncode-ro\nroot-ro\npid 1 is /.sandbox-runner/init /.sandbox-runner/cmd/command \n",
+		strings.Join(lines[:len(lines)-1], "\n")+"\n", "the init is PID 1 and the task its child")
 	assert.Equal(t, uint64(1), p.Stats()[0].Hits)
 }
 
@@ -159,7 +130,7 @@ func TestPoolCommandNotFound(t *testing.T) {
 	cat := images.DefaultCatalog()
 	cat["missing"] = images.Runtime{Name: "missing", Image: testImage, FileName: "x", Run: []string{"no-such-interpreter", "{file}"}}
 	r := h.NewRunner(t, runner.WithCatalog(cat))
-	p, err := r.NewPool(context.Background(), runner.PoolOptions{Init: h.InitBinary(t),
+	p, err := r.NewPool(context.Background(), runner.PoolOptions{
 		Runtimes: map[string]runner.PoolRuntime{"missing": {Size: 1}}})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
@@ -170,12 +141,15 @@ func TestPoolCommandNotFound(t *testing.T) {
 	assert.Contains(t, string(res.Stderr.Data), "no-such-interpreter: command not found")
 }
 
-func TestPoolRefusesADynamicEntrypoint(t *testing.T) {
+func TestRunnerRefusesADynamicInit(t *testing.T) {
 	h := RequiresRoot(t)
-	r := h.NewRunner(t)
-	_, err := r.NewPool(context.Background(), runner.PoolOptions{Init: "/bin/ls",
+	r := h.NewRunner(t, runner.WithInit("/bin/ls"))
+	_, err := r.NewPool(context.Background(), runner.PoolOptions{
 		Runtimes: map[string]runner.PoolRuntime{testRuntime: {Size: 1}}})
 	require.Error(t, err)
+	assert.Contains(t, err.Error(), "dynamically linked")
+	_, err = r.Run(context.Background(), runner.Task{Runtime: testRuntime, Image: testImage, Files: []runner.File{{Content: []byte("true")}}})
+	require.ErrorIs(t, err, runner.ErrSandboxUnavailable, "a sandbox without its init is never made")
 	assert.Contains(t, err.Error(), "dynamically linked")
 }
 

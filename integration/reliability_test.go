@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -203,7 +204,7 @@ func killMidTask(t *testing.T, h *Harness, cli, stateDir string) {
 // task. The runner reports a clear error for that task instead of
 // hanging, cleans up once containerd is back, and the next task succeeds.
 func TestContainerdRestartMidTask(t *testing.T) {
-	RequiresRoot(t)
+	h := RequiresRoot(t)
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "srrs-")
 	require.NoError(t, err)
@@ -224,7 +225,7 @@ func TestContainerdRestartMidTask(t *testing.T) {
 	require.NoError(t, err)
 
 	stateDir := filepath.Join(dir, "state")
-	r, err := runner.New(c, runner.WithNamespace("restart"), runner.WithStateDir(stateDir))
+	r, err := runner.New(c, runner.WithNamespace("restart"), runner.WithStateDir(stateDir), runner.WithInit(h.InitBinary(t)))
 	require.NoError(t, err)
 
 	type outcome struct {
@@ -311,7 +312,10 @@ func TestImageConfigCannotLoosenTheSandbox(t *testing.T) {
 	res, err := r.Run(context.Background(), runner.Task{Runtime: testRuntime, Image: ref,
 		Files: []runner.File{{Content: []byte("id -u; pwd; echo $FROM_IMAGE")}}})
 	require.NoError(t, err)
-	assert.Equal(t, "65534\n/tmp\nyes\n", string(res.Stdout.Data), "only the image's environment is used")
+	lines := strings.Split(string(res.Stdout.Data), "\n")
+	require.Len(t, lines, 4, string(res.Stdout.Data))
+	assertTaskUID(t, lines[0])
+	assert.Equal(t, "/tmp\nyes\n", strings.Join(lines[1:], "\n"), "only the image's environment is used: not its user")
 	assert.NotContains(t, string(res.Stdout.Data), "entrypoint ran")
 }
 

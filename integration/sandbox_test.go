@@ -120,13 +120,18 @@ func TestArgsReachTask(t *testing.T) {
 }
 
 func TestFilesStagedInCode(t *testing.T) {
-	res := runSh(t, `. /code/lib/util.sh; greet; ls -ln /code/main.sh /code/lib/util.sh | awk '{print $1, $3}'`,
+	res := runSh(t, `. /code/lib/util.sh; greet; ls -lnd /code /code/lib /code/main.sh /code/lib/util.sh | awk '{print $1, $3, $4}'; id -u`,
 		func(task *runner.Task) {
 			task.Files = append(task.Files, runner.File{Name: "lib/util.sh", Content: []byte("greet() { echo hi from lib; }\n")})
 		})
 	requireExit(t, res, 0)
-	// Readable by the task, owned by root, so the task cannot change them.
-	assert.Equal(t, "hi from lib\n-rw-r--r-- 0\n-rw-r--r-- 0\n", string(res.Stdout.Data))
+	// Readable by the task's identity alone, and read-only even to it.
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout.Data)), "\n")
+	require.Len(t, lines, 6, describe(res))
+	uid := lines[5]
+	assertTaskUID(t, uid)
+	assert.Equal(t, []string{"hi from lib", "dr-x------ " + uid + " " + uid, "dr-x------ " + uid + " " + uid,
+		"-r-------- " + uid + " " + uid, "-r-------- " + uid + " " + uid}, lines[:5])
 }
 
 func TestRootfsReadOnly(t *testing.T) {
@@ -322,13 +327,24 @@ try chroot chroot / true
 	}
 }
 
+// assertTaskUID asserts that uid is a task identity: in the runner's
+// default range, so neither root nor the host's nobody.
+func assertTaskUID(t *testing.T, uid string) {
+	t.Helper()
+	n, err := strconv.ParseUint(uid, 10, 32)
+	if assert.NoError(t, err, "uid %q", uid) {
+		assert.True(t, runner.UIDRange{First: runner.DefaultUIDBase, Count: runner.DefaultUIDCount}.Contains(uint32(n)),
+			"uid %d is not in the task range", n)
+	}
+}
+
 func TestNonRootUser(t *testing.T) {
 	res := runSh(t, `echo "uid=$(id -u)"; echo "gid=$(id -g)"; echo "groups=$(id -G)"`)
 	requireExit(t, res, 0)
 	kv := keyValues(res.Stdout.Data)
-	assert.Equal(t, "65534", kv["uid"], describe(res))
-	assert.Equal(t, "65534", kv["gid"], describe(res))
-	assert.Equal(t, "65534", kv["groups"], "no supplementary groups\n%s", describe(res))
+	assertTaskUID(t, kv["uid"])
+	assert.Equal(t, kv["uid"], kv["gid"], "a task's gid is its uid\n%s", describe(res))
+	assert.Equal(t, kv["uid"], kv["groups"], "no supplementary groups\n%s", describe(res))
 }
 
 func TestMemoryHogOOMKilled(t *testing.T) {
@@ -772,14 +788,15 @@ func TestRuntimeMissingFromImage(t *testing.T) {
 	h := RequiresRoot(t)
 	r := h.NewRunner(t)
 	// The python runtime's interpreter is not in the busybox image: the
-	// task cannot even be created, and what was made for it is undone.
+	// init finds no such command and says so, as a shell would, with
+	// exit status 127, on the cold path as in a pooled sandbox.
 	task := shTask("print('never')")
 	task.Runtime = "python"
 	res, err := r.Run(t.Context(), task)
-	require.Error(t, err)
-	t.Logf("error: %v", err)
-	assert.Nil(t, res)
-	assert.False(t, errors.Is(err, runner.ErrInvalidTask), "the task is well-formed; the image is wrong: %v", err)
+	require.NoError(t, err)
+	assert.Equal(t, runner.OutcomeExited, res.Outcome)
+	assert.Equal(t, 127, res.ExitCode)
+	assert.Equal(t, "sandbox-runner-init: python3: command not found\n", string(res.Stderr.Data))
 }
 
 // compiledCatalog is the default catalog plus "shc", a compiled runtime
@@ -811,8 +828,10 @@ func TestCompileStageSharesTmp(t *testing.T) {
 	requireExit(t, res, 0)
 	require.NotNil(t, res.Compile, "a compiled runtime reports its compile stage")
 	assert.Equal(t, runner.OutcomeExited, res.Compile.Outcome)
-	assert.Equal(t, "compiled by 65534\n", string(res.Compile.Stdout.Data))
-	assert.Equal(t, "ran from /tmp/prog as 65534\nprog\n", string(res.Stdout.Data), describe(res))
+	uid, ok := strings.CutPrefix(strings.TrimSpace(string(res.Compile.Stdout.Data)), "compiled by ")
+	require.True(t, ok, describe(res))
+	assertTaskUID(t, uid)
+	assert.Equal(t, "ran from /tmp/prog as "+uid+"\nprog\n", string(res.Stdout.Data), "both stages are the task's one identity\n%s", describe(res))
 }
 
 func TestCompileFailed(t *testing.T) {

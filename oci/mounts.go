@@ -27,8 +27,9 @@ var systemMounts = []specs.Mount{
 //   - the kernel filesystems (/proc, /dev, /dev/pts, /dev/mqueue and /sys,
 //     always read-only), kept as the base spec has them or added;
 //   - /dev/shm, a tmpfs of ShmBytes, noexec;
-//   - ScratchDir (/tmp), a tmpfs of TmpBytes, the only writable place. It is
-//     not noexec: compiled languages build binaries there and run them;
+//   - ScratchDir (/tmp), a tmpfs of TmpBytes owned by the task's uid and
+//     gid, mode 0700, the only writable place. It is not noexec: compiled
+//     languages build binaries there and run them;
 //     When ScratchSource is set, that host directory is bind-mounted there
 //     instead (read-write, nosuid, nodev); its size is the caller's mount's;
 //   - CodeSource bind-mounted read-only at CodeDir, when set, and each of
@@ -62,7 +63,8 @@ func WithMounts(cfg Config) ctrdoci.SpecOpts {
 				Destination: ScratchDir,
 				Type:        "tmpfs",
 				Source:      "tmpfs",
-				Options:     []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%d", cfg.Resources.TmpBytes)},
+				Options: []string{"nosuid", "nodev", "mode=0700", fmt.Sprintf("uid=%d", cfg.UID), fmt.Sprintf("gid=%d", cfg.GID),
+					fmt.Sprintf("size=%d", cfg.Resources.TmpBytes)},
 			},
 		}
 		if cfg.ScratchSource != "" {

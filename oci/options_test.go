@@ -338,11 +338,14 @@ func TestMountsHaveNoRun(t *testing.T) {
 	assert.False(t, ok)
 }
 
-func TestMountsTmpIsSizedTmpfs(t *testing.T) {
-	m, ok := findMount(generate(t, validConfig()), ScratchDir)
+func TestMountsTmpIsSizedTmpfsOfTheTasksOwn(t *testing.T) {
+	cfg := validConfig()
+	cfg.UID, cfg.GID = 1500000007, 1500000007
+	m, ok := findMount(generate(t, cfg), ScratchDir)
 	require.True(t, ok)
 	assert.Equal(t, "tmpfs", m.Type)
-	assert.ElementsMatch(t, []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%d", 32<<20)}, m.Options)
+	assert.ElementsMatch(t, []string{"nosuid", "nodev", "mode=0700", "uid=1500000007", "gid=1500000007", fmt.Sprintf("size=%d", 32<<20)}, m.Options,
+		"no other uid may enter the task's /tmp")
 	assert.NotContains(t, m.Options, "noexec", "compiled programs run from /tmp")
 }
 

@@ -29,27 +29,34 @@ func WithResources(r Resources) ctrdoci.SpecOpts {
 		}
 		setResources(s)
 		res := s.Linux.Resources
-
-		mem, swap := r.MemoryBytes, r.MemoryBytes
+		limits := LinuxResources(r)
 		if res.Memory == nil {
 			res.Memory = &specs.LinuxMemory{}
 		}
-		res.Memory.Limit = &mem
-		res.Memory.Swap = &swap
-
-		quota := int64(math.Round(r.CPUs * DefaultCPUPeriod))
-		period := uint64(DefaultCPUPeriod)
+		res.Memory.Limit, res.Memory.Swap = limits.Memory.Limit, limits.Memory.Swap
 		if res.CPU == nil {
 			res.CPU = &specs.LinuxCPU{}
 		}
-		res.CPU.Quota = &quota
-		res.CPU.Period = &period
-
-		pids := r.Pids
-		res.Pids = &specs.LinuxPids{Limit: &pids}
-
+		res.CPU.Quota, res.CPU.Period = limits.CPU.Quota, limits.CPU.Period
+		res.Pids = limits.Pids
 		res.Devices = deviceRules()
 		return nil
+	}
+}
+
+// LinuxResources returns the cgroup limits r sets: memory, swap equal to
+// it, the CPU quota and the pids limit. WithResources puts them in a spec;
+// a warm-pool sandbox gets them as an update when its task asks for other
+// limits than it was made with, so both paths round alike.
+func LinuxResources(r Resources) *specs.LinuxResources {
+	mem, swap := r.MemoryBytes, r.MemoryBytes
+	quota := int64(math.Round(r.CPUs * DefaultCPUPeriod))
+	period := uint64(DefaultCPUPeriod)
+	pids := r.Pids
+	return &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &mem, Swap: &swap},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+		Pids:   &specs.LinuxPids{Limit: &pids},
 	}
 }
 

@@ -43,15 +43,15 @@ func WithObserver(ctx context.Context, o Observer) context.Context {
 	return context.WithValue(ctx, observerKey{}, o)
 }
 
-// observe reports the step of s that started at since to the context's
+// observe reports the step of sandbox id that started at since to the context's
 // Observer, if there is one.
-func observe(ctx context.Context, s stageSpec, step Step, since time.Time) {
+func observe(ctx context.Context, id string, step Step, since time.Time) {
 	o, ok := ctx.Value(observerKey{}).(Observer)
 	if !ok || o == nil {
 		return
 	}
 	stage := StageRun
-	if strings.HasSuffix(s.id, compileSuffix) {
+	if strings.HasSuffix(id, compileSuffix) {
 		stage = StageCompile
 	}
 	o.ObserveStep(stage, step, time.Since(since))

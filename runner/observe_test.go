@@ -22,12 +22,12 @@ func (r *stepRecorder) ObserveStep(stage string, step Step, d time.Duration) {
 func TestObserveNamesTheStage(t *testing.T) {
 	rec := &stepRecorder{}
 	ctx := WithObserver(context.Background(), rec)
-	observe(ctx, stageSpec{id: "t1" + compileSuffix}, StepCreate, time.Now())
-	observe(ctx, stageSpec{id: "t1"}, StepTeardown, time.Now())
+	observe(ctx, "t1"+compileSuffix, StepCreate, time.Now())
+	observe(ctx, "t1", StepTeardown, time.Now())
 	assert.Equal(t, []recordedStep{{StageCompile, StepCreate}, {StageRun, StepTeardown}}, rec.steps)
 }
 
 func TestObserveWithoutObserverIsANoOp(t *testing.T) {
-	observe(context.Background(), stageSpec{id: "t1"}, StepCreate, time.Now())
-	observe(WithObserver(context.Background(), nil), stageSpec{id: "t1"}, StepCreate, time.Now())
+	observe(context.Background(), "t1", StepCreate, time.Now())
+	observe(WithObserver(context.Background(), nil), "t1", StepCreate, time.Now())
 }

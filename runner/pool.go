@@ -2,8 +2,6 @@ package runner
 
 import (
 	"context"
-	"debug/elf"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,18 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
-	"github.com/sandbox-runner/sandbox-runner/oci"
-)
-
-// Where a pooled sandbox finds its entrypoint and its task's command.
-const (
-	poolInitPath = "/.sandbox-runner/init"
-	poolCmdDir   = "/.sandbox-runner/cmd"
+	"github.com/sandbox-runner/sandbox-runner/runner/initcmd"
 )
 
 // Pool defaults.
@@ -41,9 +31,6 @@ const (
 
 // PoolOptions configure a warm pool.
 type PoolOptions struct {
-	// Init is the host path of the static sandbox-runner-init binary,
-	// every pooled sandbox's entrypoint. Required.
-	Init string
 	// Runtimes says, per runtime name, how many sandboxes to keep ready
 	// and the limits they are made with.
 	Runtimes map[string]PoolRuntime
@@ -128,16 +115,12 @@ type poolCounters struct {
 	hits, misses, recycled atomic.Uint64
 }
 
-// slot is one pooled sandbox.
+// slot is one pooled sandbox and its task dir.
 type slot struct {
-	id      string
 	runtime string
-	image   string
 	env     []string // the image's
-	limits  Limits
-	dir     string
-	created *created
-	stdin   *gate
+	dir     *taskDir
+	sandbox *sandbox
 	born    time.Time
 }
 
@@ -147,7 +130,7 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 	if o.MaxIdle == 0 {
 		o.MaxIdle = DefaultMaxIdle
 	}
-	if err := checkInit(o.Init); err != nil {
+	if _, err := r.initBinary(); err != nil {
 		return nil, err
 	}
 	stats := map[string]*poolCounters{}
@@ -175,28 +158,6 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 	return p, nil
 }
 
-// checkInit makes sure the entrypoint exists and is statically linked: a
-// sandbox holds only its image, which may have no dynamic loader.
-func checkInit(path string) error {
-	if path == "" {
-		return invalid("pool: no entrypoint given: build cmd/sandbox-runner-init and pass its path")
-	}
-	if !filepath.IsAbs(path) {
-		return invalid("pool: entrypoint %q is not an absolute path", path)
-	}
-	f, err := elf.Open(path)
-	if err != nil {
-		return invalid("pool: entrypoint %s: %v", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return invalid("pool: entrypoint %s is dynamically linked: build it with CGO_ENABLED=0", path)
-		}
-	}
-	return nil
-}
-
 // Run runs t in a pooled sandbox when one fits, else on the cold path,
 // and returns the same Result either way.
 func (p *Pool) Run(ctx context.Context, t Task) (*Result, error) {
@@ -222,63 +183,23 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	p.stats[pt.runtime.Name].hits.Add(1)
 	p.poke()
 	ctx = namespaces.WithNamespace(ctx, p.r.opts.namespace)
-	log := p.r.opts.log.With("task", s.id, "runtime", s.runtime, "pooled", true)
+	sb := s.sandbox
+	log := p.r.opts.log.With("task", sb.spec.id, "runtime", s.runtime, "pooled", true)
 	// The sandbox is used once: destroyed whatever happens, off this path.
 	defer p.discard(s)
 
-	if err := stage(filepath.Join(s.dir, "code"), pt.files); err != nil {
+	if err := s.dir.stage(pt.files); err != nil {
 		return nil, err
 	}
-	cmd, err := json.Marshal(struct {
-		Args []string `json:"args"`
-		Env  []string `json:"env"`
-		Dir  string   `json:"dir"`
-	}{pt.args, withPATH(append(append([]string(nil), s.env...), pt.env...)), oci.ScratchDir})
+	cmd := taskCommand(initcmd.Command{Args: pt.args, Env: taskEnv(s.env, pt.env)}, pt.limits.Timeout)
+	if err := sb.claim(ctx, cmd, pt.limits, t.Stdin, t.Stdout, t.Stderr); err != nil {
+		return nil, err
+	}
+	st, err := p.r.execute(ctx, log, sb, pt.limits.Timeout)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "cmd", "command.json"), cmd, 0o644); err != nil {
-		return nil, fmt.Errorf("writing task command: %w", err)
-	}
-	if res := resourcesFor(pt.limits, s.limits); res != nil {
-		if err := s.created.task.Update(ctx, client.WithResources(res)); err != nil {
-			return nil, fmt.Errorf("applying task limits: %w", err)
-		}
-	}
-	s.created.streams.stdout.reset(pt.limits.OutputLimit, t.Stdout)
-	s.created.streams.stderr.reset(pt.limits.OutputLimit, t.Stderr)
-	s.stdin.open(t.Stdin)
-
-	st, err := p.r.execute(ctx, log, s.created, pt.limits.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	return &Result{ID: s.id, Runtime: s.runtime, Image: s.image, Stage: *st}, nil
-}
-
-// resourcesFor returns the cgroup update that turns a sandbox made with
-// have into one with want, or nil when they are the same.
-func resourcesFor(want, have Limits) *specs.LinuxResources {
-	if want.Memory == have.Memory && want.CPUs == have.CPUs && want.Pids == have.Pids {
-		return nil
-	}
-	mem, quota, period, pids := want.Memory, int64(want.CPUs*oci.DefaultCPUPeriod), uint64(oci.DefaultCPUPeriod), want.Pids
-	return &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: &mem, Swap: &mem},
-		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
-		Pids:   &specs.LinuxPids{Limit: &pids},
-	}
-}
-
-// withPATH adds the default PATH to an environment that has none, as the
-// cold path's spec does.
-func withPATH(env []string) []string {
-	for _, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			return env
-		}
-	}
-	return append(env, oci.DefaultPATH)
+	return &Result{ID: sb.spec.id, Runtime: s.runtime, Image: sb.spec.image, Stage: *st}, nil
 }
 
 // take pops a ready sandbox that fits the task, or returns nil.
@@ -288,7 +209,7 @@ func (p *Pool) take(pt *prepared) *slot {
 	list := p.idle[pt.runtime.Name]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
-		if s.image == pt.image && s.limits.TmpSize == pt.limits.TmpSize {
+		if s.sandbox.spec.image == pt.image && s.sandbox.spec.limits.TmpSize == pt.limits.TmpSize {
 			p.idle[pt.runtime.Name] = slices.Delete(list, i, i+1)
 			return s
 		}
@@ -299,10 +220,9 @@ func (p *Pool) take(pt *prepared) *slot {
 // discard destroys a sandbox in the background.
 func (p *Pool) discard(s *slot) {
 	p.bg.Go(func() {
-		s.stdin.open(nil)
-		s.created.destroy(p.tctx, p.r.opts.log)
-		if err := removeTaskDir(s.dir); err != nil {
-			p.r.opts.log.Error("removing pooled sandbox dir", "task", s.id, "error", err)
+		s.sandbox.destroy(p.tctx, p.r.opts.log)
+		if err := s.dir.remove(); err != nil {
+			p.r.opts.log.Error("removing pooled sandbox dir", "task", s.sandbox.spec.id, "error", err)
 		}
 	})
 }
@@ -389,7 +309,7 @@ func (p *Pool) recycle() {
 }
 
 // newSlot creates one sandbox for runtime name.
-func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
+func (p *Pool) newSlot(name string) (*slot, error) {
 	r := p.r
 	rt := r.opts.catalog[name]
 	limits, err := p.opts.Runtimes[name].Limits.withDefaults(r.host)
@@ -405,59 +325,24 @@ func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
 		return nil, err
 	}
 	id := NewID()
-	dir := filepath.Join(r.opts.stateDir, "tasks", id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		return nil, fmt.Errorf("creating staging dir: %w", err)
+	dir, err := r.newTaskDir(id)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		if retErr != nil {
-			_ = removeTaskDir(dir)
-		}
-	}()
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(r.pid+" "+r.start), 0o600); err != nil {
-		return nil, fmt.Errorf("creating staging dir: %w", err)
-	}
-	for _, sub := range []string{"code", "cmd"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			return nil, fmt.Errorf("creating staging dir: %w", err)
-		}
-		if err := os.Chmod(filepath.Join(dir, sub), 0o755); err != nil {
-			return nil, fmt.Errorf("creating staging dir: %w", err)
-		}
-	}
-	cfg := oci.Config{
-		Args:       []string{poolInitPath},
-		CodeSource: filepath.Join(dir, "code"),
-		ReadOnlyBinds: []oci.Bind{
-			{Source: p.opts.Init, Destination: poolInitPath},
-			{Source: filepath.Join(dir, "cmd"), Destination: poolCmdDir},
-		},
-		Resources: oci.Resources{
-			MemoryBytes: limits.Memory,
-			CPUs:        limits.CPUs,
-			Pids:        limits.Pids,
-			TmpBytes:    limits.TmpSize,
-		},
-	}
+	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits}
 	if p.opts.ShimGroup > 1 {
 		if p.group == "" || p.grouped >= p.opts.ShimGroup {
 			p.group, p.grouped = "sr-pool-"+id, 0
 		}
 		p.grouped++
-		cfg.Annotations = map[string]string{shimGroupAnnotation: p.group}
+		spec.annotations = map[string]string{shimGroupAnnotation: p.group}
 	}
-	stdin := newGate()
-	c, err := r.create(p.tctx, r.opts.log, stageSpec{id: id, task: id, image: ref, img: info.img, cfg: cfg},
-		newStreams(0, nil, nil, stdin))
+	sb, err := r.newSandbox(p.tctx, r.opts.log, spec)
 	if err != nil {
-		stdin.open(nil)
-		if c != nil {
-			c.destroy(p.tctx, r.opts.log)
-		}
+		_ = dir.remove()
 		return nil, err
 	}
-	return &slot{id: id, runtime: name, image: ref, env: info.env, limits: limits, dir: dir,
-		created: c, stdin: stdin, born: time.Now()}, nil
+	return &slot{runtime: name, env: info.env, dir: dir, sandbox: sb, born: time.Now()}, nil
 }
 
 // Stats returns every pooled runtime's figures, sorted by runtime.
@@ -485,7 +370,7 @@ func idleMemory(slots []*slot) uint64 {
 	var total uint64
 	shims := map[string]bool{}
 	for _, s := range slots {
-		pid := strconv.FormatUint(uint64(s.created.task.Pid()), 10)
+		pid := strconv.FormatUint(uint64(s.sandbox.task.Pid()), 10)
 		total += pss(pid)
 		if shim := parentPID(pid); shim != "" && shim != "1" && !shims[shim] {
 			shims[shim] = true

@@ -19,10 +19,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -30,6 +28,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/oci"
+	"github.com/sandbox-runner/sandbox-runner/runner/initcmd"
 )
 
 // Labels put on every containerd object the runner creates, so that a
@@ -74,6 +73,11 @@ type Runner struct {
 	// pid and start identify this process in owner labels.
 	pid, start string
 
+	ids  *identities
+	init string // the init binary's host path, or "" with initErr
+	// initErr says why no init binary was found; tasks fail with it.
+	initErr error
+
 	mu     sync.Mutex
 	images map[string]*imageInfo
 }
@@ -95,6 +99,8 @@ type options struct {
 	log         *slog.Logger
 	owner       string
 	pull        func(ctx context.Context, ref string) error
+	init        string
+	uids        UIDRange
 }
 
 // WithNamespace sets the containerd namespace every object lives in.
@@ -123,6 +129,15 @@ func WithPull(pull func(ctx context.Context, ref string) error) Option {
 	return func(o *options) { o.pull = pull }
 }
 
+// WithInit sets the host path of the static sandbox-runner-init binary,
+// PID 1 of every sandbox. Default: the first of FindInit's places that
+// holds one.
+func WithInit(path string) Option { return func(o *options) { o.init = path } }
+
+// WithUIDRange sets the host uids (and gids) tasks run as, one of its own
+// for each task. Default DefaultUIDBase and DefaultUIDCount.
+func WithUIDRange(u UIDRange) Option { return func(o *options) { o.uids = u } }
+
 // WithOwner sets the owner label on what the runner creates. Default
 // "HOSTNAME/PID".
 func WithOwner(owner string) Option { return func(o *options) { o.owner = owner } }
@@ -139,6 +154,7 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 		shim:        DefaultShim,
 		log:         slog.New(slog.DiscardHandler),
 		owner:       fmt.Sprintf("%s/%d", hostname, os.Getpid()),
+		uids:        UIDRange{First: DefaultUIDBase, Count: DefaultUIDCount},
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -159,14 +175,35 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.uids.check(); err != nil {
+		return nil, err
+	}
+	if err := o.uids.overlaps("/etc"); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{o.stateDir, filepath.Join(o.stateDir, "tasks")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("creating state dir: %w", err)
 		}
 	}
+	if err := os.MkdirAll(filepath.Join(o.stateDir, idsDir), 0o700); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
 	pid, start := processIdentity()
-	return &Runner{client: c, opts: o, host: host, pid: pid, start: start, images: map[string]*imageInfo{}}, nil
+	r := &Runner{client: c, opts: o, host: host, pid: pid, start: start, images: map[string]*imageInfo{},
+		ids: &identities{dir: filepath.Join(o.stateDir, idsDir), r: o.uids, owner: pid + " " + start}}
+	r.init, r.initErr = o.init, nil
+	if r.init == "" {
+		r.init, r.initErr = FindInit()
+	}
+	if r.initErr == nil {
+		r.initErr = checkInit(r.init)
+	}
+	return r, nil
 }
+
+// initBinary returns the init's host path, or why there is none.
+func (r *Runner) initBinary() (string, error) { return r.init, r.initErr }
 
 // Limits returns l with the runner's defaults in place of zero fields, as
 // Run applies them.
@@ -341,7 +378,8 @@ func withEnded(ctx context.Context, err error) error {
 	return fmt.Errorf("%w (%w)", err, cerr)
 }
 
-// run is Run for a task already prepared as p.
+// run is Run for a task already prepared as p: a sandbox per stage, each
+// made and claimed at once.
 func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) {
 	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
 	log := r.opts.log.With("task", p.id, "runtime", p.runtime.Name)
@@ -350,66 +388,33 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-
-	// Every step below has its undo in cleanup, which runs on a context
-	// that carries the namespace but not the caller's cancellation.
-	var c cleanup
+	dir, err := r.newTaskDir(p.id)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if err := c.run(cctx); err != nil {
+		if err := dir.remove(); err != nil {
 			log.Error("cleanup failed", "error", err)
 		}
 	}()
-
-	dir := filepath.Join(r.opts.stateDir, "tasks", p.id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("task id %s is in use: %w", p.id, errdefs.ErrAlreadyExists)
-		}
-		return nil, fmt.Errorf("creating staging dir: %w", err)
-	}
-	c.add(func(context.Context) error { return removeTaskDir(dir) })
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(r.pid+" "+r.start), 0o600); err != nil {
-		return nil, fmt.Errorf("creating staging dir: %w", err)
-	}
-	code := filepath.Join(dir, "code")
-	if err := os.Mkdir(code, 0o755); err != nil {
-		return nil, fmt.Errorf("creating staging dir: %w", err)
-	}
-	if err := os.Chmod(code, 0o755); err != nil {
-		return nil, fmt.Errorf("creating staging dir: %w", err)
-	}
-	if err := stage(code, p.files); err != nil {
+	if err := dir.stage(p.files); err != nil {
 		return nil, err
 	}
 
-	cfg := oci.Config{
-		Env:        append(append([]string(nil), info.env...), p.env...),
-		CodeSource: code,
-		Resources: oci.Resources{
-			MemoryBytes: p.limits.Memory,
-			CPUs:        p.limits.CPUs,
-			Pids:        p.limits.Pids,
-			TmpBytes:    p.limits.TmpSize,
-		},
-	}
 	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image}
+	spec := sandboxSpec{id: p.id, task: p.id, dir: dir, image: p.image, img: info.img, limits: p.limits}
+	env := taskEnv(info.env, p.env)
 	if p.compile != nil {
 		// The stages share /tmp: a tmpfs of the task's size, mounted on
 		// the host so it outlives the compile stage's container.
-		scratch := filepath.Join(dir, scratchDir)
-		if err := mountScratch(scratch, p.limits.TmpSize); err != nil {
+		if err := dir.mountScratch(p.limits.TmpSize); err != nil {
 			return nil, err
 		}
-		cfg.ScratchSource = scratch
-
-		cfg.Args = p.compile
-		compile, err := r.runStage(ctx, log, stageSpec{
-			id: p.id + compileSuffix, task: p.id, image: p.image, img: info.img, cfg: cfg,
-			timeout: p.limits.CompileTimeout, outputLimit: p.limits.OutputLimit,
-			stdout: t.Stdout, stderr: t.Stderr,
-		})
+		spec.scratch = true
+		cspec := spec
+		cspec.id = p.id + compileSuffix
+		compile, err := r.runStage(ctx, log, cspec, initcmd.Command{Args: p.compile, Env: env},
+			p.limits.CompileTimeout, nil, t.Stdout, t.Stderr)
 		if err != nil {
 			return nil, fmt.Errorf("compile stage: %w", err)
 		}
@@ -423,12 +428,8 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 			return res, nil
 		}
 	}
-	cfg.Args = p.args
-	run, err := r.runStage(ctx, log, stageSpec{
-		id: p.id, task: p.id, image: p.image, img: info.img, cfg: cfg,
-		timeout: p.limits.Timeout, outputLimit: p.limits.OutputLimit,
-		stdin: t.Stdin, stdout: t.Stdout, stderr: t.Stderr,
-	})
+	run, err := r.runStage(ctx, log, spec, initcmd.Command{Args: p.args, Env: env},
+		p.limits.Timeout, t.Stdin, t.Stdout, t.Stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -439,130 +440,51 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 // compileSuffix names a task's compile-stage container.
 const compileSuffix = ".compile"
 
-// stageSpec is one stage of a task: one container, one process.
-type stageSpec struct {
-	id          string // container and snapshot
-	task        string // the task's id, for the labels
-	image       string
-	img         client.Image
-	cfg         oci.Config
-	timeout     time.Duration
-	outputLimit int64
-	stdin       io.Reader
-	stdout      io.Writer
-	stderr      io.Writer
-}
-
-// runStage runs one process in a fresh container and removes the
-// container before it returns.
-func (r *Runner) runStage(ctx context.Context, log *slog.Logger, s stageSpec) (*Stage, error) {
-	streams := newStreams(s.outputLimit, s.stdout, s.stderr, s.stdin)
-	l, err := r.create(ctx, log, s, streams)
-	defer func() {
-		if l != nil {
-			l.destroy(ctx, log)
-		}
-	}()
+// runStage runs one stage of a task in a sandbox made for it and claimed
+// at once, and removes the sandbox before it returns.
+func (r *Runner) runStage(ctx context.Context, log *slog.Logger, spec sandboxSpec, cmd initcmd.Command,
+	timeout time.Duration, stdin io.Reader, stdout, stderr io.Writer) (*Stage, error) {
+	s, err := r.newSandbox(ctx, log, spec)
 	if err != nil {
 		return nil, err
 	}
-	return r.execute(ctx, log, l, s.timeout)
-}
-
-// created is a stage's container and task, created and not yet started:
-// namespaces, cgroup, seccomp filter and mounts in place, the process
-// waiting to be started.
-type created struct {
-	spec      stageSpec
-	container client.Container
-	task      client.Task
-	streams   *streams
-	undo      cleanup
-}
-
-// create makes the container and task of stage s, with its output going
-// to streams. On error, what was made is in the returned value's undo
-// stack (destroy removes it); the value is nil only when nothing was made.
-func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *streams) (c *created, retErr error) {
-	specOpts, err := oci.Options(s.cfg)
-	if err != nil {
+	defer s.destroy(ctx, log)
+	if err := s.claim(ctx, taskCommand(cmd, timeout), spec.limits, stdin, stdout, stderr); err != nil {
 		return nil, err
 	}
-	labels := map[string]string{
-		LabelTask:       s.task,
-		LabelCreated:    time.Now().UTC().Format(time.RFC3339),
-		LabelOwner:      r.opts.owner,
-		LabelOwnerPID:   r.pid,
-		LabelOwnerStart: r.start,
+	return r.execute(ctx, log, s, timeout)
+}
+
+// initGrace is how long after the runner's own deadline the init kills
+// the task itself: the runner's kill comes first and the verdict is the
+// runner's, unless no runner is alive to give it.
+const initGrace = 250 * time.Millisecond
+
+// taskCommand is cmd as the init runs it: in /tmp, killed by the init
+// itself initGrace after the stage's timeout.
+func taskCommand(cmd initcmd.Command, timeout time.Duration) initcmd.Command {
+	cmd.Dir = oci.ScratchDir
+	cmd.Deadline = timeout + initGrace
+	return cmd
+}
+
+// taskEnv is the task's whole environment: the image's, then the
+// runtime's and the task's, with a PATH and a HOME when none is set (the
+// task's uid has no home in the image's /etc/passwd).
+func taskEnv(image, task []string) []string {
+	env := append(append([]string(nil), image...), task...)
+	var path, home bool
+	for _, e := range env {
+		path = path || strings.HasPrefix(e, "PATH=")
+		home = home || strings.HasPrefix(e, "HOME=")
 	}
-	begun := time.Now()
-	// The caller's cancellation does not cut creation short: containerd
-	// starts the shim inside NewTask, and a NewTask cancelled at the wrong
-	// moment leaves that shim running with no task that anything could
-	// delete (containerd 2.4 does). Creation runs to its end, about 40 ms,
-	// on a context that keeps the namespace but not the cancellation, and
-	// the cancellation is honoured after each step.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
-	defer cancel()
-	// A call that failed may still have done its work in containerd:
-	// whatever the error, purge what the id names once everything else
-	// is undone.
-	defer func() {
-		if retErr != nil {
-			if c == nil {
-				c = &created{spec: s}
-			}
-			c.undo.steps = append([]func(context.Context) error{func(ctx context.Context) error { return r.purge(ctx, s.id) }}, c.undo.steps...)
-		}
-	}()
-	// The snapshot is held by a lease this process owns until the
-	// container that names it exists.
-	lctx, done, err := OwnedLease(cctx, r.client)
-	if err != nil {
-		return nil, err
+	if !path {
+		env = append(env, oci.DefaultPATH)
 	}
-	container, err := r.client.NewContainer(lctx, s.id,
-		client.WithContainerLabels(labels),
-		client.WithImageName(s.image),
-		client.WithSnapshotter(r.opts.snapshotter),
-		client.WithNewSnapshot(s.id, s.img, snapshots.WithLabels(labels)),
-		client.WithRuntime(r.opts.shim, nil),
-		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(s.id)))...),
-	)
-	done()
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			r.forgetImage(s.image)
-		}
-		return c, fmt.Errorf("creating container: %w", err)
+	if !home {
+		env = append(env, "HOME="+oci.ScratchDir)
 	}
-	c = &created{spec: s, container: container, streams: st}
-	c.undo.add(func(ctx context.Context) error {
-		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
-	})
-	if err := ended(ctx); err != nil {
-		return c, fmt.Errorf("creating task: %w", err)
-	}
-	task, err := container.NewTask(cctx, cio.NewCreator(
-		cio.WithStreams(st.stdin.reader(), st.stdout, st.stderr),
-		// In the staging dir, so the FIFOs go wherever it goes.
-		cio.WithFIFODir(filepath.Join(r.opts.stateDir, "tasks", s.task, "fifo")),
-	))
-	if err != nil {
-		return c, fmt.Errorf("creating task: %w", err)
-	}
-	c.task = task
-	c.undo.add(func(ctx context.Context) error {
-		drain(task.IO(), 0)
-		_, err := task.Delete(ctx, client.WithProcessKill)
-		return ignoreNotFound(err)
-	})
-	if err := ended(ctx); err != nil {
-		return c, fmt.Errorf("creating task: %w", err)
-	}
-	observe(ctx, s, StepCreate, begun)
-	log.Debug("task created", "container", s.id, "took", time.Since(begun))
-	return c, nil
+	return env
 }
 
 // purge removes whatever containerd holds under id: the task (killed),
@@ -583,21 +505,9 @@ func (r *Runner) purge(ctx context.Context, id string) error {
 	return ignoreNotFound(r.client.SnapshotService(r.opts.snapshotter).Remove(ctx, id))
 }
 
-// destroy removes the stage's task and container, on a context that keeps
-// ctx's namespace but not its cancellation.
-func (c *created) destroy(ctx context.Context, log *slog.Logger) {
-	begun := time.Now()
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	if err := c.undo.run(cctx); err != nil {
-		log.Error("cleanup failed", "container", c.spec.id, "error", err)
-	}
-	observe(ctx, c.spec, StepTeardown, begun)
-}
-
-// execute starts a created stage, enforces its timeout and the caller's
+// execute starts a claimed sandbox, enforces its timeout and the caller's
 // cancellation, and reads its verdict, usage and output.
-func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, timeout time.Duration) (*Stage, error) {
+func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, timeout time.Duration) (*Stage, error) {
 	task, st := c.task, c.streams
 	if st.stdin != nil {
 		done := make(chan struct{})
@@ -635,16 +545,21 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var status client.ExitStatus
+	exited := false
 	if !stage.Cancelled {
 		select {
 		case status = <-exitC:
+			exited = true
+			// The init kills the task itself initGrace after the
+			// deadline; it wins only when this process was held up.
+			stage.TimedOut = status.ExitCode() == initcmd.ExitDeadline && time.Since(start) >= timeout
 		case <-timer.C:
 			stage.TimedOut = true
 		case <-ctx.Done():
 			stage.Cancelled = true
 		}
 	}
-	if stage.TimedOut || stage.Cancelled {
+	if !exited {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 		status, err = killAll(kctx, task, exitC)
 		cancel()
@@ -661,7 +576,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	}
 
 	// The counters live in the task's cgroup, which goes with the task.
-	exited := time.Now()
+	afterExit := time.Now()
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	oomKills, usage, err := readUsage(mctx, task)
 	cancel()
@@ -677,7 +592,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *created, time
 	stage.OutputTruncated = stage.Stdout.Truncated() || stage.Stderr.Truncated()
 	stage.classify(int(status.ExitCode()), oomKills)
 	log.Info("stage done", "container", c.spec.id, "outcome", stage.Outcome, "exit_code", stage.ExitCode, "duration", stage.Duration,
-		"after_exit", time.Since(exited))
+		"after_exit", time.Since(afterExit))
 	return stage, nil
 }
 

@@ -12,13 +12,14 @@ import (
 // scratchDir is the host tmpfs a compiled task's stages share as /tmp.
 const scratchDir = "scratch"
 
-// mountScratch mounts a tmpfs of size bytes at dir, writable by the
-// sandbox user: the same bound the in-container /tmp has, on the host.
-func mountScratch(dir string, size int64) error {
+// mountScratch mounts a tmpfs of size bytes at dir, owned by the task's
+// uid (and the gid of the same number) and open to it alone: the same
+// bound the in-container /tmp has, on the host.
+func mountScratch(dir string, size int64, uid uint32) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("creating scratch dir: %w", err)
 	}
-	opts := fmt.Sprintf("size=%d,mode=1777", size)
+	opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", size, uid, uid)
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mounting scratch tmpfs: %w", err)
 	}

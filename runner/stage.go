@@ -83,27 +83,29 @@ func cleanName(name string) (string, error) {
 	return clean, nil
 }
 
-// stage writes files below dir, which must exist and be empty. It goes
-// through an os.Root, so even a name that slipped past cleanName could
-// not follow a symlink out of dir. Files are readable by the sandbox's
-// unprivileged user, and writable by nobody but root on the host.
-func stage(dir string, files []File) error {
+// stage writes files below dir, which must exist and be empty, owned by
+// uid (and the gid of the same number) and readable by it alone: files
+// 0400 (0500 when executable), directories 0500. It goes through an
+// os.Root, so even a name that slipped past cleanName could not follow a
+// symlink out of dir.
+func stage(dir string, files []File, uid uint32) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("opening staging dir: %w", err)
 	}
 	defer root.Close()
+	var dirs []string
 	for _, f := range files {
 		name, err := cleanName(f.Name)
 		if err != nil {
 			return err
 		}
-		if err := mkdirs(root, path.Dir(name)); err != nil {
+		if dirs, err = mkdirs(root, path.Dir(name), dirs); err != nil {
 			return fmt.Errorf("staging %s: %w", f.Name, err)
 		}
-		mode := os.FileMode(0o644)
+		mode := os.FileMode(0o400)
 		if f.Executable {
-			mode = 0o755
+			mode = 0o500
 		}
 		w, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if err != nil {
@@ -114,25 +116,43 @@ func stage(dir string, files []File) error {
 		if err := errors.Join(werr, cerr); err != nil {
 			return fmt.Errorf("staging %s: %w", f.Name, err)
 		}
-		// The umask may have narrowed the mode; the sandbox user needs it.
-		if err := root.Chmod(name, mode); err != nil {
+		if err := own(root, name, mode, uid); err != nil {
 			return fmt.Errorf("staging %s: %w", f.Name, err)
+		}
+	}
+	// Directories are closed to writes only now, so that staging works
+	// without privileges too (in tests).
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := own(root, dirs[i], 0o500, uid); err != nil {
+			return fmt.Errorf("staging %s: %w", dirs[i], err)
 		}
 	}
 	return nil
 }
 
-// mkdirs creates dir and its parents below root, each mode 0755 whatever
-// the umask, so the sandbox user can reach the files.
-func mkdirs(root *os.Root, dir string) error {
+// own gives name to uid with mode, whatever the umask made of it.
+func own(root *os.Root, name string, mode os.FileMode, uid uint32) error {
+	if err := root.Lchown(name, int(uid), int(uid)); err != nil {
+		return err
+	}
+	return root.Chmod(name, mode)
+}
+
+// mkdirs creates dir and its parents below root, mode 0700 until stage
+// closes them, and returns made with the ones it created appended.
+func mkdirs(root *os.Root, dir string, made []string) ([]string, error) {
 	if dir == "." {
-		return nil
+		return made, nil
 	}
-	if err := mkdirs(root, path.Dir(dir)); err != nil {
-		return err
+	made, err := mkdirs(root, path.Dir(dir), made)
+	if err != nil {
+		return made, err
 	}
-	if err := root.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
+	if err := root.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return made, nil
+		}
+		return made, err
 	}
-	return root.Chmod(dir, 0o755)
+	return append(made, dir), nil
 }

@@ -105,20 +105,24 @@ func TestStageModesIgnoreUmask(t *testing.T) {
 		{Name: "main.py", Content: []byte("print(1)")},
 		{Name: "bin/run", Content: []byte("#!/bin/sh\n"), Executable: true},
 		{Name: "a/b/c/util.py", Content: []byte("x = 1")},
-	}))
+		{Name: "a/b/other.py", Content: []byte("y = 1")},
+	}, uint32(os.Getuid())))
 
+	// Readable by the task's identity alone.
 	for name, want := range map[string]fs.FileMode{
-		"main.py":       0o644,
-		"bin/run":       0o755,
-		"a/b/c/util.py": 0o644,
-		"bin":           fs.ModeDir | 0o755,
-		"a":             fs.ModeDir | 0o755,
-		"a/b":           fs.ModeDir | 0o755,
-		"a/b/c":         fs.ModeDir | 0o755,
+		"main.py":       0o400,
+		"bin/run":       0o500,
+		"a/b/c/util.py": 0o400,
+		"a/b/other.py":  0o400,
+		"bin":           fs.ModeDir | 0o500,
+		"a":             fs.ModeDir | 0o500,
+		"a/b":           fs.ModeDir | 0o500,
+		"a/b/c":         fs.ModeDir | 0o500,
 	} {
 		st, err := os.Lstat(filepath.Join(dir, name))
 		require.NoError(t, err, name)
 		assert.Equal(t, want, st.Mode(), name)
+		assert.Equal(t, uint32(os.Getuid()), st.Sys().(*syscall.Stat_t).Uid, name)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "a/b/c/util.py"))
 	require.NoError(t, err)
@@ -131,7 +135,7 @@ func TestStageRefusesSymlinkOut(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "lib")))
 
-	err := stage(dir, []File{{Name: "lib/x", Content: []byte("escaped")}})
+	err := stage(dir, []File{{Name: "lib/x", Content: []byte("escaped")}}, uint32(os.Getuid()))
 	require.Error(t, err)
 
 	entries, err := os.ReadDir(outside)
@@ -148,7 +152,7 @@ func TestStageRefusesSymlinkedFile(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "main.py")))
 
-	require.Error(t, stage(dir, []File{{Name: "main.py", Content: []byte("overwritten")}}))
+	require.Error(t, stage(dir, []File{{Name: "main.py", Content: []byte("overwritten")}}, uint32(os.Getuid())))
 	b, err := os.ReadFile(outside)
 	require.NoError(t, err)
 	assert.Equal(t, "keep", string(b))
@@ -158,7 +162,7 @@ func TestStageRefusesExistingFile(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.py"), []byte("old"), 0o644))
 
-	err := stage(dir, []File{{Name: "main.py", Content: []byte("new")}})
+	err := stage(dir, []File{{Name: "main.py", Content: []byte("new")}}, uint32(os.Getuid()))
 	require.ErrorIs(t, err, fs.ErrExist)
 	b, err := os.ReadFile(filepath.Join(dir, "main.py"))
 	require.NoError(t, err)
@@ -167,7 +171,7 @@ func TestStageRefusesExistingFile(t *testing.T) {
 
 func TestStageRejectsBadName(t *testing.T) {
 	dir := t.TempDir()
-	requireInvalid(t, stage(dir, []File{{Name: "../x"}}))
+	requireInvalid(t, stage(dir, []File{{Name: "../x"}}, uint32(os.Getuid())))
 	_, err := os.Stat(filepath.Join(filepath.Dir(dir), "x"))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }

@@ -35,15 +35,18 @@ type SweepReport struct {
 	Snapshots  int `json:"snapshots"`
 	Leases     int `json:"leases"`
 	Dirs       int `json:"dirs"`
+	// Identities are task uids whose reservation outlived its task.
+	Identities int `json:"identities"`
 }
 
 // Total is the number of objects removed.
 func (s SweepReport) Total() int {
-	return s.Tasks + s.Containers + s.Snapshots + s.Leases + s.Dirs
+	return s.Tasks + s.Containers + s.Snapshots + s.Leases + s.Dirs + s.Identities
 }
 
 // Sweep removes what runners that are no longer alive left behind: tasks
-// (killed first), containers, snapshots, leases and staging dirs. It finds
+// (killed first), containers, snapshots, leases, staging dirs and the
+// identities of tasks that are gone. It finds
 // them by our labels in our namespace only, and knows a runner is gone when
 // the process its owner label names no longer runs. With all set it
 // removes everything of ours, live runners' tasks included: use it only
@@ -145,7 +148,38 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		}
 		rep.Dirs++
 	}
+
+	// Identities last: a uid is free again only once nothing of its task
+	// is left, so a task that could not be removed keeps its uid.
+	reserved, err := r.ids.list()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("listing task identities: %w", err))
+	}
+	for _, res := range reserved {
+		if live[res.task] || !all && identityOwnerAlive(r.ids, res) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(tasksDir, res.task)); res.task != "" && err == nil {
+			continue // its dir could not be removed
+		}
+		if err := r.ids.release(res.uid); err != nil {
+			errs = append(errs, fmt.Errorf("freeing task identity %d: %w", res.uid, err))
+			continue
+		}
+		rep.Identities++
+	}
 	return rep, errors.Join(errs...)
+}
+
+// identityOwnerAlive tells whether the runner that reserved res still
+// runs; a reservation that names no owner is one being written, or whose
+// writer died while writing: given a minute, as staging dirs are.
+func identityOwnerAlive(ids *identities, res reservation) bool {
+	if res.pid == "" {
+		st, err := os.Stat(filepath.Join(ids.dir, strconv.FormatUint(uint64(res.uid), 10)))
+		return err == nil && time.Since(st.ModTime()) < time.Minute
+	}
+	return ownerAlive(res.pid, res.start)
 }
 
 // removeContainer kills and deletes c's task, if it has one, then c and

@@ -32,6 +32,10 @@ const (
 	exitUsage = 2
 	// exitRunner is the runner failing to run the task, as Docker's 125.
 	exitRunner = 125
+	// exitBrokenPipe is exec's status when whoever read its output went
+	// away (`| head`): the task is killed and removed, and the status is
+	// a pipe writer's killed by SIGPIPE, 128+13.
+	exitBrokenPipe = 141
 )
 
 type stdio struct {
@@ -108,6 +112,8 @@ type globalFlags struct {
 
 	// file is the config file, read by load.
 	file *config.File
+	// uids is the config's uid_range, zero for the default.
+	uids runner.UIDRange
 }
 
 func (g *globalFlags) register(fs *pflag.FlagSet) {
@@ -134,6 +140,11 @@ func (g *globalFlags) load() error {
 	g.namespace = first(g.namespace, os.Getenv("SANDBOX_RUNNER_NAMESPACE"), f.Namespace, runner.DefaultNamespace)
 	g.snapshotter = first(g.snapshotter, os.Getenv("CONTAINERD_SNAPSHOTTER"), f.Snapshotter, runner.DefaultSnapshotter)
 	g.stateDir = first(g.stateDir, os.Getenv("SANDBOX_RUNNER_STATE_DIR"), f.StateDir, runner.DefaultStateDir)
+	if f.UIDRange != "" {
+		if g.uids, err = runner.ParseUIDRange(f.UIDRange); err != nil {
+			return fmt.Errorf("%w: uid_range: %w", errdefs.ErrInvalidArgument, err)
+		}
+	}
 	// Refused before any command talks to containerd: nothing may reach
 	// Docker's "moby" namespace, not even `images ls`.
 	return runner.ValidateNamespace(g.namespace)
@@ -162,13 +173,20 @@ func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Co
 }
 
 func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {
-	return []runner.Option{
+	opts := []runner.Option{
 		runner.WithNamespace(g.namespace),
 		runner.WithSnapshotter(g.snapshotter),
 		runner.WithStateDir(g.stateDir),
 		runner.WithCatalog(catalog),
 		runner.WithLogger(log),
 	}
+	if init := first(g.file.Init, g.file.Service.Pool.Init); init != "" {
+		opts = append(opts, runner.WithInit(init))
+	}
+	if g.uids != (runner.UIDRange{}) {
+		opts = append(opts, runner.WithUIDRange(g.uids))
+	}
+	return opts
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.

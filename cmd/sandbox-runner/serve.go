@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -49,7 +48,7 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.maxBody, "max-body", "", "cap on a request body, e.g. 32m (config max_body; default 32m)")
 	fs.StringVar(&o.grace, "grace", "", "how long running tasks may finish after SIGTERM before they are killed (config grace; default 30s)")
 	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [service.pool.runtimes]; default: no pool)")
-	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary pooled sandboxes start (config [service.pool] init; default: next to this binary)")
+	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary, PID 1 of every sandbox (same as the config's init; default: next to this binary)")
 	o.registry.register(fs)
 	o.global.register(fs)
 	return runDaemon("serve", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
@@ -119,6 +118,9 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	quietContainerd(o.global.logLevel)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
 		runner.WithPull(o.puller(conn.Client, log)))
+	if o.poolInit != "" {
+		runnerOpts = append(runnerOpts, runner.WithInit(o.poolInit))
+	}
 	r, err := runner.New(conn.Client, runnerOpts...)
 	if err != nil {
 		return err
@@ -157,7 +159,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		}()
 		exec = pool
 		opts = append(opts, service.WithPoolStats(pool.Stats))
-		log.Info("warm pool", "runtimes", poolOpts.Runtimes, "init", poolOpts.Init)
+		log.Info("warm pool", "runtimes", poolOpts.Runtimes)
 	}
 	svc, err := service.New(exec, opts...)
 	if err != nil {
@@ -244,9 +246,6 @@ func firstInt(flagSet bool, flag int, others ...int) int {
 	return 0
 }
 
-// defaultPoolInit is where `make install` puts the pool's entrypoint.
-const defaultPoolInit = "/usr/local/libexec/sandbox-runner/sandbox-runner-init"
-
 // poolOptions reads the warm pool's settings: --pool over the config's
 // [service.pool]. It returns nil when no runtime is pooled.
 func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
@@ -286,15 +285,6 @@ func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
 			return nil, fmt.Errorf("[service.pool] max_idle: %w", err)
 		}
 		po.MaxIdle = d
-	}
-	po.Init = first(o.poolInit, cfg.Init)
-	if po.Init == "" {
-		po.Init = defaultPoolInit
-		if exe, err := os.Executable(); err == nil {
-			if next := filepath.Join(filepath.Dir(exe), "sandbox-runner-init"); fileExists(next) {
-				po.Init = next
-			}
-		}
 	}
 	return &po, nil
 }

@@ -40,6 +40,13 @@ type File struct {
 	Snapshotter string `toml:"snapshotter"`
 	// StateDir holds staged files and a private containerd.
 	StateDir string `toml:"state_dir"`
+	// Init is the static sandbox-runner-init binary, PID 1 of every
+	// sandbox. Default: the one next to the sandbox-runner binary, else
+	// /usr/local/libexec/sandbox-runner/sandbox-runner-init.
+	Init string `toml:"init"`
+	// UIDRange is the host uids tasks run as, one of its own for each
+	// live task, "FIRST-LAST". Default "1500000000-1500065535".
+	UIDRange string `toml:"uid_range"`
 	// Registry says how images are pulled.
 	Registry Registry `toml:"registry"`
 	// Limits are the defaults of every task.
@@ -115,9 +122,7 @@ type Pool struct {
 	// Runtimes maps a runtime to how many sandboxes to keep ready for it;
 	// its sandboxes are made with the runtime's limits. Empty: no pool.
 	Runtimes map[string]int `toml:"runtimes"`
-	// Init is the static sandbox-runner-init binary. Default: the one
-	// next to the sandbox-runner binary, else
-	// /usr/local/libexec/sandbox-runner/sandbox-runner-init.
+	// Init is the old place of the top-level init, still read.
 	Init string `toml:"init"`
 	// MaxIdle is how long a sandbox may wait before it is recycled.
 	MaxIdle string `toml:"max_idle"`

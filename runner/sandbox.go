@@ -1,0 +1,326 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sandbox-runner/sandbox-runner/oci"
+	"github.com/sandbox-runner/sandbox-runner/runner/initcmd"
+)
+
+// One lifecycle makes every sandbox, cold or pooled:
+//
+//	taskDir  a task's private host dir and its identity (one per task)
+//	  newSandbox   a container and its task, created, not started, with
+//	               the init as PID 1 waiting for a command (one per stage)
+//	  claim        the task's command, limits and streams handed to it
+//	  execute      started, timed, killed if need be, its verdict read
+//	  destroy      task, container and snapshot removed
+//	remove   the dir unmounted and removed, the identity freed
+//
+// The cold path makes a sandbox and claims it at once; the warm pool makes
+// them ahead of time and claims one when a task comes.
+
+// taskDir is a task's private directory on the host, tasks/<id> under the
+// state dir: root's, 0700, so no other host user can reach anything in it.
+// It holds the owner file, code/ (the task's files, owned by the task's
+// identity and readable by it alone, read-only inside), for a compiled
+// task scratch/ (the tmpfs its stages share as /tmp, the identity's,
+// 0700), one cmd-<sandbox>/ per sandbox (its init's command) and fifo/
+// (the output FIFOs).
+type taskDir struct {
+	path string
+	uid  uint32
+	ids  *identities
+}
+
+// newTaskDir makes task id's dir and reserves its identity. On error
+// nothing is left.
+func (r *Runner) newTaskDir(id string) (_ *taskDir, retErr error) {
+	path := filepath.Join(r.opts.stateDir, "tasks", id)
+	if err := os.Mkdir(path, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("task id %s is in use: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("creating task dir: %w", err)
+	}
+	d := &taskDir{path: path, ids: r.ids}
+	defer func() {
+		if retErr != nil {
+			_ = d.remove()
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(path, ownerFile), []byte(r.pid+" "+r.start), 0o600); err != nil {
+		return nil, fmt.Errorf("creating task dir: %w", err)
+	}
+	uid, err := r.ids.reserve(id)
+	if err != nil {
+		return nil, err
+	}
+	d.uid = uid
+	if err := d.private(d.code(), 0o500); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *taskDir) code() string    { return filepath.Join(d.path, "code") }
+func (d *taskDir) scratch() string { return filepath.Join(d.path, scratchDir) }
+func (d *taskDir) fifos() string   { return filepath.Join(d.path, "fifo") }
+
+// private makes dir, owned by the task's identity, with mode.
+func (d *taskDir) private(dir string, mode os.FileMode) error {
+	if err := os.Mkdir(dir, mode); err != nil {
+		return fmt.Errorf("creating task dir: %w", err)
+	}
+	// Chmod as well: the umask may have narrowed the mode.
+	if err := errors.Join(os.Chown(dir, int(d.uid), int(d.uid)), os.Chmod(dir, mode)); err != nil {
+		return fmt.Errorf("creating task dir: %w", err)
+	}
+	return nil
+}
+
+// stage writes the task's files into code/.
+func (d *taskDir) stage(files []File) error { return stage(d.code(), files, d.uid) }
+
+// mountScratch mounts the tmpfs a compiled task's stages share as /tmp.
+func (d *taskDir) mountScratch(size int64) error { return mountScratch(d.scratch(), size, d.uid) }
+
+// remove unmounts and removes the dir, then frees the identity: only once
+// nothing of the task is left may another task get its uid.
+func (d *taskDir) remove() error {
+	if err := removeTaskDir(d.path); err != nil {
+		return err
+	}
+	if d.uid == 0 {
+		return nil
+	}
+	return d.ids.release(d.uid)
+}
+
+// sandboxSpec is what a sandbox is made of.
+type sandboxSpec struct {
+	id     string // container and snapshot
+	task   string // the task's id, for the labels
+	dir    *taskDir
+	image  string
+	img    client.Image
+	limits Limits
+	// scratch binds the task dir's scratch tmpfs at /tmp, for the stages
+	// of a compiled task; else /tmp is a tmpfs of the sandbox's own.
+	scratch     bool
+	annotations map[string]string
+}
+
+// sandbox is one container and its task, created and not yet started:
+// namespaces, cgroup, seccomp filter and mounts in place, its init
+// waiting to be started to read the command claim writes.
+type sandbox struct {
+	spec      sandboxSpec
+	cmdDir    string
+	container client.Container
+	task      client.Task
+	streams   *streams
+	stdin     *gate
+	undo      cleanup
+}
+
+// newSandbox makes the sandbox spec describes. On error it has removed
+// whatever it made: there is nothing for the caller to undo.
+func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxSpec) (_ *sandbox, retErr error) {
+	begun := time.Now()
+	init, err := r.initBinary()
+	if err != nil {
+		return nil, err
+	}
+	s := &sandbox{spec: spec, cmdDir: filepath.Join(spec.dir.path, "cmd-"+spec.id), stdin: newGate()}
+	s.streams = newStreams(0, nil, nil, s.stdin)
+	defer func() {
+		if retErr != nil {
+			s.destroy(ctx, log)
+		}
+	}()
+	if err := spec.dir.private(s.cmdDir, 0o500); err != nil {
+		return nil, err
+	}
+	s.undo.add(func(context.Context) error { return os.RemoveAll(s.cmdDir) })
+	cfg := oci.Config{
+		Args:       initcmd.Argv(),
+		UID:        spec.dir.uid,
+		GID:        spec.dir.uid,
+		CodeSource: spec.dir.code(),
+		ReadOnlyBinds: []oci.Bind{
+			{Source: init, Destination: initcmd.Path},
+			{Source: s.cmdDir, Destination: initcmd.Dir},
+		},
+		Annotations: spec.annotations,
+		Resources:   resources(spec.limits),
+	}
+	if spec.scratch {
+		cfg.ScratchSource = spec.dir.scratch()
+	}
+	specOpts, err := oci.Options(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.create(ctx, s, append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)))); err != nil {
+		return nil, err
+	}
+	observe(ctx, spec.id, StepCreate, begun)
+	log.Debug("sandbox created", "container", spec.id, "took", time.Since(begun))
+	return s, nil
+}
+
+// resources are the sandbox's cgroup and rlimit limits for l.
+func resources(l Limits) oci.Resources {
+	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, Pids: l.Pids, TmpBytes: l.TmpSize}
+}
+
+// create makes s's container and task, adding their undo to s.
+func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.SpecOpts) error {
+	labels := map[string]string{
+		LabelTask:       s.spec.task,
+		LabelCreated:    time.Now().UTC().Format(time.RFC3339),
+		LabelOwner:      r.opts.owner,
+		LabelOwnerPID:   r.pid,
+		LabelOwnerStart: r.start,
+	}
+	// The caller's cancellation does not cut creation short: containerd
+	// starts the shim inside NewTask, and a NewTask cancelled at the wrong
+	// moment leaves that shim running with no task that anything could
+	// delete (containerd 2.4 does). Creation runs to its end, about 40 ms,
+	// on a context that keeps the namespace but not the cancellation, and
+	// the cancellation is honoured after each step.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
+	// A call that failed may still have done its work in containerd:
+	// whatever fails, what the id names is purged once the rest is undone
+	// (the undo runs last-in first-out, so this goes first).
+	id := s.spec.id
+	s.undo.add(func(ctx context.Context) error { return r.purge(ctx, id) })
+	// The snapshot is held by a lease this process owns until the
+	// container that names it exists.
+	lctx, done, err := OwnedLease(cctx, r.client)
+	if err != nil {
+		return err
+	}
+	container, err := r.client.NewContainer(lctx, id,
+		client.WithContainerLabels(labels),
+		client.WithImageName(s.spec.image),
+		client.WithSnapshotter(r.opts.snapshotter),
+		client.WithNewSnapshot(id, s.spec.img, snapshots.WithLabels(labels)),
+		client.WithRuntime(r.opts.shim, nil),
+		client.WithNewSpec(specOpts...),
+	)
+	done()
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			r.forgetImage(s.spec.image)
+		}
+		return fmt.Errorf("creating container: %w", err)
+	}
+	s.container = container
+	s.undo.add(func(ctx context.Context) error {
+		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
+	})
+	if err := ended(ctx); err != nil {
+		return fmt.Errorf("creating task: %w", err)
+	}
+	task, err := container.NewTask(cctx, cio.NewCreator(
+		cio.WithStreams(s.streams.stdin.reader(), s.streams.stdout, s.streams.stderr),
+		// In the task dir, so the FIFOs go wherever it goes.
+		cio.WithFIFODir(s.spec.dir.fifos()),
+	))
+	if err != nil {
+		return fmt.Errorf("creating task: %w", err)
+	}
+	s.task = task
+	s.undo.add(func(ctx context.Context) error {
+		drain(task.IO(), 0)
+		_, err := task.Delete(ctx, client.WithProcessKill)
+		return ignoreNotFound(err)
+	})
+	if err := pinOOMScore(task.Pid()); err != nil {
+		return err
+	}
+	if err := ended(ctx); err != nil {
+		return fmt.Errorf("creating task: %w", err)
+	}
+	return nil
+}
+
+// pinOOMScore makes the spec's OOM score adjustment the floor of the
+// sandbox's processes. runc writes it without leaving that mark, and the
+// task could then lower it to 0 (the audit did); written again by this
+// process, which has CAP_SYS_RESOURCE, the kernel also records it as the
+// lowest value any process of the sandbox may set (oom_score_adj_min,
+// inherited across fork and exec).
+func pinOOMScore(pid uint32) error {
+	path := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
+	if err := os.WriteFile(path, []byte(strconv.Itoa(oci.DefaultOOMScore)), 0); err != nil {
+		return fmt.Errorf("pinning the sandbox's OOM score: %w", err)
+	}
+	return nil
+}
+
+// claim hands s its task: the command its init runs, the task's limits
+// where they differ from those s was made with, and the task's streams.
+func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits, stdin io.Reader, stdout, stderr io.Writer) error {
+	b, err := initcmd.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(s.cmdDir, initcmd.File)
+	if err := os.WriteFile(file, b, 0o400); err != nil {
+		return fmt.Errorf("writing the task's command: %w", err)
+	}
+	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
+		return fmt.Errorf("writing the task's command: %w", err)
+	}
+	if res := resourcesUpdate(limits, s.spec.limits); res != nil {
+		if err := s.task.Update(ctx, client.WithResources(res)); err != nil {
+			return fmt.Errorf("applying task limits: %w", err)
+		}
+	}
+	s.streams.stdout.reset(limits.OutputLimit, stdout)
+	s.streams.stderr.reset(limits.OutputLimit, stderr)
+	s.stdin.open(stdin)
+	return nil
+}
+
+// resourcesUpdate returns the cgroup update that turns a sandbox made with
+// have into one with want, or nil when they are the same.
+func resourcesUpdate(want, have Limits) *specs.LinuxResources {
+	if want.Memory == have.Memory && want.CPUs == have.CPUs && want.Pids == have.Pids {
+		return nil
+	}
+	return oci.LinuxResources(resources(want))
+}
+
+// destroy removes what s is made of, on a context that keeps ctx's
+// namespace but not its cancellation.
+func (s *sandbox) destroy(ctx context.Context, log *slog.Logger) {
+	begun := time.Now()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	// A copier still blocked on an unclaimed sandbox's stdin lets go.
+	s.stdin.open(nil)
+	if err := s.undo.run(cctx); err != nil {
+		log.Error("cleanup failed", "container", s.spec.id, "error", err)
+	}
+	observe(ctx, s.spec.id, StepTeardown, begun)
+}
