@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -128,10 +129,16 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	// A runner that was killed leaves its tasks running; the next one
 	// to start removes them.
 	sweepLeftovers(ctx, r, log)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	if !o.json {
-		task.Stdout, task.Stderr = std.out, std.err
+		task.Stdout, task.Stderr = closeWatch{std.out, cancel}, closeWatch{std.err, cancel}
 	}
 	res, err := r.Run(ctx, task)
+	if errors.Is(context.Cause(ctx), errOutputClosed) {
+		// Run has killed and removed the task; nobody reads a report.
+		return exitBrokenPipe
+	}
 	if err != nil {
 		return o.fail(std, err)
 	}
@@ -145,6 +152,25 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	}
 	explain(std.err, res, r.Limits(task.Limits))
 	return res.ExitCode
+}
+
+// errOutputClosed is why a task is cancelled when its output has no
+// reader any more.
+var errOutputClosed = errors.New("the output's reader went away")
+
+// closeWatch passes writes through to w and cancels the task when w's
+// reader is gone (EPIPE), as a pipe writer would die of SIGPIPE.
+type closeWatch struct {
+	w      io.Writer
+	cancel context.CancelCauseFunc
+}
+
+func (c closeWatch) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		c.cancel(errOutputClosed)
+	}
+	return n, err
 }
 
 // task turns the flags and arguments into a runner.Task. dash is the
