@@ -327,6 +327,8 @@ func TestCLIExecBadInput(t *testing.T) {
 		{"negative timeout", []string{"--timeout=-1s", "-c", "echo never"}},
 		{"unknown flag", []string{"--no-such-flag", "-c", "echo never"}},
 		{"missing code file", []string{filepath.Join(os.TempDir(), "sandbox-runner-it-absent.sh")}},
+		{"tmp larger than memory", []string{"--tmp-size", "10t", "-c", "echo never"}},
+		{"tmp larger than the memory asked for", []string{"--memory", "64m", "--tmp-size", "65m", "-c", "echo never"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCLI(t)

@@ -87,7 +87,8 @@ type Limits struct {
 	// OutputLimit caps each of stdout and stderr, in bytes.
 	OutputLimit int64
 	// TmpSize is the size of the writable /tmp and the largest file the
-	// task may write.
+	// task may write; at most Memory, which its pages count against.
+	// Default DefaultTmpSize, or Memory when that is less.
 	TmpSize int64
 }
 
@@ -119,7 +120,9 @@ func (l Limits) Filled() Limits {
 		l.OutputLimit = DefaultOutputLimit
 	}
 	if l.TmpSize == 0 {
-		l.TmpSize = DefaultTmpSize
+		// Never more than the memory limit, which /tmp's pages count
+		// against anyway.
+		l.TmpSize = min(DefaultTmpSize, l.Memory)
 	}
 	return l
 }
@@ -141,9 +144,13 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 	case l.Pids < 1 || l.Pids > MaxPids:
 		return l, invalid("pids limit %d out of range: give 1 to %d", l.Pids, MaxPids)
 	case l.OutputLimit < 0 || l.OutputLimit > MaxOutputLimit:
-		return l, invalid("output limit %d out of range: give 0 to %d bytes", l.OutputLimit, MaxOutputLimit)
+		return l, invalid("output limit %d out of range: give 1 to %d bytes", l.OutputLimit, MaxOutputLimit)
 	case l.TmpSize < 1<<20:
 		return l, invalid("tmp size %d bytes is too small: give at least 1MiB", l.TmpSize)
+	case l.TmpSize > l.Memory:
+		// tmpfs pages are charged to the task's memory cgroup: a larger
+		// /tmp could never be filled, and its size would be a lie.
+		return l, invalid("tmp size %d bytes is more than the memory limit %d: /tmp is held in the task's memory, give at most the memory limit", l.TmpSize, l.Memory)
 	}
 	return l, nil
 }
