@@ -19,6 +19,9 @@ type Finding struct {
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"`
+	// Warning marks a finding that is OK but weaker than it should be:
+	// it says why and how to fix it, and fails no check.
+	Warning bool `json:"warning,omitempty"`
 }
 
 // Check looks at everything a task needs from the host: a containerd that
@@ -29,6 +32,7 @@ func Check(ctx context.Context, o ConnectOptions) []Finding {
 	out = append(out, checkContainerd(ctx, o))
 	out = append(out, checkRunc())
 	out = append(out, checkCgroups())
+	out = append(out, checkInitFinding(), checkOOMScore())
 	f := Finding{Name: "seccomp", OK: true, Detail: "kernel seccomp filters available"}
 	if err := SeccompAvailable(); err != nil {
 		f = Finding{Name: "seccomp", Detail: err.Error(), Fix: "use a kernel built with CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER (every distribution kernel is)"}

@@ -33,8 +33,11 @@ func runCheck(ctx context.Context, args []string, std stdio) int {
 	}
 	for _, f := range findings {
 		mark := "ok  "
-		if !f.OK {
+		switch {
+		case !f.OK:
 			mark = "FAIL"
+		case f.Warning:
+			mark = "warn"
 		}
 		fmt.Fprintf(std.out, "%s  %-10s %s\n", mark, f.Name, f.Detail)
 		if f.Fix != "" {
