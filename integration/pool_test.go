@@ -95,7 +95,9 @@ func TestPoolVerdictsMatchTheColdPath(t *testing.T) {
 	assert.Less(t, res.Duration, 3*time.Second)
 
 	waitFull(t, p, 1)
-	res = pooledRun(t, p, `x=a; while true; do x="$x$x"; done`, func(t *runner.Task) { t.Limits.Memory = 32 << 20 })
+	// 64 MiB, not less: the default /tmp is at most the memory limit, and
+	// a task whose /tmp differs from the pool's takes the cold path.
+	res = pooledRun(t, p, `x=a; while true; do x="$x$x"; done`, func(t *runner.Task) { t.Limits.Memory = 64 << 20 })
 	assert.Equal(t, runner.OutcomeOOMKilled, res.Outcome)
 
 	waitFull(t, p, 1)

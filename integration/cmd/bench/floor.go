@@ -17,6 +17,7 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
 	"github.com/sandbox-runner/sandbox-runner/oci"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/initcmd"
 )
 
 // runcFloor runs the cold path's sandbox with runc alone: the same
@@ -29,7 +30,11 @@ type runcFloor struct {
 	bundle string
 }
 
-func newRuncFloor(ctx context.Context, dir string) (*runcFloor, error) {
+// newRuncFloor writes the floor's bundle under dir. With init set (the
+// host path of sandbox-runner-init), the sandbox's process is the init
+// running the script, as every sandbox of the runner's is; without, the
+// script is PID 1: the two rows side by side are the init's cost.
+func newRuncFloor(ctx context.Context, dir, init string) (*runcFloor, error) {
 	f := &runcFloor{state: filepath.Join(dir, "runc-state"), bundle: filepath.Join(dir, "bundle")}
 	rootfs, code := filepath.Join(f.bundle, "rootfs"), filepath.Join(f.bundle, "code")
 	for _, d := range []string{rootfs, code} {
@@ -43,16 +48,32 @@ func newRuncFloor(ctx context.Context, dir string) (*runcFloor, error) {
 	if err := os.WriteFile(filepath.Join(code, "main.sh"), []byte("true\n"), 0o644); err != nil {
 		return nil, err
 	}
-	opts, err := oci.Options(oci.Config{
+	cfg := oci.Config{
 		Args:       []string{"sh", "/code/main.sh"},
 		CodeSource: code,
 		Resources: oci.Resources{MemoryBytes: runner.DefaultMemory, CPUs: runner.DefaultCPUs,
 			Pids: runner.DefaultPids, TmpBytes: runner.DefaultTmpSize},
-	})
+	}
+	if init != "" {
+		cmdDir := filepath.Join(dir, "cmd")
+		if err := os.MkdirAll(cmdDir, 0o755); err != nil {
+			return nil, err
+		}
+		b, err := initcmd.Encode(initcmd.Command{Args: cfg.Args, Env: []string{oci.DefaultPATH}, Dir: oci.ScratchDir, Deadline: runner.DefaultTimeout})
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(cmdDir, initcmd.File), b, 0o644); err != nil {
+			return nil, err
+		}
+		cfg.Args = initcmd.Argv()
+		cfg.ReadOnlyBinds = []oci.Bind{{Source: init, Destination: initcmd.Path}, {Source: cmdDir, Destination: initcmd.Dir}}
+	}
+	opts, err := oci.Options(cfg)
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, ctrdoci.WithCgroup("/"+namespace+"-runc/floor"))
+	opts = append(opts, ctrdoci.WithCgroup("/"+namespace+"-runc/"+filepath.Base(dir)))
 	spec, err := ctrdoci.GenerateSpecWithPlatform(namespaces.WithNamespace(ctx, namespace), nil, "linux",
 		&containers.Container{ID: "floor"}, opts...)
 	if err != nil {
@@ -70,7 +91,7 @@ func newRuncFloor(ctx context.Context, dir string) (*runcFloor, error) {
 // container.
 func (f *runcFloor) run(i int) error {
 	out, err := exec.Command("runc", "--root", f.state, "run", "--bundle", f.bundle,
-		fmt.Sprintf("floor-%d-%d", os.Getpid(), i)).CombinedOutput()
+		fmt.Sprintf("%s-%d-%d", filepath.Base(filepath.Dir(f.bundle)), os.Getpid(), i)).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("runc run: %w: %s", err, out)
 	}

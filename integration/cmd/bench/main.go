@@ -145,6 +145,7 @@ type env struct {
 	init     string
 	docker   *dockerd
 	floor    *runcFloor
+	floorPID *runcFloor // the floor's spec with the task as PID 1
 	services []*serveProc
 }
 
@@ -213,10 +214,14 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		{fmt.Sprintf("service API, warm pool, %d per shim", shimGroup), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
 		{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp"},
 	}
-	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor")); err != nil {
+	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor"), e.init); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
-	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec, runc alone: the floor"})
+	if e.floorPID, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor-pid1"), ""); err != nil {
+		return nil, fmt.Errorf("runc floor: %w", err)
+	}
+	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor"},
+		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost"})
 	if o.docker != "off" {
 		if e.docker, err = startDockerd(ctx, e.dir, e.daemon.Address, archive); err != nil {
 			if o.docker == "on" {
@@ -296,6 +301,9 @@ func (e *env) close() {
 	}
 	if e.docker != nil {
 		e.docker.stop()
+	}
+	if e.floorPID != nil {
+		e.floorPID.close()
 	}
 	if e.floor != nil {
 		e.floor.close()
