@@ -103,6 +103,9 @@ type Service struct {
 	MaxBody string `toml:"max_body"`
 	// Grace is how long in-flight tasks may finish after SIGTERM.
 	Grace string `toml:"grace"`
+	// ProbeInterval is how often containerd is probed for the metrics'
+	// sandbox_runner_containerd_up, e.g. "5s".
+	ProbeInterval string `toml:"probe_interval"`
 	// RequiredRuntimes are the runtimes whose images must be in
 	// containerd's store for GET /readyz to answer ready.
 	RequiredRuntimes []string `toml:"required_runtimes"`
