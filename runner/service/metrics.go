@@ -32,6 +32,8 @@ const (
 	MetricProbeFailures = "sandbox_runner_containerd_probe_failures_total"
 	MetricBuildInfo     = "sandbox_runner_build_info"
 	MetricPoolMisses    = "sandbox_runner_pool_misses_total"
+	MetricTaskCPU       = "sandbox_runner_task_cpu_seconds_total"
+	MetricTaskMemory    = "sandbox_runner_task_memory_peak_bytes"
 )
 
 // Limit labels of MetricLimitHits.
@@ -127,6 +129,8 @@ type metrics struct {
 	inFlight      prometheus.Gauge
 	queueDepth    prometheus.Gauge
 	limitHits     *prometheus.CounterVec
+	taskCPU       *prometheus.CounterVec
+	taskMemory    prometheus.Histogram
 	// cleanupFailed counts the failed teardowns of tasks; background
 	// adds those the service does not see (a warm pool's).
 	cleanupFailed atomic.Uint64
@@ -184,6 +188,15 @@ func newMetrics(cfg metricsConfig) *metrics {
 			Name: MetricLimitHits,
 			Help: "Task stages that hit a limit, by limit (memory: OOM-killed; pids: a fork past the pids limit; output: output cut at its cap) and runtime. Timeouts are the tasks_total outcome timed_out.",
 		}, []string{"limit", "runtime"}),
+		taskCPU: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTaskCPU,
+			Help: "CPU time (user and system) the tasks' stages used, by runtime, as their cgroups count it: its rate is the cores tasks keep busy.",
+		}, []string{"runtime"}),
+		taskMemory: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    MetricTaskMemory,
+			Help:    "Peak memory of each task stage, where the kernel records it (cgroup v1; v2 from Linux 5.19).",
+			Buckets: prometheus.ExponentialBuckets(1<<20, 2, 13), // 1 MiB to 4 GiB
+		}),
 		background: cfg.background,
 		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricSweeps,
@@ -222,7 +235,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(cfg.version, runtime.Version()).Set(1)
 	m.registry.MustRegister(m.tasks, m.rejected, m.stageDuration, m.taskDuration, m.inFlight, m.queueDepth,
-		slotsGauge, queueGauge, m.limitHits, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
+		slotsGauge, queueGauge, m.limitHits, m.taskCPU, m.taskMemory, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.probe {
@@ -250,6 +263,9 @@ func newMetrics(cfg metricsConfig) *metrics {
 		for _, rt := range cfg.runtimes {
 			m.tasks.WithLabelValues(o, rt)
 		}
+	}
+	for _, rt := range cfg.runtimes {
+		m.taskCPU.WithLabelValues(rt)
 	}
 	for _, l := range []string{LimitMemory, LimitPids, LimitOutput} {
 		for _, rt := range cfg.runtimes {
@@ -298,8 +314,8 @@ func (m *metrics) probed(d time.Duration, err error) {
 	m.up.Set(1)
 }
 
-// observeLimits counts the limits a task's stages hit.
-func (m *metrics) observeLimits(rt string, res *runner.Result) {
+// observeResult counts the limits a task's stages hit and what they used.
+func (m *metrics) observeResult(rt string, res *runner.Result) {
 	stages := []*runner.Stage{&res.Stage}
 	switch {
 	case res.Compile != nil && res.Outcome == runner.OutcomeCompileFailed:
@@ -309,6 +325,10 @@ func (m *metrics) observeLimits(rt string, res *runner.Result) {
 		stages = append(stages, res.Compile)
 	}
 	for _, st := range stages {
+		m.taskCPU.WithLabelValues(rt).Add(st.Usage.CPU.Seconds())
+		if st.Usage.MemoryPeak > 0 {
+			m.taskMemory.Observe(float64(st.Usage.MemoryPeak))
+		}
 		if st.OOMKilled {
 			m.limitHits.WithLabelValues(LimitMemory, rt).Inc()
 		}

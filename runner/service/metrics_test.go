@@ -55,6 +55,7 @@ func TestTasksAreCountedByOutcomeAndRuntime(t *testing.T) {
 		switch task.Runtime {
 		case "python":
 			res.Outcome, res.OOMKilled, res.ExitCode = runner.OutcomeOOMKilled, true, 137
+			res.Usage = runner.Usage{CPU: 1500 * time.Millisecond, MemoryPeak: 10 << 20}
 		case "node":
 			res.Outcome, res.TimedOut, res.ExitCode = runner.OutcomeTimedOut, true, runner.ExitTimedOut
 			res.PidsLimitHit, res.OutputTruncated = true, true
@@ -94,6 +95,10 @@ func TestTasksAreCountedByOutcomeAndRuntime(t *testing.T) {
 		assert.Equal(t, c.want, seriesValue(t, mfs, MetricLimitHits, map[string]string{"limit": c.limit, "runtime": c.runtime}),
 			"%s %s", c.limit, c.runtime)
 	}
+	assert.Equal(t, 1.5, seriesValue(t, mfs, MetricTaskCPU, map[string]string{"runtime": "python"}))
+	assert.Equal(t, 0.0, seriesValue(t, mfs, MetricTaskCPU, map[string]string{"runtime": "sh"}))
+	assert.Equal(t, 1.0, metricValue(t, mfs, MetricTaskMemory, "", ""), "one stage reported its peak")
+	assert.Equal(t, float64(10<<20), mfs[MetricTaskMemory].GetMetric()[0].GetHistogram().GetSampleSum())
 }
 
 func TestAnAliasCountsAsItsRuntime(t *testing.T) {
@@ -108,8 +113,8 @@ func TestAnAliasCountsAsItsRuntime(t *testing.T) {
 func TestCompileStageLimitsAreCountedOnce(t *testing.T) {
 	m := newMetrics(metricsConfig{slots: 1, queue: 1, runtimes: []string{"cpp"}})
 	oom := runner.Stage{Outcome: runner.OutcomeCompileFailed, OOMKilled: true}
-	m.observeLimits("cpp", &runner.Result{Stage: oom, Compile: &runner.Stage{Outcome: runner.OutcomeOOMKilled, OOMKilled: true}})
-	m.observeLimits("cpp", &runner.Result{
+	m.observeResult("cpp", &runner.Result{Stage: oom, Compile: &runner.Stage{Outcome: runner.OutcomeOOMKilled, OOMKilled: true}})
+	m.observeResult("cpp", &runner.Result{
 		Stage:   runner.Stage{Outcome: runner.OutcomeExited, OutputTruncated: true},
 		Compile: &runner.Stage{Outcome: runner.OutcomeExited, OutputTruncated: true},
 	})

@@ -382,7 +382,7 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	times.observeResult(res)
 	s.metrics.tasks.WithLabelValues(string(res.Outcome), rt).Inc()
-	s.metrics.observeLimits(rt, res)
+	s.metrics.observeResult(rt, res)
 	attrs = append(attrs, "outcome", res.Outcome, "exit_code", res.ExitCode, "run_ms", ms(res.Duration))
 	if res.Compile != nil {
 		attrs = append(attrs, "compile_ms", ms(res.Compile.Duration))
