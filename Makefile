@@ -12,8 +12,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages the runner, its tests and the demo need: the registry
 # the pull tests push to, debootstrap for the runtime test image, and
 # systemd for systemd-analyze, which checks the units, docker.io for
-# the tests that run next to Docker, and nats-server for the fleet's.
-DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server
+# the tests that run next to Docker, nats-server for the fleet's, and
+# prometheus for promtool, which checks and unit-tests contrib/prometheus.
+DEB_PACKAGES := containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 # The containerd 2.x daemon the integration suite also runs against: the
 # containerd/v2 version go.mod pins, built in the helper module
