@@ -53,6 +53,7 @@ func commands() []command {
 		{"runtimes", "list the runtimes and their images", runRuntimes},
 		{"gc", "remove what crashed runners left behind", runGC},
 		{"serve", "run the HTTP service other programs send tasks to", runServe},
+		{"status", "print a running service's success metrics against the deployment targets", runStatus},
 		{"worker", "take tasks from NATS JetStream as one of a fleet of workers", runWorker},
 		{"workers", "list the live workers of a fleet", runWorkers},
 		{"submit", "queue code for a fleet of workers and wait for its result", runSubmit},
