@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -148,7 +149,7 @@ func (s *Status) WriteText(w io.Writer) error {
 	var err error
 	line := func(name, value, target string) {
 		if err == nil {
-			_, err = fmt.Fprintf(w, "%-18s %-34s %s\n", name, value, target)
+			_, err = fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%-18s %-34s %s", name, value, target), " "))
 		}
 	}
 	if s.Version != "" {
