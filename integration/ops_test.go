@@ -10,13 +10,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/fleet/fleettest"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -180,4 +185,43 @@ func TestServeSeesContainerdGoAndComeBack(t *testing.T) {
 		"/readyz did not recover")
 	assert.Contains(t, p.stderr.String(), "containerd does not answer")
 	assert.Contains(t, p.stderr.String(), "containerd answers again")
+}
+
+// TestWorkerServesMetrics: a fleet worker with --metrics serves the
+// service's figures for the tasks it runs, which status reads too.
+func TestWorkerServesMetrics(t *testing.T) {
+	srv := fleettest.Start(t)
+	e := newFleetEnv(t, srv.URL)
+	socket := filepath.Join(serveDir(t), "metrics.sock")
+	e.startWorker(e.h.StateDir(t), "--metrics", socket)
+	e.submit("ops-metrics-ok", "echo hi")
+	e.submit("ops-metrics-slow", "sleep 3")
+	require.NoError(t, e.wait("ops-metrics-ok", time.Minute).Err())
+
+	scrape := func() map[string]*dto.MetricFamily {
+		a, err := doRequest(t, socketClient(socket), context.Background(), http.MethodGet, "http://worker/metrics", "", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, a.status, "%s", a)
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(strings.NewReader(a.body))
+		require.NoError(t, err)
+		return mfs
+	}
+	mfs := scrape()
+	exited, _ := metric(t, mfs, service.MetricTasks, "outcome", string(runner.OutcomeExited))
+	assert.Equal(t, 1.0, exited)
+	running, _ := metric(t, mfs, service.MetricInFlight, "", "")
+	assert.Equal(t, 1.0, running, "the sleeping task")
+	up, _ := metric(t, mfs, service.MetricContainerdUp, "", "")
+	assert.Equal(t, 1.0, up)
+	sweeps, _ := metric(t, mfs, service.MetricSweeps, "", "")
+	assert.Equal(t, 1.0, sweeps, "the start-up sweep")
+	creates, _ := metric(t, mfs, service.MetricStageDuration, "stage", service.StageCreate)
+	assert.GreaterOrEqual(t, creates, 1.0)
+
+	out, err := exec.Command(e.bin, "status", "--config", e.config, "--socket", socket).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Logf("sandbox-runner status of a worker:\n%s", out)
+	assert.Contains(t, string(out), "tasks              1 (1 running, 0 queued)")
+	assert.Contains(t, string(out), "success rate       100%")
 }

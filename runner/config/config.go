@@ -153,6 +153,9 @@ type Fleet struct {
 	RetryDelay string `toml:"retry_delay"`
 	// Grace is how long running tasks may finish after SIGTERM.
 	Grace string `toml:"grace"`
+	// Metrics is where a worker serves Prometheus metrics: host:port, or
+	// a unix socket's path. Empty: nowhere.
+	Metrics string `toml:"metrics"`
 	// AckWait is how long a task may go without a heartbeat before it is
 	// delivered again.
 	AckWait string `toml:"ack_wait"`

@@ -3,12 +3,17 @@ package service
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -219,4 +224,103 @@ func TestContainerdProbeIntervalMustNotBeNegative(t *testing.T) {
 	_, err := New(&fakeExec{}, WithContainerdProbe(func(context.Context) error { return nil }, -time.Second))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "probe interval")
+}
+
+func scrapeHandler(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(rec.Body)
+	require.NoError(t, err)
+	return mfs
+}
+
+func TestMetricsOfAnotherExecutor(t *testing.T) {
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	exec := &fakeExec{run: func(ctx context.Context, task runner.Task) (*runner.Result, error) {
+		switch string(task.Files[0].Content) {
+		case "block":
+			close(inside)
+			<-release
+		case "fail":
+			return nil, errors.New("creating container: boom")
+		case "cancel":
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case "leak":
+			runner.ReportCleanupFailure(ctx, errors.New("deleting snapshot: busy"))
+		}
+		return &runner.Result{ID: task.ID, Stage: runner.Stage{Outcome: runner.OutcomeExited, PidsLimitHit: true}}, nil
+	}}
+	rep := runner.SweepReport{SweepCounts: runner.SweepCounts{Containers: 1}, Failed: runner.SweepCounts{Dirs: 1}}
+	var up atomic.Bool
+	up.Store(true)
+	m, err := NewMetrics(WithVersion("v2"), WithMaxConcurrent(3), WithSweep(rep, errors.New("removing staging dir: busy")),
+		WithContainerdProbe(func(context.Context) error {
+			if up.Load() {
+				return nil
+			}
+			return errors.New("connection refused")
+		}, 20*time.Millisecond))
+	require.NoError(t, err)
+	stop := m.StartProbe()
+	defer stop()
+	wrapped := m.Executor(exec)
+	task := func(code string) runner.Task {
+		return runner.Task{Runtime: "python", Files: []runner.File{{Content: []byte(code)}}}
+	}
+
+	done := make(chan struct{})
+	go func() {
+		_, _ = wrapped.Run(context.Background(), task("block"))
+		close(done)
+	}()
+	<-inside
+	mfs := scrapeHandler(t, m.Handler())
+	assert.Equal(t, 1.0, metricValue(t, mfs, MetricInFlight, "", ""), "one task running")
+	assert.Equal(t, 3.0, metricValue(t, mfs, MetricSlots, "", ""))
+	assert.Equal(t, 1.0, metricValue(t, mfs, MetricContainerdUp, "", ""), "probed before the first scrape")
+	close(release)
+	<-done
+
+	_, err = wrapped.Run(context.Background(), task("fail"))
+	require.Error(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = wrapped.Run(ctx, task("cancel"))
+	require.Error(t, err)
+	_, err = wrapped.Run(context.Background(), task("leak"))
+	require.NoError(t, err)
+
+	up.Store(false)
+	require.Eventually(t, func() bool {
+		return metricValue(t, scrapeHandler(t, m.Handler()), MetricContainerdUp, "", "") == 0
+	}, 5*time.Second, 10*time.Millisecond)
+
+	mfs = scrapeHandler(t, m.Handler())
+	for outcome, want := range map[string]float64{"exited": 2, OutcomeError: 1, "cancelled": 1} {
+		assert.Equal(t, want, seriesValue(t, mfs, MetricTasks, map[string]string{"outcome": outcome, "runtime": "python"}), outcome)
+	}
+	assert.Equal(t, 0.0, metricValue(t, mfs, MetricInFlight, "", ""))
+	assert.Equal(t, 2.0, seriesValue(t, mfs, MetricLimitHits, map[string]string{"limit": LimitPids, "runtime": "python"}))
+	assert.Equal(t, 1.0, metricValue(t, mfs, MetricCleanupFailed, "", ""))
+	assert.Equal(t, 4.0, metricValue(t, mfs, MetricTaskDuration, "", ""))
+	assert.Equal(t, 1.0, metricValue(t, mfs, MetricSweepFailures, "", ""))
+	assert.Equal(t, 1.0, metricValue(t, mfs, MetricFound, "kind", runner.KindDirs))
+	assert.Equal(t, 0.0, metricValue(t, mfs, MetricRemoved, "kind", runner.KindDirs))
+	assert.Equal(t, 1.0, seriesValue(t, mfs, MetricBuildInfo, map[string]string{"version": "v2", "goversion": runtime.Version()}))
+
+	s, err := ParseStatus(strings.NewReader(textOf(t, m.Handler())))
+	require.NoError(t, err)
+	assert.Equal(t, 4.0, s.Tasks, "status reads a worker's metrics as a service's")
+}
+
+func textOf(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
 }

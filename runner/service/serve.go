@@ -58,20 +58,8 @@ func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 		ConnContext: s.connContext,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if s.opts.probe != nil {
-		// The first probe is done before the service says it is ready, so
-		// that the first scrape sees containerd's state, not a default.
-		pctx, stopProbe := context.WithCancel(context.Background())
-		s.probeOnce(pctx)
-		probed := make(chan struct{})
-		go func() {
-			defer close(probed)
-			s.probeLoop(pctx)
-		}()
-		defer func() {
-			stopProbe()
-			<-probed
-		}()
+	if s.prober != nil {
+		defer s.prober.start()()
 	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
@@ -116,39 +104,4 @@ func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 		return serveErr
 	}
 	return nil
-}
-
-// probeOnce calls the containerd probe, bounded by checkTimeout or the
-// interval, whichever is shorter, and records the answer.
-func (s *Service) probeOnce(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, min(checkTimeout, s.opts.probeInterval))
-	defer cancel()
-	start := time.Now()
-	err := s.opts.probe(ctx)
-	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
-		// Serve is returning: not containerd's fault.
-		return
-	}
-	s.metrics.probed(time.Since(start), err)
-	if was := s.containerdDown.Swap(err != nil); was != (err != nil) {
-		if err != nil {
-			s.opts.log.Warn("containerd does not answer", "error", err)
-		} else {
-			s.opts.log.Info("containerd answers again")
-		}
-	}
-}
-
-// probeLoop probes containerd every interval until ctx ends.
-func (s *Service) probeLoop(ctx context.Context) {
-	t := time.NewTicker(s.opts.probeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.probeOnce(ctx)
-		}
-	}
 }

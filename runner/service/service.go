@@ -188,8 +188,7 @@ type Service struct {
 	handler http.Handler
 	// draining is set once shutdown began: /readyz says so.
 	draining atomic.Bool
-	// containerdDown is the last probe's verdict, to log changes once.
-	containerdDown atomic.Bool
+	prober   *prober
 }
 
 // New returns a Service that runs tasks with exec.
@@ -231,6 +230,9 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 	})}
 	for _, sw := range o.sweeps {
 		s.metrics.sweep(sw.rep, sw.err)
+	}
+	if o.probe != nil {
+		s.prober = &prober{probe: o.probe, interval: o.probeInterval, m: s.metrics, log: o.log}
 	}
 	if o.poolStats != nil {
 		if err := s.metrics.registry.Register(newPoolCollector(o.poolStats)); err != nil {
@@ -395,17 +397,7 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// runtimeLabel is the catalog's name for a task's runtime, aliases
-// resolved, so that a runtime has one series whatever it was called.
-func (s *Service) runtimeLabel(name string) string {
-	if _, ok := s.opts.catalog[name]; ok {
-		return name
-	}
-	if target, ok := s.opts.catalog.Aliases()[name]; ok {
-		return target
-	}
-	return name
-}
+func (s *Service) runtimeLabel(name string) string { return runtimeLabel(s.opts.catalog, name) }
 
 // decode turns a body into a task with the runtime's default limits,
 // checked as the runner will check it.

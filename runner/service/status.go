@@ -178,7 +178,7 @@ func (s *Status) WriteText(w io.Writer) error {
 		return err
 	}
 	if len(s.Missed) == 0 {
-		_, err = fmt.Fprintln(w, "every target met (figures since the service started)")
+		_, err = fmt.Fprintln(w, "every target met (figures since it started)")
 		return err
 	}
 	for _, m := range s.Missed {
