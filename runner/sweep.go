@@ -84,11 +84,10 @@ func (s SweepReport) Found() SweepCounts {
 
 // Sweep removes what runners that are no longer alive left behind: tasks
 // (killed first), containers, snapshots, leases and staging dirs with
-// their scratch mounts. It finds
-// them by our labels in our namespace only, and knows a runner is gone when
-// the process its owner label names no longer runs. With all set it
-// removes everything of ours, live runners' tasks included: use it only
-// when no runner is running.
+// their scratch mounts. It finds them by our labels in our namespace
+// only, and knows a runner is gone when the process its owner label
+// names no longer runs. With all set it removes everything of ours, live
+// runners' tasks included: use it only when no runner is running.
 func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
 	var rep SweepReport
