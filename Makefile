@@ -14,8 +14,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # for the static init, the registry
 # the pull tests push to, debootstrap for the runtime test image, and
 # systemd for systemd-analyze, which checks the units, docker.io for
-# the tests that run next to Docker, and nats-server for the fleet's.
-DEB_PACKAGES := gcc libc6-dev containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server
+# the tests that run next to Docker, nats-server for the fleet's, and
+# prometheus for promtool, which checks and unit-tests contrib/prometheus.
+DEB_PACKAGES := gcc libc6-dev containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus
 DEMO_IMAGE   := sandbox-runner.test/busybox:latest
 # The containerd 2.x daemon the integration suite also runs against: the
 # containerd/v2 version go.mod pins, built in the helper module

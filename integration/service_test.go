@@ -286,13 +286,14 @@ func (p *serveProc) scrape() map[string]*dto.MetricFamily {
 	return mfs
 }
 
-// metric returns the series of family name whose label has value (any
-// series when label is empty): a counter's or gauge's value, or a
-// histogram's sample count and sum.
+// metric adds up the series of family name whose label has value (every
+// series when label is empty): counters' or gauges' values, or
+// histograms' sample counts and sums.
 func metric(t *testing.T, mfs map[string]*dto.MetricFamily, name, label, value string) (v float64, sum float64) {
 	t.Helper()
 	mf, ok := mfs[name]
 	require.True(t, ok, "no metric %s", name)
+	found := false
 	for _, m := range mf.GetMetric() {
 		match := label == ""
 		for _, lp := range m.GetLabel() {
@@ -301,17 +302,21 @@ func metric(t *testing.T, mfs map[string]*dto.MetricFamily, name, label, value s
 		if !match {
 			continue
 		}
+		found = true
 		switch {
 		case m.Counter != nil:
-			return m.GetCounter().GetValue(), 0
+			v += m.GetCounter().GetValue()
 		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), 0
+			v += m.GetGauge().GetValue()
 		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
+			v += float64(m.GetHistogram().GetSampleCount())
+			sum += m.GetHistogram().GetSampleSum()
 		}
 	}
-	t.Fatalf("no series %s{%s=%q}", name, label, value)
-	return 0, 0
+	if !found {
+		t.Fatalf("no series %s{%s=%q}", name, label, value)
+	}
+	return v, sum
 }
 
 // waitMetric waits until the metric reaches want.

@@ -56,3 +56,23 @@ func observe(ctx context.Context, id string, step Step, since time.Time) {
 	}
 	o.ObserveStep(stage, step, time.Since(since))
 }
+
+type cleanupHookKey struct{}
+
+// WithCleanupHook returns a context that makes the runner call f with the
+// error of every teardown that failed, on its way to the log: what it
+// could not remove stays behind until a sweep. A Pool made with such a
+// context reports the failures of its own teardowns too. f is called on
+// the goroutine of the teardown and must not block.
+func WithCleanupHook(ctx context.Context, f func(err error)) context.Context {
+	return context.WithValue(ctx, cleanupHookKey{}, f)
+}
+
+// ReportCleanupFailure reports err to the context's cleanup hook, if any.
+// The Runner reports its own failed teardowns; other executors call it
+// for theirs.
+func ReportCleanupFailure(ctx context.Context, err error) {
+	if f, ok := ctx.Value(cleanupHookKey{}).(func(error)); ok && f != nil {
+		f(err)
+	}
+}

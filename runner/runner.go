@@ -742,7 +742,11 @@ func (c *cleanup) run(ctx context.Context) error {
 	for i := len(c.steps) - 1; i >= 0; i-- {
 		errs = append(errs, retryUnavailable(ctx, c.steps[i]))
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		ReportCleanupFailure(ctx, err)
+	}
+	return err
 }
 
 // retryUnavailable runs step until it succeeds, fails for another reason

@@ -28,29 +28,70 @@ const staleLease = 10 * time.Minute
 // as the owner labels do on containerd objects.
 const ownerFile = "owner"
 
-// SweepReport counts what a sweep removed.
-type SweepReport struct {
+// SweepCounts counts leftovers of each kind a sweep deals with.
+type SweepCounts struct {
 	Tasks      int `json:"tasks"`
 	Containers int `json:"containers"`
 	Snapshots  int `json:"snapshots"`
 	Leases     int `json:"leases"`
 	Dirs       int `json:"dirs"`
+	// Mounts are the scratch tmpfs mounts of compiled tasks' staging dirs.
+	Mounts int `json:"mounts"`
 	// Identities are task uids whose reservation outlived its task.
 	Identities int `json:"identities"`
 }
 
-// Total is the number of objects removed.
-func (s SweepReport) Total() int {
-	return s.Tasks + s.Containers + s.Snapshots + s.Leases + s.Dirs + s.Identities
+// The kinds of leftovers, as SweepCounts.ByKind names them.
+const (
+	KindTasks      = "tasks"
+	KindContainers = "containers"
+	KindSnapshots  = "snapshots"
+	KindLeases     = "leases"
+	KindDirs       = "dirs"
+	KindMounts     = "mounts"
+	KindIdentities = "identities"
+)
+
+// SweepKinds lists the kinds of leftovers in a fixed order.
+var SweepKinds = []string{KindTasks, KindContainers, KindSnapshots, KindLeases, KindDirs, KindMounts, KindIdentities}
+
+// Total is the number of objects counted.
+func (s SweepCounts) Total() int {
+	return s.Tasks + s.Containers + s.Snapshots + s.Leases + s.Dirs + s.Mounts + s.Identities
+}
+
+// ByKind returns the counts keyed by the names in SweepKinds.
+func (s SweepCounts) ByKind() map[string]int {
+	return map[string]int{
+		KindTasks: s.Tasks, KindContainers: s.Containers, KindSnapshots: s.Snapshots,
+		KindLeases: s.Leases, KindDirs: s.Dirs, KindMounts: s.Mounts, KindIdentities: s.Identities,
+	}
+}
+
+// SweepReport counts what a sweep removed and, in Failed, the leftovers
+// it found but could not remove (its error says why): what it found is
+// the sum of both.
+type SweepReport struct {
+	SweepCounts
+	Failed SweepCounts `json:"failed"`
+}
+
+// Found is what the sweep found: removed and failed.
+func (s SweepReport) Found() SweepCounts {
+	return SweepCounts{
+		Tasks: s.Tasks + s.Failed.Tasks, Containers: s.Containers + s.Failed.Containers,
+		Snapshots: s.Snapshots + s.Failed.Snapshots, Leases: s.Leases + s.Failed.Leases,
+		Dirs: s.Dirs + s.Failed.Dirs, Mounts: s.Mounts + s.Failed.Mounts,
+		Identities: s.Identities + s.Failed.Identities,
+	}
 }
 
 // Sweep removes what runners that are no longer alive left behind: tasks
-// (killed first), containers, snapshots, leases, staging dirs and the
-// identities of tasks that are gone. It finds
-// them by our labels in our namespace only, and knows a runner is gone when
-// the process its owner label names no longer runs. With all set it
-// removes everything of ours, live runners' tasks included: use it only
-// when no runner is running.
+// (killed first), containers, snapshots, leases, staging dirs with
+// their scratch mounts, and the identities of tasks that are gone. It finds them by our labels in our namespace
+// only, and knows a runner is gone when the process its owner label
+// names no longer runs. With all set it removes everything of ours, live
+// runners' tasks included: use it only when no runner is running.
 func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 	ctx = namespaces.WithNamespace(ctx, r.opts.namespace)
 	var rep SweepReport
@@ -75,11 +116,15 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 			live[c.ID()], live[labels[LabelTask]] = true, true
 			continue
 		}
-		killed, err := removeContainer(ctx, c)
-		if killed {
+		hadTask, taskErr, err := removeContainer(ctx, c)
+		switch {
+		case hadTask && taskErr == nil:
 			rep.Tasks++
+		case hadTask:
+			rep.Failed.Tasks++
 		}
 		if err != nil {
+			rep.Failed.Containers++
 			errs = append(errs, fmt.Errorf("removing container %s: %w", c.ID(), err))
 			live[c.ID()], live[labels[LabelTask]] = true, true
 			continue
@@ -102,6 +147,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 	}
 	for _, key := range stale {
 		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+			rep.Failed.Snapshots++
 			errs = append(errs, fmt.Errorf("removing snapshot %s: %w", key, err))
 			continue
 		}
@@ -122,6 +168,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 			continue
 		}
 		if err := ls.Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			rep.Failed.Leases++
 			errs = append(errs, fmt.Errorf("removing lease %s: %w", l.ID, err))
 			continue
 		}
@@ -142,11 +189,22 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		if !all && dirOwnerAlive(dir) {
 			continue
 		}
+		scratch := filepath.Join(dir, scratchDir)
+		mounted := isMountPoint(scratch)
 		if err := removeTaskDir(dir); err != nil {
+			rep.Failed.Dirs++
+			if isMountPoint(scratch) {
+				rep.Failed.Mounts++
+			} else if mounted {
+				rep.Mounts++
+			}
 			errs = append(errs, fmt.Errorf("removing staging dir: %w", err))
 			continue
 		}
 		rep.Dirs++
+		if mounted {
+			rep.Mounts++
+		}
 	}
 
 	// Identities last: a uid is free again only once nothing of its task
@@ -164,6 +222,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		}
 		if err := r.ids.release(res.uid); err != nil {
 			errs = append(errs, fmt.Errorf("freeing task identity %d: %w", res.uid, err))
+			rep.Failed.Identities++
 			continue
 		}
 		rep.Identities++
@@ -183,34 +242,54 @@ func identityOwnerAlive(ids *identities, res reservation) bool {
 }
 
 // removeContainer kills and deletes c's task, if it has one, then c and
-// its snapshot. killed tells whether there was a task.
-func removeContainer(ctx context.Context, c client.Container) (killed bool, err error) {
+// its snapshot. hadTask tells whether there was a task, taskErr why it
+// could not be removed; err is set whenever c is still there.
+func removeContainer(ctx context.Context, c client.Container) (hadTask bool, taskErr, err error) {
+	hadTask, taskErr = removeTask(ctx, c)
+	if taskErr != nil {
+		return hadTask, taskErr, taskErr
+	}
+	return hadTask, nil, ignoreNotFound(c.Delete(ctx, client.WithSnapshotCleanup))
+}
+
+// removeTask kills and deletes c's task, if it has one.
+func removeTask(ctx context.Context, c client.Container) (hadTask bool, err error) {
 	task, err := c.Task(ctx, nil)
 	switch {
 	case errdefs.IsNotFound(err):
+		return false, nil
 	case err != nil:
 		return false, err
-	default:
-		killed = true
-		wctx, cancel := context.WithTimeout(ctx, killWait)
-		defer cancel()
-		exitC, err := task.Wait(wctx)
-		if err != nil {
-			return killed, err
-		}
-		if err := task.Kill(wctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
-			return killed, err
-		}
-		select {
-		case <-exitC:
-		case <-wctx.Done():
-			return killed, fmt.Errorf("task did not exit after SIGKILL: %w", wctx.Err())
-		}
-		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-			return killed, err
-		}
 	}
-	return killed, ignoreNotFound(c.Delete(ctx, client.WithSnapshotCleanup))
+	wctx, cancel := context.WithTimeout(ctx, killWait)
+	defer cancel()
+	exitC, err := task.Wait(wctx)
+	if err != nil {
+		return true, err
+	}
+	if err := task.Kill(wctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+		return true, err
+	}
+	select {
+	case <-exitC:
+	case <-wctx.Done():
+		return true, fmt.Errorf("task did not exit after SIGKILL: %w", wctx.Err())
+	}
+	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		return true, err
+	}
+	return true, nil
+}
+
+// isMountPoint tells whether path is a mount point: it lies on another
+// device than its parent. A bind mount of the same file system would be
+// missed, but the scratch dirs this is for are tmpfs mounts.
+func isMountPoint(path string) bool {
+	var st, parent syscall.Stat_t
+	if syscall.Lstat(path, &st) != nil || syscall.Lstat(filepath.Dir(path), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
 }
 
 // processIdentity returns this process's pid and start time, which

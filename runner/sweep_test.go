@@ -17,3 +17,27 @@ func TestStatFieldsOfThisProcess(t *testing.T) {
 	assert.True(t, ownerAlive(self, startTime(self)))
 	assert.False(t, ownerAlive(self, "1"), "a reused pid with another start time is not the owner")
 }
+
+func TestIsMountPoint(t *testing.T) {
+	assert.True(t, isMountPoint("/proc"), "/proc is a mount of its own")
+	dir := t.TempDir()
+	assert.False(t, isMountPoint(dir), "a plain directory")
+	assert.False(t, isMountPoint(dir+"/missing"), "nothing there")
+}
+
+func TestSweepReportFoundAddsFailed(t *testing.T) {
+	rep := SweepReport{
+		SweepCounts: SweepCounts{Tasks: 1, Containers: 2, Snapshots: 3, Leases: 4, Dirs: 5, Mounts: 6},
+		Failed:      SweepCounts{Containers: 1, Mounts: 2},
+	}
+	assert.Equal(t, 21, rep.Total(), "Total counts what was removed")
+	found := rep.Found()
+	assert.Equal(t, SweepCounts{Tasks: 1, Containers: 3, Snapshots: 3, Leases: 4, Dirs: 5, Mounts: 8}, found)
+	byKind := found.ByKind()
+	assert.Len(t, byKind, len(SweepKinds))
+	for _, k := range SweepKinds {
+		assert.Contains(t, byKind, k)
+	}
+	assert.Equal(t, 8, byKind[KindMounts])
+	assert.Equal(t, 3, byKind[KindContainers])
+}

@@ -57,6 +57,7 @@ func commands() []command {
 		{"runtimes", "list the runtimes and their images", runRuntimes},
 		{"gc", "remove what crashed runners left behind", runGC},
 		{"serve", "run the HTTP service other programs send tasks to", runServe},
+		{"status", "print a running service's success metrics against the deployment targets", runStatus},
 		{"worker", "take tasks from NATS JetStream as one of a fleet of workers", runWorker},
 		{"workers", "list the live workers of a fleet", runWorkers},
 		{"submit", "queue code for a fleet of workers and wait for its result", runSubmit},
@@ -294,16 +295,18 @@ func report(w io.Writer, err error) int {
 }
 
 // sweepLeftovers removes what runners that died left behind, saying so;
-// a sweep that fails is no reason not to go on.
-func sweepLeftovers(ctx context.Context, r *runner.Runner, log *slog.Logger) {
+// a sweep that fails is no reason not to go on. It returns the sweep's
+// report and error for the metrics.
+func sweepLeftovers(ctx context.Context, r *runner.Runner, log *slog.Logger) (runner.SweepReport, error) {
 	rep, err := r.Sweep(ctx, false)
 	switch {
 	case err != nil:
 		log.Warn("sweeping leftovers", "error", err)
 	case rep.Total() > 0:
 		log.Warn("removed what a dead runner left behind", "tasks", rep.Tasks, "containers", rep.Containers,
-			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs)
+			"snapshots", rep.Snapshots, "leases", rep.Leases, "dirs", rep.Dirs, "mounts", rep.Mounts)
 	}
+	return rep, err
 }
 
 // runDaemon finishes the flags of a long-running command (serve, worker)

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -34,6 +35,7 @@ type serveOptions struct {
 	grace         string
 	pool          []string
 	poolInit      string
+	probeInterval string
 }
 
 func runServe(ctx context.Context, args []string, std stdio) int {
@@ -49,6 +51,7 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.grace, "grace", "", "how long running tasks may finish after SIGTERM before they are killed (config grace; default 30s)")
 	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [service.pool.runtimes]; default: no pool)")
 	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary, PID 1 of every sandbox (same as the config's init; default: next to this binary)")
+	fs.StringVar(&o.probeInterval, "probe-interval", "", "how often containerd is probed for /metrics' sandbox_runner_containerd_up (config probe_interval; default 5s)")
 	o.registry.register(fs)
 	o.global.register(fs)
 	return runDaemon("serve", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
@@ -95,6 +98,14 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		}
 		opts = append(opts, service.WithGrace(d))
 	}
+	var probeInterval time.Duration
+	if s := first(o.probeInterval, cfg.ProbeInterval); s != "" {
+		d, err := runner.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("--probe-interval: %w", err)
+		}
+		probeInterval = d
+	}
 	// Refused before anything is started: a TCP listener never runs
 	// without authentication.
 	if listen.TCP != "" && tokenFile == "" {
@@ -129,7 +140,8 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	if err != nil {
 		return fmt.Errorf("[service] required_runtimes: %w", err)
 	}
-	opts = append(opts, service.WithReadiness(checks...))
+	opts = append(opts, service.WithReadiness(checks...), service.WithVersion(version),
+		service.WithContainerdProbe(service.ContainerdProbe(conn.Client), probeInterval))
 	poolOpts, err := o.poolOptions()
 	if err != nil {
 		return err
@@ -138,13 +150,17 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	// What a runner that died (this service, before a restart) left
 	// behind is removed before the first task, and before the pool
 	// makes its first sandboxes.
-	sweepLeftovers(ctx, r, log)
+	rep, err := sweepLeftovers(ctx, r, log)
 	if ctx.Err() != nil {
 		return nil
 	}
+	opts = append(opts, service.WithSweep(rep, err))
 	var exec service.Executor = r
 	if poolOpts != nil {
-		pool, err := r.NewPool(ctx, *poolOpts)
+		// The pool's own teardowns are off any task's path: counted here.
+		var poolCleanupFailures atomic.Uint64
+		pctx := runner.WithCleanupHook(ctx, func(error) { poolCleanupFailures.Add(1) })
+		pool, err := r.NewPool(pctx, *poolOpts)
 		if err != nil {
 			return usageError("%v", err)
 		}
@@ -158,7 +174,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 			}
 		}()
 		exec = pool
-		opts = append(opts, service.WithPoolStats(pool.Stats))
+		opts = append(opts, service.WithPoolStats(pool.Stats), service.WithCleanupFailures(poolCleanupFailures.Load))
 		log.Info("warm pool", "runtimes", poolOpts.Runtimes)
 	}
 	svc, err := service.New(exec, opts...)

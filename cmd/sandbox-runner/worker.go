@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/fleet"
+	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
 // workerOptions is everything `worker` reads from its flags; each falls
@@ -26,6 +27,7 @@ type workerOptions struct {
 	grace         string
 	ackWait       string
 	presenceTTL   string
+	metrics       string
 }
 
 func runWorker(ctx context.Context, args []string, std stdio) int {
@@ -40,6 +42,7 @@ func runWorker(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.ackWait, "ack-wait", "", "when creating the consumers: how long a task may go without a heartbeat before it is delivered again (config [fleet] ack_wait; default 30s)")
 	fs.IntVar(&o.replicas, "replicas", 0, "when creating the streams: NATS servers holding each, 3 on a cluster (config [fleet] replicas; default 1)")
 	fs.StringVar(&o.presenceTTL, "presence-ttl", "", "when creating the presence bucket: how long a worker's entry outlives its last refresh (config [fleet] presence_ttl; default 15s)")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics (GET /metrics) on host:port or a unix socket path, unauthenticated: bind it to loopback or a private network (config [fleet] metrics; default: none)")
 	o.registry.register(fs)
 	o.global.register(fs)
 	return runDaemon("worker", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
@@ -124,9 +127,39 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	}
 	// What a worker that died (this one, before a restart) left behind
 	// goes before the first task: its tasks went back to the queue.
-	sweepLeftovers(ctx, r, log)
+	rep, sweepErr := sweepLeftovers(ctx, r, log)
 	if ctx.Err() != nil {
 		return nil
+	}
+	var exec service.Executor = r
+	if addr := first(o.metrics, o.global.file.Fleet.Metrics); addr != "" {
+		capacity := firstInt(changed("max-concurrent"), o.maxConcurrent, o.global.file.Fleet.MaxConcurrent, runtime.NumCPU())
+		m, err := service.NewMetrics(service.WithCatalog(catalog), service.WithMaxConcurrent(capacity),
+			service.WithVersion(version), service.WithSweep(rep, sweepErr), service.WithLogger(log),
+			service.WithContainerdProbe(service.ContainerdProbe(conn.Client), 0))
+		if err != nil {
+			return err
+		}
+		l, err := service.ListenMetrics(addr)
+		if err != nil {
+			return err
+		}
+		defer m.StartProbe()()
+		mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := m.Serve(mctx, l); err != nil {
+				log.Error("metrics listener failed", "error", err)
+			}
+		}()
+		// The figures stay readable until the last task is drained.
+		defer func() {
+			stop()
+			<-served
+		}()
+		exec = m.Executor(r)
+		log.Info("serving metrics", "address", l.Addr().String())
 	}
 
 	nc, err := fleet.Connect(copts)
@@ -134,7 +167,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		return err
 	}
 	defer nc.Close()
-	w, err := fleet.NewWorker(nc, r, fopts...)
+	w, err := fleet.NewWorker(nc, exec, fopts...)
 	if err != nil {
 		return err
 	}

@@ -110,6 +110,9 @@ type Service struct {
 	MaxBody string `toml:"max_body"`
 	// Grace is how long in-flight tasks may finish after SIGTERM.
 	Grace string `toml:"grace"`
+	// ProbeInterval is how often containerd is probed for the metrics'
+	// sandbox_runner_containerd_up, e.g. "5s".
+	ProbeInterval string `toml:"probe_interval"`
 	// RequiredRuntimes are the runtimes whose images must be in
 	// containerd's store for GET /readyz to answer ready.
 	RequiredRuntimes []string `toml:"required_runtimes"`
@@ -155,6 +158,9 @@ type Fleet struct {
 	RetryDelay string `toml:"retry_delay"`
 	// Grace is how long running tasks may finish after SIGTERM.
 	Grace string `toml:"grace"`
+	// Metrics is where a worker serves Prometheus metrics: host:port, or
+	// a unix socket's path. Empty: nowhere.
+	Metrics string `toml:"metrics"`
 	// AckWait is how long a task may go without a heartbeat before it is
 	// delivered again.
 	AckWait string `toml:"ack_wait"`

@@ -26,10 +26,14 @@ var ErrUnreachable = errors.New("service unreachable")
 // limit, in base64, with room for the rest.
 const maxAnswer = 3 * runner.MaxOutputLimit
 
-// Client talks to a service over its unix socket.
+// Client talks to a service over its unix socket, or over TCP with its
+// bearer token.
 type Client struct {
 	socket string
-	http   *http.Client
+	// base is where requests go; token, when set, is sent with each.
+	base  string
+	token string
+	http  *http.Client
 }
 
 // NewClient returns a client of the service listening on socket.
@@ -48,7 +52,26 @@ func NewClient(socket string) *Client {
 	}
 	// No overall timeout: a task's own timeout bounds the answer, and
 	// the caller's context can end it.
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{socket: socket, base: "http://sandbox-runner", http: &http.Client{Transport: tr}}
+}
+
+// NewTCPClient returns a client of the service listening on the TCP
+// address addr (host:port, as serve's --tcp), which sends token with
+// every request.
+func NewTCPClient(addr, token string) *Client {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, address)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return c, nil
+		},
+		MaxIdleConns:    1,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	return &Client{socket: addr, base: "http://" + addr, token: token, http: &http.Client{Transport: tr}}
 }
 
 type dialError struct{ err error }
@@ -56,7 +79,7 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// Socket returns the socket the client talks to.
+// Socket returns the socket (or TCP address) the client talks to.
 func (c *Client) Socket() string { return c.socket }
 
 // Ping asks GET /healthz; it fails with ErrUnreachable when nobody
@@ -105,10 +128,13 @@ func (c *Client) Exec(ctx context.Context, req Request) (*runner.Result, error) 
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
-	// The host is a placeholder: the transport always dials the socket.
-	req, err := http.NewRequestWithContext(ctx, method, "http://sandbox-runner"+path, bytes.NewReader(body))
+	// On a socket the host is a placeholder: the transport dials the socket.
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

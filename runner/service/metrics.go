@@ -1,6 +1,8 @@
 package service
 
 import (
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,26 @@ const (
 	MetricQueueDepth    = "sandbox_runner_queue_depth"
 	MetricSlots         = "sandbox_runner_slots"
 	MetricQueueCapacity = "sandbox_runner_queue_capacity"
+	MetricLimitHits     = "sandbox_runner_limit_hits_total"
+	MetricCleanupFailed = "sandbox_runner_cleanup_failures_total"
+	MetricSweeps        = "sandbox_runner_sweeps_total"
+	MetricSweepFailures = "sandbox_runner_sweep_failures_total"
+	MetricFound         = "sandbox_runner_leftovers_found_total"
+	MetricRemoved       = "sandbox_runner_leftovers_removed_total"
+	MetricContainerdUp  = "sandbox_runner_containerd_up"
+	MetricProbeDuration = "sandbox_runner_containerd_probe_duration_seconds"
+	MetricProbeFailures = "sandbox_runner_containerd_probe_failures_total"
+	MetricBuildInfo     = "sandbox_runner_build_info"
+	MetricPoolMisses    = "sandbox_runner_pool_misses_total"
+	MetricTaskCPU       = "sandbox_runner_task_cpu_seconds_total"
+	MetricTaskMemory    = "sandbox_runner_task_memory_peak_bytes"
+)
+
+// Limit labels of MetricLimitHits.
+const (
+	LimitMemory = "memory"
+	LimitPids   = "pids"
+	LimitOutput = "output"
 )
 
 // OutcomeError is the outcome label of a task the runner failed to run
@@ -43,6 +65,10 @@ const (
 	RejectUnauthorized = "unauthorized"
 )
 
+// probeBuckets span a containerd that answers at once (well under a
+// millisecond) to one that is stuck (the probe's timeout).
+var probeBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
 // durationBuckets span a warm task (a few ms) to a long one (minutes).
 var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
@@ -61,7 +87,7 @@ func newPoolCollector(stats func() []runner.PoolStats) *poolCollector {
 		size:     d("sandbox_runner_pool_size", "Sandboxes the warm pool keeps ready, per runtime (its target)."),
 		idle:     d("sandbox_runner_pool_idle", "Sandboxes ready now."),
 		hits:     d("sandbox_runner_pool_hits_total", "Tasks that got a pooled sandbox."),
-		misses:   d("sandbox_runner_pool_misses_total", "Tasks that took the cold path because no sandbox was ready."),
+		misses:   d(MetricPoolMisses, "Tasks that took the cold path because no sandbox was ready."),
 		recycled: d("sandbox_runner_pool_recycled_total", "Sandboxes thrown away unused after their idle time."),
 		mem:      d("sandbox_runner_pool_idle_memory_bytes", "Mean host memory one idle sandbox holds (its process and shim)."),
 	}
@@ -102,15 +128,40 @@ type metrics struct {
 	taskDuration  prometheus.Histogram
 	inFlight      prometheus.Gauge
 	queueDepth    prometheus.Gauge
+	limitHits     *prometheus.CounterVec
+	taskCPU       *prometheus.CounterVec
+	taskMemory    prometheus.Histogram
+	// cleanupFailed counts the failed teardowns of tasks; background
+	// adds those the service does not see (a warm pool's).
+	cleanupFailed atomic.Uint64
+	background    func() uint64
+	sweeps        prometheus.Counter
+	sweepFailures prometheus.Counter
+	found         *prometheus.CounterVec
+	removed       *prometheus.CounterVec
+	// containerd's reachability: registered only with a probe.
+	up            prometheus.Gauge
+	probeDuration prometheus.Histogram
+	probeFailures prometheus.Counter
 }
 
-func newMetrics(slots, queue int) *metrics {
+// metricsConfig is what the metrics need from the service's options.
+type metricsConfig struct {
+	slots, queue int
+	runtimes     []string
+	version      string
+	probe        bool
+	// background counts cleanup failures outside tasks; may be nil.
+	background func() uint64
+}
+
+func newMetrics(cfg metricsConfig) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricTasks,
-			Help: "Tasks that ran (or were refused by the runner), by outcome: the result's outcome, or \"error\" when the runner failed.",
-		}, []string{"outcome"}),
+			Help: "Tasks that ran (or were refused by the runner), by outcome (the result's outcome, or \"error\" when the runner failed) and runtime.",
+		}, []string{"outcome", "runtime"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRejected,
 			Help: "Requests to run a task that were refused before it was queued, by reason.",
@@ -133,22 +184,97 @@ func newMetrics(slots, queue int) *metrics {
 			Name: MetricQueueDepth,
 			Help: "Tasks waiting for a slot now.",
 		}),
+		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricLimitHits,
+			Help: "Task stages that hit a limit, by limit (memory: OOM-killed; pids: a fork past the pids limit; output: output cut at its cap) and runtime. Timeouts are the tasks_total outcome timed_out.",
+		}, []string{"limit", "runtime"}),
+		taskCPU: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTaskCPU,
+			Help: "CPU time (user and system) the tasks' stages used, by runtime, as their cgroups count it: its rate is the cores tasks keep busy.",
+		}, []string{"runtime"}),
+		taskMemory: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    MetricTaskMemory,
+			Help:    "Peak memory of each task stage, where the kernel records it (cgroup v1; v2 from Linux 5.19).",
+			Buckets: prometheus.ExponentialBuckets(1<<20, 2, 13), // 1 MiB to 4 GiB
+		}),
+		background: cfg.background,
+		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricSweeps,
+			Help: "Sweeps for what dead runners left behind (one at start-up).",
+		}),
+		sweepFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricSweepFailures,
+			Help: "Sweeps that could not list or remove some leftovers: run `sandbox-runner gc` to see why.",
+		}),
+		found: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricFound,
+			Help: "Leftovers of dead runners that sweeps found, by kind (tasks, containers, snapshots, leases, dirs, mounts).",
+		}, []string{"kind"}),
+		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRemoved,
+			Help: "Leftovers of dead runners that sweeps removed, by kind; found minus removed stayed behind.",
+		}, []string{"kind"}),
 	}
 	slotsGauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricSlots, Help: "Tasks that may run at once (--max-concurrent)."})
-	slotsGauge.Set(float64(slots))
+	slotsGauge.Set(float64(cfg.slots))
 	queueGauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricQueueCapacity, Help: "Tasks that may wait for a slot (--queue)."})
-	queueGauge.Set(float64(queue))
+	queueGauge.Set(float64(cfg.queue))
+	cleanupCounter := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: MetricCleanupFailed,
+		Help: "Teardowns (of a task's containers, snapshots, staging dir, or a warm pool's sandbox) that failed: what they left is removed by the next sweep, `sandbox-runner gc`.",
+	}, func() float64 {
+		n := m.cleanupFailed.Load()
+		if m.background != nil {
+			n += m.background()
+		}
+		return float64(n)
+	})
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MetricBuildInfo,
+		Help: "Always 1; its labels say which sandbox-runner and which Go built it.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(cfg.version, runtime.Version()).Set(1)
 	m.registry.MustRegister(m.tasks, m.rejected, m.stageDuration, m.taskDuration, m.inFlight, m.queueDepth,
-		slotsGauge, queueGauge,
+		slotsGauge, queueGauge, m.limitHits, m.taskCPU, m.taskMemory, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.probe {
+		m.up = prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricContainerdUp,
+			Help: "1 when containerd answered the last probe, 0 when it did not.",
+		})
+		m.probeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    MetricProbeDuration,
+			Help:    "Round-trip time of the periodic containerd probe (its version call), answered or not.",
+			Buckets: probeBuckets,
+		})
+		m.probeFailures = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricProbeFailures,
+			Help: "containerd probes that got no answer in time.",
+		})
+		m.registry.MustRegister(m.up, m.probeDuration, m.probeFailures)
+	}
 	// Every label value exists from the start, so a scraper sees zeros
 	// rather than missing series.
 	for _, o := range []string{
 		string(runner.OutcomeExited), string(runner.OutcomeSignaled), string(runner.OutcomeTimedOut),
 		string(runner.OutcomeOOMKilled), string(runner.OutcomeCancelled), string(runner.OutcomeCompileFailed), OutcomeError,
 	} {
-		m.tasks.WithLabelValues(o)
+		for _, rt := range cfg.runtimes {
+			m.tasks.WithLabelValues(o, rt)
+		}
+	}
+	for _, rt := range cfg.runtimes {
+		m.taskCPU.WithLabelValues(rt)
+	}
+	for _, l := range []string{LimitMemory, LimitPids, LimitOutput} {
+		for _, rt := range cfg.runtimes {
+			m.limitHits.WithLabelValues(l, rt)
+		}
+	}
+	for _, k := range runner.SweepKinds {
+		m.found.WithLabelValues(k)
+		m.removed.WithLabelValues(k)
 	}
 	for _, r := range []string{RejectInvalid, RejectTooLarge, RejectQueueFull, RejectShuttingDown, RejectUnauthorized} {
 		m.rejected.WithLabelValues(r)
@@ -162,6 +288,57 @@ func newMetrics(slots, queue int) *metrics {
 func (m *metrics) limiterChanged(running, waiting int) {
 	m.inFlight.Set(float64(running))
 	m.queueDepth.Set(float64(waiting))
+}
+
+// sweep records what a sweep found and removed.
+func (m *metrics) sweep(rep runner.SweepReport, err error) {
+	m.sweeps.Inc()
+	if err != nil {
+		m.sweepFailures.Inc()
+	}
+	found := rep.Found().ByKind()
+	for kind, n := range rep.ByKind() {
+		m.removed.WithLabelValues(kind).Add(float64(n))
+		m.found.WithLabelValues(kind).Add(float64(found[kind]))
+	}
+}
+
+// probed records one containerd probe.
+func (m *metrics) probed(d time.Duration, err error) {
+	m.probeDuration.Observe(d.Seconds())
+	if err != nil {
+		m.up.Set(0)
+		m.probeFailures.Inc()
+		return
+	}
+	m.up.Set(1)
+}
+
+// observeResult counts the limits a task's stages hit and what they used.
+func (m *metrics) observeResult(rt string, res *runner.Result) {
+	stages := []*runner.Stage{&res.Stage}
+	switch {
+	case res.Compile != nil && res.Outcome == runner.OutcomeCompileFailed:
+		// The run stage's fields repeat the compile stage's.
+		stages = []*runner.Stage{res.Compile}
+	case res.Compile != nil:
+		stages = append(stages, res.Compile)
+	}
+	for _, st := range stages {
+		m.taskCPU.WithLabelValues(rt).Add(st.Usage.CPU.Seconds())
+		if st.Usage.MemoryPeak > 0 {
+			m.taskMemory.Observe(float64(st.Usage.MemoryPeak))
+		}
+		if st.OOMKilled {
+			m.limitHits.WithLabelValues(LimitMemory, rt).Inc()
+		}
+		if st.PidsLimitHit {
+			m.limitHits.WithLabelValues(LimitPids, rt).Inc()
+		}
+		if st.OutputTruncated {
+			m.limitHits.WithLabelValues(LimitOutput, rt).Inc()
+		}
+	}
 }
 
 func (m *metrics) observeStage(stage string, d time.Duration) {

@@ -58,6 +58,9 @@ func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 		ConnContext: s.connContext,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if s.prober != nil {
+		defer s.prober.start()()
+	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		go func() { errc <- srv.Serve(l) }()

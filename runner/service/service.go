@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
@@ -72,6 +73,16 @@ type options struct {
 	log           *slog.Logger
 	checks        []Check
 	poolStats     func() []runner.PoolStats
+	version       string
+	sweeps        []sweepResult
+	probe         func(ctx context.Context) error
+	probeInterval time.Duration
+	bgCleanup     func() uint64
+}
+
+type sweepResult struct {
+	rep runner.SweepReport
+	err error
 }
 
 // WithCatalog sets the runtimes the service offers; it must be the
@@ -125,6 +136,49 @@ func WithPoolStats(stats func() []runner.PoolStats) Option {
 	return func(o *options) { o.poolStats = stats }
 }
 
+// WithVersion sets the version label of sandbox_runner_build_info.
+// Default "dev".
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithSweep records a sweep for leftovers (runner.Runner.Sweep) that ran
+// before the service, such as the one at start-up, in /metrics
+// (sandbox_runner_leftovers_*_total, sandbox_runner_sweeps_total): the
+// leftovers it found and removed by kind, and whether it failed. It may
+// be given more than once. Default none.
+func WithSweep(rep runner.SweepReport, err error) Option {
+	return func(o *options) { o.sweeps = append(o.sweeps, sweepResult{rep, err}) }
+}
+
+// DefaultProbeInterval is how often a probe set with WithContainerdProbe
+// runs when no interval is given.
+const DefaultProbeInterval = 5 * time.Second
+
+// WithContainerdProbe makes Serve call probe every interval (0:
+// DefaultProbeInterval), bounded by a few seconds, and report in
+// /metrics whether containerd answered (sandbox_runner_containerd_up)
+// and how long the call took. ContainerdProbe makes one. Default none:
+// the metrics are absent.
+func WithContainerdProbe(probe func(ctx context.Context) error, interval time.Duration) Option {
+	return func(o *options) { o.probe, o.probeInterval = probe, interval }
+}
+
+// ContainerdProbe is a cheap call to a containerd client for
+// WithContainerdProbe: its version.
+func ContainerdProbe(c interface {
+	Version(ctx context.Context) (client.Version, error)
+}) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := c.Version(ctx)
+		return err
+	}
+}
+
+// WithCleanupFailures adds the failed teardowns counted outside the
+// service's tasks, such as a warm pool's (made with a context from
+// runner.WithCleanupHook), to sandbox_runner_cleanup_failures_total; f
+// is read at every scrape. Default none: only the tasks' own teardowns.
+func WithCleanupFailures(f func() uint64) Option { return func(o *options) { o.bgCleanup = f } }
+
 // Service is the HTTP API in front of an Executor.
 type Service struct {
 	exec    Executor
@@ -134,6 +188,7 @@ type Service struct {
 	handler http.Handler
 	// draining is set once shutdown began: /readyz says so.
 	draining atomic.Bool
+	prober   *prober
 }
 
 // New returns a Service that runs tasks with exec.
@@ -146,6 +201,7 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 		maxBody:       DefaultMaxBody,
 		grace:         DefaultGrace,
 		log:           slog.New(slog.DiscardHandler),
+		version:       "dev",
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -162,8 +218,22 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("max body %d: give at least 1 byte", o.maxBody)
 	case o.grace < 0:
 		return nil, fmt.Errorf("grace period %s: give zero or more", o.grace)
+	case o.probeInterval < 0:
+		return nil, fmt.Errorf("containerd probe interval %s: give zero (the default) or more", o.probeInterval)
 	}
-	s := &Service{exec: exec, opts: o, metrics: newMetrics(o.maxConcurrent, o.queue)}
+	if o.probeInterval == 0 {
+		o.probeInterval = DefaultProbeInterval
+	}
+	s := &Service{exec: exec, opts: o, metrics: newMetrics(metricsConfig{
+		slots: o.maxConcurrent, queue: o.queue, runtimes: o.catalog.Names(), version: o.version,
+		probe: o.probe != nil, background: o.bgCleanup,
+	})}
+	for _, sw := range o.sweeps {
+		s.metrics.sweep(sw.rep, sw.err)
+	}
+	if o.probe != nil {
+		s.prober = &prober{probe: o.probe, interval: o.probeInterval, m: s.metrics, log: o.log}
+	}
 	if o.poolStats != nil {
 		if err := s.metrics.registry.Register(newPoolCollector(o.poolStats)); err != nil {
 			return nil, fmt.Errorf("registering the pool's metrics: %w", err)
@@ -272,6 +342,7 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	// The task's id comes with its result: a pooled sandbox has its own
 	// already. Until then the request has an id of its own, for the logs.
 	log := s.opts.log.With("request", runner.NewID(), "runtime", task.Runtime)
+	rt := s.runtimeLabel(task.Runtime)
 
 	release, err := s.lim.acquire(r.Context())
 	queueWait := time.Since(received)
@@ -286,7 +357,7 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		// The client hung up while its task waited: nothing ran.
-		s.metrics.tasks.WithLabelValues(string(runner.OutcomeCancelled)).Inc()
+		s.metrics.tasks.WithLabelValues(string(runner.OutcomeCancelled), rt).Inc()
 		log.Info("task cancelled while queued", "outcome", runner.OutcomeCancelled, "queue_ms", ms(queueWait))
 		writeError(w, http.StatusServiceUnavailable, KindCancelled, "cancelled while waiting for a slot")
 		return
@@ -296,7 +367,8 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 
 	times := &taskTimes{m: s.metrics}
 	started := time.Now()
-	res, err := s.exec.Run(runner.WithObserver(r.Context(), times), task)
+	ctx := runner.WithCleanupHook(runner.WithObserver(r.Context(), times), func(error) { s.metrics.cleanupFailed.Add(1) })
+	res, err := s.exec.Run(ctx, task)
 	took := time.Since(started)
 	s.metrics.taskDuration.Observe(took.Seconds())
 	attrs := []any{"queue_ms", ms(queueWait), "total_ms", ms(took)}
@@ -305,13 +377,14 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		status, kind := classify(err)
-		s.metrics.tasks.WithLabelValues(OutcomeError).Inc()
+		s.metrics.tasks.WithLabelValues(OutcomeError, rt).Inc()
 		log.Error("task failed", append(attrs, "outcome", OutcomeError, "kind", kind, "error", err)...)
 		writeError(w, status, kind, err.Error())
 		return
 	}
 	times.observeResult(res)
-	s.metrics.tasks.WithLabelValues(string(res.Outcome)).Inc()
+	s.metrics.tasks.WithLabelValues(string(res.Outcome), rt).Inc()
+	s.metrics.observeResult(rt, res)
 	attrs = append(attrs, "outcome", res.Outcome, "exit_code", res.ExitCode, "run_ms", ms(res.Duration))
 	if res.Compile != nil {
 		attrs = append(attrs, "compile_ms", ms(res.Compile.Duration))
@@ -323,6 +396,8 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Sandbox-Runner-Task", res.ID)
 	writeJSON(w, http.StatusOK, res)
 }
+
+func (s *Service) runtimeLabel(name string) string { return runtimeLabel(s.opts.catalog, name) }
 
 // decode turns a body into a task with the runtime's default limits,
 // checked as the runner will check it.

@@ -165,10 +165,15 @@ func (ts *testServer) scrape(t *testing.T) map[string]*dto.MetricFamily {
 // metricValue returns the value of the series of family name with the
 // label given (or the only one, when label is empty): a counter's or
 // gauge's value, a histogram's sample count.
+// metricValue sums the series of name that have label=value (all of
+// them when label is ""): a counter's or gauge's value, a histogram's
+// sample count. It fails when there is none.
 func metricValue(t *testing.T, mfs map[string]*dto.MetricFamily, name, label, value string) float64 {
 	t.Helper()
 	mf, ok := mfs[name]
 	require.True(t, ok, "no metric %s", name)
+	var sum float64
+	found := false
 	for _, m := range mf.GetMetric() {
 		match := label == ""
 		for _, lp := range m.GetLabel() {
@@ -179,17 +184,20 @@ func metricValue(t *testing.T, mfs map[string]*dto.MetricFamily, name, label, va
 		if !match {
 			continue
 		}
+		found = true
 		switch {
 		case m.Counter != nil:
-			return m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue()
 		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
+			sum += m.GetGauge().GetValue()
 		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
+			sum += float64(m.GetHistogram().GetSampleCount())
 		}
 	}
-	t.Fatalf("no series %s{%s=%q}", name, label, value)
-	return 0
+	if !found {
+		t.Fatalf("no series %s{%s=%q}", name, label, value)
+	}
+	return sum
 }
 
 const shTask = `{"runtime": "sh", "files": [{"content": "echo hi"}]}`
@@ -584,7 +592,7 @@ func TestRuntimesListsTheCatalogWithDefaults(t *testing.T) {
 }
 
 func TestTaskTimesFeedTheStageHistograms(t *testing.T) {
-	m := newMetrics(1, 1)
+	m := newMetrics(metricsConfig{slots: 1, queue: 1})
 	tt := &taskTimes{m: m}
 	tt.ObserveStep(runner.StageCompile, runner.StepCreate, 30*time.Millisecond)
 	tt.ObserveStep(runner.StageRun, runner.StepCreate, 20*time.Millisecond)
