@@ -488,16 +488,12 @@ func taskEnv(image, task []string) []string {
 }
 
 // purge removes whatever containerd holds under id: the task (killed),
-// the container and the snapshot.
+// the container and the snapshot, as the sweep does.
 func (r *Runner) purge(ctx context.Context, id string) error {
 	container, err := r.client.LoadContainer(ctx, id)
 	if err == nil {
-		if task, err := container.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				return err
-			}
-		}
-		return ignoreNotFound(container.Delete(ctx, client.WithSnapshotCleanup))
+		_, _, err := removeContainer(ctx, container)
+		return err
 	}
 	if !errdefs.IsNotFound(err) {
 		return err

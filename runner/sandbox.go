@@ -158,22 +158,7 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 		return nil, err
 	}
 	s.undo.add(func(context.Context) error { return os.RemoveAll(s.cmdDir) })
-	cfg := oci.Config{
-		Args:       initcmd.Argv(),
-		UID:        spec.dir.uid,
-		GID:        spec.dir.uid,
-		CodeSource: spec.dir.code(),
-		ReadOnlyBinds: []oci.Bind{
-			{Source: init, Destination: initcmd.Path},
-			{Source: s.cmdDir, Destination: initcmd.Dir},
-		},
-		Annotations: spec.annotations,
-		Resources:   resources(spec.limits),
-	}
-	if spec.scratch {
-		cfg.ScratchSource = spec.dir.scratch()
-	}
-	specOpts, err := oci.Options(cfg)
+	specOpts, err := oci.Options(sandboxConfig(spec, init, s.cmdDir))
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +168,29 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 	observe(ctx, spec.id, StepCreate, begun)
 	log.Debug("sandbox created", "container", spec.id, "took", time.Since(begun))
 	return s, nil
+}
+
+// sandboxConfig is what every sandbox's spec is built from: the init as
+// its process, reading its command from cmdDir, the task's identity, code
+// and limits. Nothing in it depends on the path (cold or pooled) that
+// makes the sandbox.
+func sandboxConfig(spec sandboxSpec, init, cmdDir string) oci.Config {
+	cfg := oci.Config{
+		Args:       initcmd.Argv(),
+		UID:        spec.dir.uid,
+		GID:        spec.dir.uid,
+		CodeSource: spec.dir.code(),
+		ReadOnlyBinds: []oci.Bind{
+			{Source: init, Destination: initcmd.Path},
+			{Source: cmdDir, Destination: initcmd.Dir},
+		},
+		Annotations: spec.annotations,
+		Resources:   resources(spec.limits),
+	}
+	if spec.scratch {
+		cfg.ScratchSource = spec.dir.scratch()
+	}
+	return cfg
 }
 
 // resources are the sandbox's cgroup and rlimit limits for l.

@@ -252,7 +252,8 @@ func removeContainer(ctx context.Context, c client.Container) (hadTask bool, tas
 	return hadTask, nil, ignoreNotFound(c.Delete(ctx, client.WithSnapshotCleanup))
 }
 
-// removeTask kills and deletes c's task, if it has one.
+// removeTask kills and deletes c's task, if it has one: the one teardown
+// of a task, for the sweep and for a purge alike.
 func removeTask(ctx context.Context, c client.Container) (hadTask bool, err error) {
 	task, err := c.Task(ctx, nil)
 	switch {
@@ -261,21 +262,11 @@ func removeTask(ctx context.Context, c client.Container) (hadTask bool, err erro
 	case err != nil:
 		return false, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, killWait)
+	// WithProcessKill sends SIGKILL to every process and waits for the
+	// exit before the delete; bounded, so a wedged shim cannot hang us.
+	kctx, cancel := context.WithTimeout(ctx, killWait)
 	defer cancel()
-	exitC, err := task.Wait(wctx)
-	if err != nil {
-		return true, err
-	}
-	if err := task.Kill(wctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
-		return true, err
-	}
-	select {
-	case <-exitC:
-	case <-wctx.Done():
-		return true, fmt.Errorf("task did not exit after SIGKILL: %w", wctx.Err())
-	}
-	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+	if _, err := task.Delete(kctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 		return true, err
 	}
 	return true, nil

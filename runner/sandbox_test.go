@@ -1,0 +1,56 @@
+package runner
+
+import (
+	"context"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/oci"
+)
+
+// specOf builds the spec a sandbox of spec would be created with.
+func specOf(t *testing.T, spec sandboxSpec) *specs.Spec {
+	t.Helper()
+	opts, err := oci.Options(sandboxConfig(spec, "/usr/libexec/sandbox-runner-init", spec.dir.path+"/cmd-"+spec.id))
+	require.NoError(t, err)
+	s, err := ctrdoci.GenerateSpecWithPlatform(namespaces.WithNamespace(context.Background(), "test"), nil, "linux",
+		&containers.Container{ID: spec.id}, opts...)
+	require.NoError(t, err)
+	return s
+}
+
+// A pooled sandbox, made with the pool's limits and then given the task's
+// through resourcesUpdate, ends up with the cgroup limits of a sandbox
+// made cold for the task, rounding included (the pool truncated 0.29 CPUs
+// to 28999 µs where the spec rounded it to 29000); and its spec is the
+// cold one's but for the limits.
+func TestPooledSandboxMatchesACold(t *testing.T) {
+	dir := &taskDir{path: "/state/tasks/sr-1", uid: 1500000001}
+	pool := Limits{Memory: 512 << 20, CPUs: 1, Pids: 128, TmpSize: 64 << 20}
+	for _, want := range []Limits{
+		pool,
+		{Memory: 64 << 20, CPUs: 0.29, Pids: 20, TmpSize: 64 << 20},
+		{Memory: 1 << 30, CPUs: 1.5, Pids: 1000, TmpSize: 64 << 20},
+	} {
+		pooled := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: pool})
+		cold := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: want})
+		if up := resourcesUpdate(want, pool); up != nil {
+			res := pooled.Linux.Resources
+			res.Memory.Limit, res.Memory.Swap = up.Memory.Limit, up.Memory.Swap
+			res.CPU.Quota, res.CPU.Period = up.CPU.Quota, up.CPU.Period
+			res.Pids = up.Pids
+		} else {
+			assert.Equal(t, want, pool, "no update, yet the limits differ")
+		}
+		assert.Equal(t, cold.Linux.Resources, pooled.Linux.Resources, "limits %+v", want)
+		pooled.Linux.Resources = nil
+		cold.Linux.Resources = nil
+		assert.Equal(t, cold, pooled, "a pooled sandbox's spec differs from a cold one's beyond its limits")
+	}
+}
