@@ -1,0 +1,143 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fakeTask is the smallest client.Task execute needs: its race branches
+// (a cancellation during Start, a kill that fails, containerd lost while
+// the task runs) are tested here without root or containerd. Methods it
+// does not override panic through the nil embedded interface.
+type fakeTask struct {
+	client.Task
+	exitC chan client.ExitStatus
+	start func(context.Context) error
+	kill  func(syscall.Signal) error
+	kills []syscall.Signal
+}
+
+func newFakeTask() *fakeTask {
+	f := &fakeTask{exitC: make(chan client.ExitStatus, 1)}
+	f.start = func(context.Context) error { return nil }
+	// By default a kill ends the task as the kernel would.
+	f.kill = func(s syscall.Signal) error { f.exit(128+uint32(s), nil); return nil }
+	return f
+}
+
+func (f *fakeTask) exit(code uint32, err error) {
+	f.exitC <- *client.NewExitStatus(code, time.Now(), err)
+}
+
+func (f *fakeTask) Wait(context.Context) (<-chan client.ExitStatus, error) { return f.exitC, nil }
+func (f *fakeTask) Start(ctx context.Context) error                         { return f.start(ctx) }
+func (f *fakeTask) Kill(_ context.Context, s syscall.Signal, _ ...client.KillOpts) error {
+	f.kills = append(f.kills, s)
+	return f.kill(s)
+}
+func (f *fakeTask) Metrics(context.Context) (*types.Metric, error) {
+	return nil, errors.New("no metrics in a fake")
+}
+func (f *fakeTask) IO() cio.IO { return nil }
+
+func executeFake(t *testing.T, ctx context.Context, f *fakeTask, timeout time.Duration) (*Stage, error) {
+	t.Helper()
+	r := &Runner{opts: options{namespace: "test", log: slog.New(slog.DiscardHandler)}}
+	s := &sandbox{spec: sandboxSpec{id: "fake"}, task: f, streams: newStreams(1<<10, nil, nil, nil)}
+	return r.execute(ctx, r.opts.log, s, timeout)
+}
+
+func TestExecuteReportsTheExit(t *testing.T) {
+	f := newFakeTask()
+	f.start = func(context.Context) error { f.exit(3, nil); return nil }
+	st, err := executeFake(t, context.Background(), f, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeExited, st.Outcome)
+	assert.Equal(t, 3, st.ExitCode)
+	assert.Empty(t, f.kills)
+}
+
+// A task that exits 124 by itself before its deadline exited: only the
+// init's exit after the deadline is a timeout.
+func TestExecuteOwn124BeforeTheDeadlineIsAnExit(t *testing.T) {
+	f := newFakeTask()
+	f.start = func(context.Context) error { f.exit(124, nil); return nil }
+	st, err := executeFake(t, context.Background(), f, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeExited, st.Outcome)
+	assert.False(t, st.TimedOut)
+}
+
+func TestExecuteTimeoutKills(t *testing.T) {
+	f := newFakeTask()
+	st, err := executeFake(t, context.Background(), f, 20*time.Millisecond)
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeTimedOut, st.Outcome)
+	assert.Equal(t, ExitTimedOut, st.ExitCode)
+	assert.Equal(t, []syscall.Signal{syscall.SIGKILL}, f.kills)
+}
+
+// The caller gives up while Start is on its way: the start may have gone
+// through with only its answer lost, so the task is killed and reported
+// cancelled.
+func TestExecuteCancelDuringStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := newFakeTask()
+	f.start = func(ctx context.Context) error {
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	st, err := executeFake(t, ctx, f, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeCancelled, st.Outcome)
+	assert.Equal(t, ExitCancelled, st.ExitCode)
+	assert.Equal(t, []syscall.Signal{syscall.SIGKILL}, f.kills)
+}
+
+func TestExecuteStartFailureIsAnError(t *testing.T) {
+	f := newFakeTask()
+	f.start = func(context.Context) error { return errors.New("exec format error") }
+	_, err := executeFake(t, context.Background(), f, time.Minute)
+	require.ErrorContains(t, err, "starting task: exec format error")
+}
+
+// A kill that fails while the task still runs is the runner losing track
+// of it: an error, not a verdict.
+func TestExecuteFailedKill(t *testing.T) {
+	f := newFakeTask()
+	f.kill = func(syscall.Signal) error { return errors.New("shim gone") }
+	_, err := executeFake(t, context.Background(), f, 10*time.Millisecond)
+	require.ErrorContains(t, err, "killing task: shim gone")
+}
+
+// A kill that fails because the task exited meanwhile gives the exit.
+func TestExecuteKillRacingTheExit(t *testing.T) {
+	f := newFakeTask()
+	f.kill = func(syscall.Signal) error { f.exit(0, nil); return errors.New("process already finished") }
+	st, err := executeFake(t, context.Background(), f, 10*time.Millisecond)
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeTimedOut, st.Outcome, "the deadline passed first")
+}
+
+func TestExecuteLostContainerd(t *testing.T) {
+	f := newFakeTask()
+	f.start = func(context.Context) error {
+		f.exit(client.UnknownExitStatus, status.Error(codes.Unavailable, "connection refused"))
+		return nil
+	}
+	_, err := executeFake(t, context.Background(), f, time.Minute)
+	require.ErrorContains(t, err, "lost containerd while the task ran")
+}
