@@ -42,7 +42,7 @@ func (f *fakeTask) exit(code uint32, err error) {
 }
 
 func (f *fakeTask) Wait(context.Context) (<-chan client.ExitStatus, error) { return f.exitC, nil }
-func (f *fakeTask) Start(ctx context.Context) error                         { return f.start(ctx) }
+func (f *fakeTask) Start(ctx context.Context) error                        { return f.start(ctx) }
 func (f *fakeTask) Kill(_ context.Context, s syscall.Signal, _ ...client.KillOpts) error {
 	f.kills = append(f.kills, s)
 	return f.kill(s)
