@@ -188,7 +188,7 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	// The sandbox is used once: destroyed whatever happens, off this path.
 	defer p.discard(s)
 
-	if err := s.dir.stage(pt.files); err != nil {
+	if err := s.dir.writeCode(pt.files); err != nil {
 		return nil, err
 	}
 	cmd := taskCommand(initcmd.Command{Args: pt.args, Env: taskEnv(s.env, pt.env)}, pt.limits.Timeout)

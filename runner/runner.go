@@ -397,7 +397,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 			log.Error("cleanup failed", "error", err)
 		}
 	}()
-	if err := dir.stage(p.files); err != nil {
+	if err := dir.writeCode(p.files); err != nil {
 		return nil, err
 	}
 

@@ -94,8 +94,8 @@ func (d *taskDir) private(dir string, mode os.FileMode) error {
 	return nil
 }
 
-// stage writes the task's files into code/.
-func (d *taskDir) stage(files []File) error { return stage(d.code(), files, d.uid) }
+// writeCode writes the task's files into code/.
+func (d *taskDir) writeCode(files []File) error { return writeCode(d.code(), files, d.uid) }
 
 // mountScratch mounts the tmpfs a compiled task's stages share as /tmp.
 func (d *taskDir) mountScratch(size int64) error { return mountScratch(d.scratch(), size, d.uid) }

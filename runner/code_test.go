@@ -98,10 +98,10 @@ func withUmask(t *testing.T, mask int) {
 	t.Cleanup(func() { syscall.Umask(old) })
 }
 
-func TestStageModesIgnoreUmask(t *testing.T) {
+func TestWriteCodeModesIgnoreUmask(t *testing.T) {
 	withUmask(t, 0o077)
 	dir := t.TempDir()
-	require.NoError(t, stage(dir, []File{
+	require.NoError(t, writeCode(dir, []File{
 		{Name: "main.py", Content: []byte("print(1)")},
 		{Name: "bin/run", Content: []byte("#!/bin/sh\n"), Executable: true},
 		{Name: "a/b/c/util.py", Content: []byte("x = 1")},
@@ -129,13 +129,13 @@ func TestStageModesIgnoreUmask(t *testing.T) {
 	assert.Equal(t, "x = 1", string(b))
 }
 
-func TestStageRefusesSymlinkOut(t *testing.T) {
+func TestWriteCodeRefusesSymlinkOut(t *testing.T) {
 	outside := t.TempDir()
 	require.NoError(t, os.Chmod(outside, 0o700))
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "lib")))
 
-	err := stage(dir, []File{{Name: "lib/x", Content: []byte("escaped")}}, uint32(os.Getuid()))
+	err := writeCode(dir, []File{{Name: "lib/x", Content: []byte("escaped")}}, uint32(os.Getuid()))
 	require.Error(t, err)
 
 	entries, err := os.ReadDir(outside)
@@ -146,32 +146,32 @@ func TestStageRefusesSymlinkOut(t *testing.T) {
 	assert.Equal(t, fs.FileMode(0o700), st.Mode().Perm(), "stage changed the mode of a dir outside")
 }
 
-func TestStageRefusesSymlinkedFile(t *testing.T) {
+func TestWriteCodeRefusesSymlinkedFile(t *testing.T) {
 	outside := filepath.Join(t.TempDir(), "target")
 	require.NoError(t, os.WriteFile(outside, []byte("keep"), 0o600))
 	dir := t.TempDir()
 	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "main.py")))
 
-	require.Error(t, stage(dir, []File{{Name: "main.py", Content: []byte("overwritten")}}, uint32(os.Getuid())))
+	require.Error(t, writeCode(dir, []File{{Name: "main.py", Content: []byte("overwritten")}}, uint32(os.Getuid())))
 	b, err := os.ReadFile(outside)
 	require.NoError(t, err)
 	assert.Equal(t, "keep", string(b))
 }
 
-func TestStageRefusesExistingFile(t *testing.T) {
+func TestWriteCodeRefusesExistingFile(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.py"), []byte("old"), 0o644))
 
-	err := stage(dir, []File{{Name: "main.py", Content: []byte("new")}}, uint32(os.Getuid()))
+	err := writeCode(dir, []File{{Name: "main.py", Content: []byte("new")}}, uint32(os.Getuid()))
 	require.ErrorIs(t, err, fs.ErrExist)
 	b, err := os.ReadFile(filepath.Join(dir, "main.py"))
 	require.NoError(t, err)
 	assert.Equal(t, "old", string(b))
 }
 
-func TestStageRejectsBadName(t *testing.T) {
+func TestWriteCodeRejectsBadName(t *testing.T) {
 	dir := t.TempDir()
-	requireInvalid(t, stage(dir, []File{{Name: "../x"}}, uint32(os.Getuid())))
+	requireInvalid(t, writeCode(dir, []File{{Name: "../x"}}, uint32(os.Getuid())))
 	_, err := os.Stat(filepath.Join(filepath.Dir(dir), "x"))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }

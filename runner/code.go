@@ -17,7 +17,7 @@ const (
 	maxPathLen = 1024
 )
 
-// checkFiles rejects file lists that could not be staged safely: names
+// checkFiles rejects file lists that could not be written safely: names
 // that are empty, absolute, climb out with "..", hold NUL bytes or
 // backslashes, or repeat; too many files; too many bytes.
 func checkFiles(files []File) error {
@@ -40,7 +40,7 @@ func checkFiles(files []File) error {
 		seen[name] = true
 		total += int64(len(f.Content))
 	}
-	// A name that is also another's directory cannot be staged.
+	// A name that is also another's directory cannot be written.
 	for name := range seen {
 		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
 			if seen[dir] {
@@ -83,15 +83,15 @@ func cleanName(name string) (string, error) {
 	return clean, nil
 }
 
-// stage writes files below dir, which must exist and be empty, owned by
+// writeCode writes files below dir, which must exist and be empty, owned by
 // uid (and the gid of the same number) and readable by it alone: files
 // 0400 (0500 when executable), directories 0500. It goes through an
 // os.Root, so even a name that slipped past cleanName could not follow a
 // symlink out of dir.
-func stage(dir string, files []File, uid uint32) error {
+func writeCode(dir string, files []File, uid uint32) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return fmt.Errorf("opening staging dir: %w", err)
+		return fmt.Errorf("opening the code dir: %w", err)
 	}
 	defer root.Close()
 	var dirs []string
@@ -101,7 +101,7 @@ func stage(dir string, files []File, uid uint32) error {
 			return err
 		}
 		if dirs, err = mkdirs(root, path.Dir(name), dirs); err != nil {
-			return fmt.Errorf("staging %s: %w", f.Name, err)
+			return fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 		mode := os.FileMode(0o400)
 		if f.Executable {
@@ -109,22 +109,22 @@ func stage(dir string, files []File, uid uint32) error {
 		}
 		w, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if err != nil {
-			return fmt.Errorf("staging %s: %w", f.Name, err)
+			return fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 		_, werr := w.Write(f.Content)
 		cerr := w.Close()
 		if err := errors.Join(werr, cerr); err != nil {
-			return fmt.Errorf("staging %s: %w", f.Name, err)
+			return fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 		if err := own(root, name, mode, uid); err != nil {
-			return fmt.Errorf("staging %s: %w", f.Name, err)
+			return fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 	}
 	// Directories are closed to writes only now, so that staging works
 	// without privileges too (in tests).
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := own(root, dirs[i], 0o500, uid); err != nil {
-			return fmt.Errorf("staging %s: %w", dirs[i], err)
+			return fmt.Errorf("writing %s: %w", dirs[i], err)
 		}
 	}
 	return nil
@@ -138,7 +138,7 @@ func own(root *os.Root, name string, mode os.FileMode, uid uint32) error {
 	return root.Chmod(name, mode)
 }
 
-// mkdirs creates dir and its parents below root, mode 0700 until stage
+// mkdirs creates dir and its parents below root, mode 0700 until writeCode
 // closes them, and returns made with the ones it created appended.
 func mkdirs(root *os.Root, dir string, made []string) ([]string, error) {
 	if dir == "." {
