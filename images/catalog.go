@@ -59,6 +59,14 @@ type Runtime struct {
 	Run []string
 	// Env is added to the image's environment before the task's own.
 	Env []string
+	// Local is the repository of the image `sandbox-runner images build`
+	// makes for this runtime from Debian packages, e.g.
+	// "sandbox-runner.local/python"; WithLocalImages points the runtime
+	// at it when Image is not in the store. Empty: it cannot be built.
+	Local string
+	// Debian are the Debian packages that image needs on top of
+	// debootstrap's minbase.
+	Debian []string
 }
 
 // Command returns the run command with its placeholders replaced,
@@ -96,21 +104,22 @@ func DefaultCatalog() Catalog {
 	return Catalog{
 		// alpine has no bash: the official bash image is alpine with it.
 		"bash": {Name: "bash", Image: "docker.io/library/bash:5", FileName: "main.sh",
-			Run: []string{"bash", FilePlaceholder}},
+			Run: []string{"bash", FilePlaceholder}, Local: LocalRegistry + "/bash"},
 		"sh": {Name: "sh", Image: "docker.io/library/alpine:3", FileName: "main.sh",
-			Run: []string{"sh", FilePlaceholder}},
+			Run: []string{"sh", FilePlaceholder}, Local: LocalRegistry + "/sh"},
 		"python": {Name: "python", Image: "docker.io/library/python:3.11-slim", FileName: "main.py",
-			Run: []string{"python3", FilePlaceholder}, Env: []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}},
+			Run: []string{"python3", FilePlaceholder}, Env: []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"},
+			Local: LocalRegistry + "/python", Debian: []string{"python3"}},
 		"node": {Name: "node", Image: "docker.io/library/node:22-alpine", FileName: "main.js",
-			Run: []string{"node", FilePlaceholder}},
+			Run: []string{"node", FilePlaceholder}, Local: LocalRegistry + "/node", Debian: []string{"nodejs"}},
 		// The official gcc image is Debian-based; there is no official
 		// alpine one.
 		"c": {Name: "c", Image: "docker.io/library/gcc:14", FileName: "main.c",
 			Compile: []string{"gcc", "-O2", "-pipe", "-o", "/tmp/main", FilePlaceholder, "-lm"},
-			Run:     []string{"/tmp/main"}},
+			Run:     []string{"/tmp/main"}, Local: LocalRegistry + "/c", Debian: []string{"gcc", "libc6-dev"}},
 		"cpp": {Name: "cpp", Image: "docker.io/library/gcc:14", FileName: "main.cpp",
 			Compile: []string{"g++", "-O2", "-pipe", "-o", "/tmp/main", FilePlaceholder},
-			Run:     []string{"/tmp/main"}},
+			Run:     []string{"/tmp/main"}, Local: LocalRegistry + "/cpp", Debian: []string{"g++", "libc6-dev"}},
 		// A JDK, for javac. The heap gets three quarters of the memory
 		// limit, so a hungry program gets an OutOfMemoryError rather than
 		// an OOM kill; the serial collector and the C1 compiler keep the
@@ -121,7 +130,8 @@ func DefaultCatalog() Catalog {
 			Compile: []string{"javac", "-J-Xmx" + HeapPlaceholder + "m", "-J-XX:+UseSerialGC",
 				"-J-XX:TieredStopAtLevel=1", "-J-XX:-UsePerfData", "-encoding", "UTF-8", "-d", "/tmp", FilePlaceholder},
 			Run: []string{"java", "-Xmx" + HeapPlaceholder + "m", "-Xss64m", "-XX:+UseSerialGC",
-				"-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-cp", "/tmp", "Main"}},
+				"-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-cp", "/tmp", "Main"},
+			Local: LocalRegistry + "/java", Debian: []string{"default-jdk-headless"}},
 		// The SDK image, for the C# compiler: the runtime-only image
 		// cannot compile. See dotnetCompile.
 		"dotnet": {Name: "dotnet", Image: "mcr.microsoft.com/dotnet/sdk:8.0", FileName: "Program.cs",

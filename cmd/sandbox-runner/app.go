@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/spf13/pflag"
 
@@ -159,6 +161,12 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 
 func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Connection, error) {
 	return runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
+}
+
+// withLocalImages points each runtime whose image is not in the store at
+// the image `images build` made for it, if any (images.WithLocalImages).
+func (g *globalFlags) withLocalImages(ctx context.Context, c *client.Client, cat images.Catalog) (images.Catalog, error) {
+	return images.WithLocalImages(namespaces.WithNamespace(ctx, g.namespace), c, cat)
 }
 
 func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {

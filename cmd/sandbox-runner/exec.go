@@ -120,6 +120,11 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	defer conn.Close()
+	if task.Pull != images.PullAlways {
+		if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
+			return o.fail(std, err)
+		}
+	}
 	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)))
 	r, err := runner.New(conn.Client, opts...)
 	if err != nil {
@@ -133,7 +138,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	}
 	res, err := r.Run(ctx, task)
 	if err != nil {
-		return o.fail(std, err)
+		return o.fail(std, withImageHint(err, task, catalog))
 	}
 	if o.json {
 		enc := json.NewEncoder(std.out)
@@ -326,6 +331,22 @@ func (o *execOptions) fail(std stdio, err error) int {
 		writeJSONError(std.out, err)
 	}
 	return report(std.err, err)
+}
+
+// withImageHint adds to a missing or unreachable image of a runtime that
+// `images build` can make how to get it without a registry.
+func withImageHint(err error, t runner.Task, cat images.Catalog) error {
+	if !errors.Is(err, runner.ErrImageNotFound) && !errors.Is(err, images.ErrRegistryUnreachable) {
+		return err
+	}
+	rt, lerr := cat.Lookup(t.Runtime)
+	if lerr != nil {
+		return err
+	}
+	if t.Image != "" || rt.Local == "" {
+		return fmt.Errorf("%w; or run in another image: --image REF (with --pull never for one only in the store)", err)
+	}
+	return fmt.Errorf("%w; or, with no registry, build it from this host's Debian mirror: `sandbox-runner images build %s`", err, rt.Name)
 }
 
 func errorKind(err error) string {
