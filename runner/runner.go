@@ -285,7 +285,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 		image:   name,
 		files:   files,
 		limits:  limits,
-		compile: rt.CompileCommand(vars),
+		compile: rt.CompileCommand(images.Vars{File: vars.File, MemoryBytes: limits.CompileMemory}),
 		args:    rt.Command(vars, t.Args),
 		env:     append(append([]string(nil), rt.Env...), t.Env...),
 	}, nil
@@ -405,6 +405,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		cfg.ScratchSource = scratch
 
 		cfg.Args = p.compile
+		cfg.Resources.MemoryBytes = p.limits.CompileMemory
 		compile, err := r.runStage(ctx, log, stageSpec{
 			id: p.id + compileSuffix, task: p.id, image: p.image, img: info.img, cfg: cfg,
 			timeout: p.limits.CompileTimeout, outputLimit: p.limits.OutputLimit,
@@ -416,6 +417,9 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		res.Compile = compile
 		if compile.Outcome != OutcomeExited || compile.ExitCode != 0 {
 			res.Outcome, res.ExitCode = OutcomeCompileFailed, compile.ExitCode
+			// A compiler killed for memory is said so at the top level
+			// too, even when its driver (g++) exited with an error.
+			res.OOMKilled, res.PidsLimitHit = compile.OOMKilled, compile.PidsLimitHit
 			if compile.Cancelled {
 				res.Outcome, res.Cancelled = OutcomeCancelled, true
 			}
@@ -424,6 +428,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		}
 	}
 	cfg.Args = p.args
+	cfg.Resources.MemoryBytes = p.limits.Memory
 	run, err := r.runStage(ctx, log, stageSpec{
 		id: p.id, task: p.id, image: p.image, img: info.img, cfg: cfg,
 		timeout: p.limits.Timeout, outputLimit: p.limits.OutputLimit,

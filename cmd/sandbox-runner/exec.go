@@ -33,6 +33,7 @@ type execOptions struct {
 	timeout     string
 	compileTO   string
 	memory      string
+	compileMem  string
 	cpus        float64
 	pids        int64
 	outputLimit string
@@ -69,6 +70,8 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 	fs.StringVar(&o.compileTO, "compile-timeout", v, "wall-clock limit of a compiled runtime's compile stage"+note)
 	v, note = def("512m")
 	fs.StringVar(&o.memory, "memory", v, "memory limit (no swap on top), e.g. 256m, 1g"+note)
+	v, note = def("1g")
+	fs.StringVar(&o.compileMem, "compile-memory", v, "memory limit of a compiled runtime's compile stage; --memory when that is higher"+note)
 	cpus, pids := runner.DefaultCPUs, int64(runner.DefaultPids)
 	if runBy != "" {
 		cpus, pids = 0, 0
@@ -272,6 +275,7 @@ func (o *execOptions) limits() (runner.Limits, error) {
 		dst         *int64
 	}{
 		{"memory", o.memory, &l.Memory},
+		{"compile-memory", o.compileMem, &l.CompileMemory},
 		{"output-limit", o.outputLimit, &l.OutputLimit},
 		{"tmp-size", o.tmpSize, &l.TmpSize},
 	}
@@ -377,8 +381,13 @@ func explain(w io.Writer, res *runner.Result, l runner.Limits) {
 		case runner.OutcomeTimedOut:
 			fmt.Fprintf(w, "sandbox-runner: compile stage timed out after %s; killed\n", l.CompileTimeout)
 		case runner.OutcomeOOMKilled:
-			fmt.Fprintf(w, "sandbox-runner: compile stage killed: out of memory (limit %s)\n", formatSize(l.Memory))
+			fmt.Fprintf(w, "sandbox-runner: compile stage killed: out of memory (limit %s, --compile-memory)\n", formatSize(l.CompileMemory))
 		default:
+			if c.OOMKilled {
+				fmt.Fprintf(w, "sandbox-runner: compilation failed: the compiler ran out of memory (limit %s, --compile-memory); the code did not run\n",
+					formatSize(l.CompileMemory))
+				break
+			}
 			fmt.Fprintf(w, "sandbox-runner: compilation failed (exit status %d); the code did not run\n", c.ExitCode)
 		}
 		return
