@@ -19,12 +19,12 @@ const (
 	// DefaultCompileMemory fits real compilers: g++ on a heavy template
 	// file, javac. A run limit above it is the compile stage's too.
 	DefaultCompileMemory = 1 << 30
-	DefaultCPUs           = 1.0
-	DefaultPids           = 128
-	DefaultOutputLimit    = 1 << 20 // per stream
-	DefaultTmpSize        = 64 << 20
-	DefaultMaxFiles       = 100
-	DefaultMaxFileSize    = 16 << 20 // all files together
+	DefaultCPUs          = 1.0
+	DefaultPids          = 128
+	DefaultOutputLimit   = 1 << 20 // per stream
+	DefaultTmpSize       = 64 << 20
+	DefaultMaxFiles      = 100
+	DefaultMaxFileSize   = 16 << 20 // all files together
 )
 
 // Upper bounds that no task may ask for, whatever the host has.
