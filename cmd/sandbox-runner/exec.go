@@ -58,7 +58,7 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 		}
 		return "", " (default: the " + runBy + "'s)"
 	}
-	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see `sandbox-runner runtimes`)")
+	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see 'sandbox-runner runtimes')")
 	fs.StringVar(&o.image, "image", "", "image to run in, instead of the runtime's")
 	fs.StringVarP(&o.code, "code", "c", "", "code to run, instead of a file")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "a file to stage in /code; repeatable; the first is the entry point unless FILE is given")

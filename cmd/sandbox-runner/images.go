@@ -22,12 +22,36 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
-const imagesUsage = "Usage: sandbox-runner images build [RUNTIME...] | pull REF...|--all | import FILE|-|--from-docker REF | ls | rm REF..."
+// imagesHelp lists the images subcommands.
+const imagesHelp = `Usage: sandbox-runner images COMMAND [FLAGS]
+
+Gets the runtimes' images into containerd's store, and manages them.
+
+Commands:
+  build [RUNTIME...]   build runtime images from this host's Debian mirror
+                       (debootstrap); no RUNTIME: every one that can be
+  pull REF...|--all    pull images from their registries (--all: the catalog's)
+  import FILE|-        import an OCI or 'docker save' archive
+  import --from-docker REF
+                       import an image from the local Docker engine
+  ls                   list the images in the namespace
+  rm REF...            remove images
+
+Run 'sandbox-runner images COMMAND --help' for a command's flags.
+`
 
 func runImages(ctx context.Context, args []string, std stdio) int {
 	if len(args) == 0 {
-		fmt.Fprintln(std.err, imagesUsage)
+		fmt.Fprint(std.err, imagesHelp)
 		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(std.out, imagesHelp)
+		return exitOK
+	case "build", "pull", "import", "ls", "rm":
+	default:
+		return report(std.err, usageError("unknown images command %q%s: use build, pull, import, ls or rm", args[0], suggestImages(args[0])))
 	}
 	var g globalFlags
 	var reg registryFlags
@@ -36,7 +60,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	var build images.BuildOptions
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|- | --from-docker REF", "rm": "REF...", "pull": "REF... | --all",
-		"build": "[RUNTIME...]"}[sub], std.err)
+		"build": "[RUNTIME...]", "ls": "[FLAGS]"}[sub], std.err)
 	if sub == "build" {
 		fs.StringVar(&build.Suite, "suite", "", "Debian release to build from (default: the host's, from "+images.OSRelease+")")
 		fs.StringVar(&build.Mirror, "mirror", "", "Debian archive URL (default: the one the host's apt sources name)")
@@ -63,8 +87,6 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		return report(std.err, usageError("images rm takes one or more image references"))
 	case sub == "pull" && all == (len(args) > 0):
 		return report(std.err, usageError("images pull takes image references, or --all for the whole catalog"))
-	case sub != "import" && sub != "rm" && sub != "ls" && sub != "pull" && sub != "build":
-		return report(std.err, usageError("unknown images command %q: use build, pull, import, ls or rm", sub))
 	}
 	cat, err := g.file.Catalog()
 	if err != nil {
