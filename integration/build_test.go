@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,4 +124,66 @@ func TestImagesBuildRefusals(t *testing.T) {
 	}
 	_, err = os.Stat(filepath.Join(cache, "debs"))
 	assert.NoError(t, err)
+}
+
+// TestCheckRuntimeImages: check says, per runtime, whether its image is
+// there (the built ones are) and the command that gets a missing one.
+func TestCheckRuntimeImages(t *testing.T) {
+	e := debianEnv(t)
+	suite, err := images.HostSuite(images.OSRelease)
+	require.NoError(t, err)
+	r := e.run(nil, []string{"check"})
+	assert.Contains(t, r.stdout, "Runtime images", r)
+	assert.Regexp(t, `(?m)^ok\s+python\s+sandbox-runner\.local/python:`+suite+` is present$`, r.stdout, r)
+	assert.Regexp(t, `(?m)^no\s+dotnet\s+mcr\.microsoft\.com/dotnet/sdk:8\.0 is not present \(no\)$`, r.stdout, r)
+	assert.Contains(t, r.stdout, "get it: sandbox-runner images pull mcr.microsoft.com/dotnet/sdk:8.0, or sandbox-runner images import FILE", r)
+
+	r = e.run(nil, []string{"check"}, "--json")
+	var findings []struct {
+		Name string `json:"name"`
+		OK   bool   `json:"ok"`
+		Fix  string `json:"fix"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &findings), r)
+	byName := map[string]bool{}
+	for _, f := range findings {
+		byName[f.Name] = f.OK
+	}
+	assert.True(t, byName["runtime java"], r)
+	assert.False(t, byName["runtime dotnet"], r)
+}
+
+// TestCheckAsNonRoot: a user who is not root is told that the runner
+// cannot work for it, and how to fix that, not that all is ok.
+func TestCheckAsNonRoot(t *testing.T) {
+	c := newCLI(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("setpriv (util-linux) is needed to run the CLI as another user: %v", err)
+	}
+	// A copy of the binary any user may run, and its config, in a dir
+	// any user may enter (t.TempDir's parent is root's alone).
+	dir, err := os.MkdirTemp("", "sr-nonroot-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	bin := filepath.Join(dir, "sandbox-runner")
+	b, err := os.ReadFile(c.bin)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bin, b, 0o755))
+	state := filepath.Join(t.TempDir(), "state")
+	require.NoError(t, os.Mkdir(state, 0o700))
+	config := filepath.Join(dir, "config.toml")
+	require.NoError(t, os.WriteFile(config, nil, 0o644))
+
+	cmd := exec.CommandContext(t.Context(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "check", "--address", c.h.Address, "--state-dir", state, "--config", config)
+	cmd.Env = cleanEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	require.Error(t, err, stdout.String())
+	assert.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s%s", stdout.String(), stderr.String())
+	assert.Contains(t, stdout.String(), "FAIL  privileges running as uid 65534, not root", stdout.String())
+	assert.Contains(t, stdout.String(), "the state dir "+state+" is not writable by this user", stdout.String())
+	assert.Contains(t, stdout.String(), "fix: run sandbox-runner as root (sudo)", stdout.String())
 }
