@@ -164,8 +164,15 @@ func (g *globalFlags) runtimeImages(ctx context.Context, cat images.Catalog) []r
 
 func runVersion(_ context.Context, args []string, std stdio) int {
 	fs := newFlagSet("version", "", std.err)
+	var asJSON bool
+	fs.BoolVar(&asJSON, "json", false, "print the version as JSON")
 	if code, ok := parse(fs, args, nil, std.out); !ok {
 		return code
+	}
+	if asJSON {
+		_ = json.NewEncoder(std.out).Encode(map[string]string{"version": version, "go": runtime.Version(),
+			"os": runtime.GOOS, "arch": runtime.GOARCH})
+		return exitOK
 	}
 	fmt.Fprintf(std.out, "sandbox-runner %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
 )
 
 // helpLines are the command lines whose help the tests ask for: every
@@ -132,4 +135,30 @@ func writeEmptyConfig(t *testing.T) string {
 	p := filepath.Join(t.TempDir(), "config.toml")
 	require.NoError(t, os.WriteFile(p, nil, 0o644))
 	return p
+}
+
+func TestRuntimesAndVersionJSON(t *testing.T) {
+	code, stdout, stderr := runCLI(t, nil, "runtimes", "--json", "--address", filepath.Join(t.TempDir(), "absent.sock"))
+	require.Equal(t, exitOK, code, stderr)
+	var rts []struct {
+		Name, Image, File, Present string
+		Run                        []string
+		Local                      string `json:"local_image"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rts), stdout)
+	require.Len(t, rts, len(images.DefaultCatalog()))
+	assert.Equal(t, "bash", rts[0].Name)
+	for _, r := range rts {
+		if r.Name == "python" {
+			assert.Equal(t, "docker.io/library/python:3.11-slim", r.Image)
+			assert.Equal(t, "sandbox-runner.local/python", r.Local)
+			assert.Equal(t, "unknown", r.Present)
+		}
+	}
+
+	code, stdout, _ = runCLI(t, nil, "version", "--json")
+	require.Equal(t, exitOK, code)
+	var v map[string]string
+	require.NoError(t, json.Unmarshal([]byte(stdout), &v))
+	assert.Equal(t, version, v["version"])
 }

@@ -364,7 +364,9 @@ func pullErrorKind(err error) string {
 
 func runRuntimes(ctx context.Context, args []string, std stdio) int {
 	var g globalFlags
+	var asJSON bool
 	fs := newFlagSet("runtimes", "", std.err)
+	fs.BoolVar(&asJSON, "json", false, "print the runtimes as a JSON array")
 	g.register(fs)
 	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
@@ -387,6 +389,27 @@ func runRuntimes(ctx context.Context, args []string, std stdio) int {
 			}
 			return string(st)
 		}
+	}
+	if asJSON {
+		type runtimeDoc struct {
+			Name    string   `json:"name"`
+			Image   string   `json:"image"`
+			File    string   `json:"file"`
+			Present string   `json:"present"`
+			Compile []string `json:"compile,omitempty"`
+			Run     []string `json:"run"`
+			Local   string   `json:"local_image,omitempty"`
+		}
+		docs := []runtimeDoc{}
+		for _, name := range cat.Names() {
+			rt := cat[name]
+			docs = append(docs, runtimeDoc{Name: name, Image: rt.Image, File: rt.FileName, Present: present(rt.Image),
+				Compile: rt.Compile, Run: rt.Run, Local: rt.Local})
+		}
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(docs)
+		return exitOK
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUNTIME\tIMAGE\tFILE\tPRESENT\tCOMPILE\tRUN")
