@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
 // helpLines are the command lines whose help the tests ask for: every
@@ -161,4 +164,23 @@ func TestRuntimesAndVersionJSON(t *testing.T) {
 	var v map[string]string
 	require.NoError(t, json.Unmarshal([]byte(stdout), &v))
 	assert.Equal(t, version, v["version"])
+}
+
+func TestImageHint(t *testing.T) {
+	cat := images.DefaultCatalog()
+	missing := fmt.Errorf("image docker.io/library/python:3.11-slim is not in containerd's store: %w", runner.ErrImageNotFound)
+	err := withImageHint(missing, runner.Task{Runtime: "python"}, cat)
+	assert.ErrorIs(t, err, runner.ErrImageNotFound)
+	assert.ErrorContains(t, err, "build it from this host's Debian mirror: `sandbox-runner images build python`")
+
+	unreachable := fmt.Errorf("pulling: %w", images.ErrRegistryUnreachable)
+	err = withImageHint(unreachable, runner.Task{Runtime: "csharp"}, cat)
+	assert.ErrorContains(t, err, "--image REF (with --pull never")
+	assert.NotContains(t, err.Error(), "images build")
+
+	err = withImageHint(missing, runner.Task{Runtime: "python", Image: "x.test/py:1"}, cat)
+	assert.ErrorContains(t, err, "--image REF")
+
+	other := errors.New("boom")
+	assert.Equal(t, other, withImageHint(other, runner.Task{Runtime: "python"}, cat))
 }
