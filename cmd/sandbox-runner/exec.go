@@ -344,10 +344,11 @@ func withImageHint(err error, t runner.Task, cat images.Catalog) error {
 		return err
 	}
 	rt, lerr := cat.Lookup(t.Runtime)
-	if lerr != nil {
+	if lerr != nil || t.Image != "" {
+		// An image asked for by name: the error says how to get it.
 		return err
 	}
-	if t.Image != "" || rt.Local == "" {
+	if rt.Local == "" {
 		return fmt.Errorf("%w; or run in another image: --image REF (with --pull never for one only in the store)", err)
 	}
 	return fmt.Errorf("%w; or, with no registry, build it from this host's Debian mirror: `sandbox-runner images build %s`", err, rt.Name)
