@@ -17,7 +17,13 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # the tests that run next to Docker, nats-server for the fleet's, and
 # prometheus for promtool, which checks and unit-tests contrib/prometheus.
 DEB_PACKAGES := gcc libc6-dev containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus
-DEMO_IMAGE   := sandbox-runner.test/busybox:latest
+# What `make demo` alone needs: gcc and libc6-dev for the init, containerd
+# and runc to run tasks, debootstrap to build the runtime images from the
+# host's apt mirror.
+DEMO_PACKAGES := gcc libc6-dev containerd runc debootstrap
+# Where images build keeps what it built and downloaded (the integration
+# tests use the same cache, so one build serves both).
+IMAGE_CACHE ?= /var/cache/sandbox-runner
 # The containerd 2.x daemon the integration suite also runs against: the
 # containerd/v2 version go.mod pins, built in the helper module
 # integration/ctrd2 (so the daemon's dependencies stay out of ours) and
@@ -34,7 +40,7 @@ build: ## build bin/sandbox-runner (version stamped) and bin/sandbox-runner-init
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
 	$(CC) -static -O2 -Wall -Werror -s -o $(BIN)-init cmd/sandbox-runner-init/init.c
 
-deps: ## install DEB_PACKAGES (containerd, runc, busybox-static, docker-registry, debootstrap) when missing (root)
+deps: ## install DEB_PACKAGES (what the tests need) when missing (root)
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -43,10 +49,10 @@ deps: ## install DEB_PACKAGES (containerd, runc, busybox-static, docker-registry
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-demo: deps build ## install what is missing, build, and run a real task in a sandbox
-	$(GO) run ./integration/cmd/mkimage --busybox --ref $(DEMO_IMAGE) -o bin/busybox-image.tar
-	$(BIN) images import bin/busybox-image.tar
-	$(BIN) exec --runtime sh --image $(DEMO_IMAGE) --timeout 10s contrib/demo/hello.sh -- "from the demo"
+demo: build ## install what the demo needs, build the runtime images (cached), run real programs in each language (root)
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEMO_PACKAGES)"
+	$(BIN) images build --cache-dir $(IMAGE_CACHE)
+	contrib/demo/run.sh $(BIN)
 
 test: ## unit tests, the privileged integration tests (root; they fail rather than skip), then a short fuzz run
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m ./...

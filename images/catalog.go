@@ -59,6 +59,14 @@ type Runtime struct {
 	Run []string
 	// Env is added to the image's environment before the task's own.
 	Env []string
+	// Local is the repository of the image `sandbox-runner images build`
+	// makes for this runtime from Debian packages, e.g.
+	// "sandbox-runner.local/python"; WithLocalImages points the runtime
+	// at it when Image is not in the store. Empty: it cannot be built.
+	Local string
+	// Debian are the Debian packages that image needs on top of
+	// debootstrap's minbase.
+	Debian []string
 }
 
 // Command returns the run command with its placeholders replaced,
@@ -96,32 +104,48 @@ func DefaultCatalog() Catalog {
 	return Catalog{
 		// alpine has no bash: the official bash image is alpine with it.
 		"bash": {Name: "bash", Image: "docker.io/library/bash:5", FileName: "main.sh",
-			Run: []string{"bash", FilePlaceholder}},
+			Run: []string{"bash", FilePlaceholder}, Local: LocalRegistry + "/bash"},
 		"sh": {Name: "sh", Image: "docker.io/library/alpine:3", FileName: "main.sh",
-			Run: []string{"sh", FilePlaceholder}},
+			Run: []string{"sh", FilePlaceholder}, Local: LocalRegistry + "/sh"},
 		"python": {Name: "python", Image: "docker.io/library/python:3.11-slim", FileName: "main.py",
-			Run: []string{"python3", FilePlaceholder}, Env: []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}},
+			Run: []string{"python3", FilePlaceholder}, Env: []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"},
+			Local: LocalRegistry + "/python", Debian: []string{"python3"}},
+		// V8 sizes its heap by itself, far below a cgroup's limit (259
+		// MB under 512m): it gets three quarters of the limit, as the
+		// JVM does. ES modules: a .mjs file; node 22.7 and later also
+		// detect them in a .js file.
 		"node": {Name: "node", Image: "docker.io/library/node:22-alpine", FileName: "main.js",
-			Run: []string{"node", FilePlaceholder}},
+			Run:   []string{"node", "--max-old-space-size=" + HeapPlaceholder, FilePlaceholder},
+			Local: LocalRegistry + "/node", Debian: []string{"nodejs"}},
 		// The official gcc image is Debian-based; there is no official
 		// alpine one.
+		// Every staged source of the language is compiled (see
+		// compileAll), so a program may come in several files.
 		"c": {Name: "c", Image: "docker.io/library/gcc:14", FileName: "main.c",
-			Compile: []string{"gcc", "-O2", "-pipe", "-o", "/tmp/main", FilePlaceholder, "-lm"},
-			Run:     []string{"/tmp/main"}},
+			Compile: []string{"sh", "-c", compileAll, "gcc", FilePlaceholder, "*.c", "gcc -O2 -pipe -o /tmp/main", "-lm"},
+			Run:     []string{"/tmp/main"}, Local: LocalRegistry + "/c", Debian: []string{"gcc", "libc6-dev"}},
+		// GNU C++20: the newest standard g++ 12 (Debian bookworm's, the
+		// oldest in the catalog's images) implements in full; g++'s own
+		// default is C++17, without concepts, ranges or std::span.
 		"cpp": {Name: "cpp", Image: "docker.io/library/gcc:14", FileName: "main.cpp",
-			Compile: []string{"g++", "-O2", "-pipe", "-o", "/tmp/main", FilePlaceholder},
-			Run:     []string{"/tmp/main"}},
+			Compile: []string{"sh", "-c", compileAll, "g++", FilePlaceholder, "*.cpp *.cc *.cxx", "g++ -std=gnu++20 -O2 -pipe -o /tmp/main", ""},
+			Run:     []string{"/tmp/main"}, Local: LocalRegistry + "/cpp", Debian: []string{"g++", "libc6-dev"}},
 		// A JDK, for javac. The heap gets three quarters of the memory
 		// limit, so a hungry program gets an OutOfMemoryError rather than
 		// an OOM kill; the serial collector and the C1 compiler keep the
 		// JVM's own threads and memory small; no perf data file is
 		// written. The stack is large for recursive solutions: it is
 		// reserved, and only what is touched counts against the limit.
+		//
+		// javac finds the program's other classes in the files next to
+		// the entry file (-sourcepath); javaCompile says what is wrong
+		// when no class Main comes out.
 		"java": {Name: "java", Image: "docker.io/library/eclipse-temurin:21-alpine", FileName: "Main.java",
-			Compile: []string{"javac", "-J-Xmx" + HeapPlaceholder + "m", "-J-XX:+UseSerialGC",
-				"-J-XX:TieredStopAtLevel=1", "-J-XX:-UsePerfData", "-encoding", "UTF-8", "-d", "/tmp", FilePlaceholder},
+			Compile: []string{"sh", "-c", javaCompile, "javac", FilePlaceholder, "javac", "-J-Xmx" + HeapPlaceholder + "m", "-J-XX:+UseSerialGC",
+				"-J-XX:TieredStopAtLevel=1", "-J-XX:-UsePerfData", "-encoding", "UTF-8", "-d", "/tmp"},
 			Run: []string{"java", "-Xmx" + HeapPlaceholder + "m", "-Xss64m", "-XX:+UseSerialGC",
-				"-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-cp", "/tmp", "Main"}},
+				"-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-cp", "/tmp", "Main"},
+			Local: LocalRegistry + "/java", Debian: []string{"default-jdk-headless"}},
 		// The SDK image, for the C# compiler: the runtime-only image
 		// cannot compile. See dotnetCompile.
 		"dotnet": {Name: "dotnet", Image: "mcr.microsoft.com/dotnet/sdk:8.0", FileName: "Program.cs",
@@ -156,6 +180,48 @@ dotnet "${sdk}Roslyn/bincore/csc.dll" -nologo -noconfig -nostdlib -target:exe -o
 tfm=$(basename "$refs")
 printf '{"runtimeOptions": {"tfm": "%s", "framework": {"name": "Microsoft.NETCore.App", "version": "%s.0"}, "configProperties": {"System.GC.HeapHardLimit": %d, "System.GC.Concurrent": false}}}\n' \
 	"$tfm" "${tfm#net}" $((` + HeapPlaceholder + ` * 1048576)) > /tmp/main.runtimeconfig.json
+`
+
+// compileAll compiles every staged file of a language into /tmp/main,
+// the entry file first: $1 is the entry file, $2 the name patterns of
+// the language's sources, $3 the compiler command, $4 what goes after
+// the sources (libraries). find and sort are in every image with a
+// compiler; file names with a newline are not supported.
+const compileAll = `set -ef
+entry=$1 patterns=$2 cc=$3 libs=$4
+dir=${entry%/*}
+set --
+for p in $patterns; do set -- "$@" -o -name "$p"; done
+shift
+list=$(cd "$dir" && find . -type f \( "$@" \) | sort)
+IFS='
+'
+set -- "$entry"
+for f in $list; do
+	f=$dir/${f#./}
+	[ "$f" = "$entry" ] || set -- "$@" "$f"
+done
+IFS=' '
+exec $cc "$@" $libs
+`
+
+// javaCompile compiles the entry file ($1) with the javac command that
+// follows, with the entry file's directory as the source path, and
+// explains a program whose entry class is not Main in the default
+// package: the run stage runs Main.
+const javaCompile = `entry=$1
+shift
+"$@" -sourcepath "${entry%/*}" "$entry"
+status=$?
+if [ "$status" -eq 0 ] && [ -f /tmp/Main.class ]; then exit 0; fi
+if grep -Eq '^[[:space:]]*package[[:space:]]' "$entry"; then
+	echo "sandbox-runner: ${entry##*/} has a package line: the entry class must be Main, in the default package; remove the package line" >&2
+elif ! grep -Eq 'class[[:space:]]+Main([^A-Za-z0-9_$]|$)' "$entry"; then
+	other=$(grep -Eo 'class[[:space:]]+[A-Za-z_$][A-Za-z0-9_$]*' "$entry" | head -n 1 | sed 's/^class[[:space:]]*//')
+	echo "sandbox-runner: the entry class must be Main (public class Main with public static void main(String[] args)) in ${entry##*/}${other:+, not $other}; other classes may be in other files" >&2
+fi
+[ "$status" -ne 0 ] || status=1
+exit $status
 `
 
 // aliases are other names users know built-in runtimes by.

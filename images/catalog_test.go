@@ -63,7 +63,23 @@ func TestJavaHeapFollowsMemoryLimit(t *testing.T) {
 	assert.Equal(t, []string{"-cp", "/tmp", "Main", "a"}, run[len(run)-4:])
 	compile := rt.CompileCommand(Vars{File: "/code/Main.java", MemoryBytes: 256 << 20})
 	assert.Contains(t, compile, "-J-Xmx192m")
-	assert.Equal(t, []string{"-d", "/tmp", "/code/Main.java"}, compile[len(compile)-3:])
+	assert.Equal(t, []string{"sh", "-c", javaCompile, "javac", "/code/Main.java", "javac"}, compile[:6])
+	assert.Equal(t, []string{"-d", "/tmp"}, compile[len(compile)-2:])
+}
+
+func TestNodeHeapFollowsMemoryLimit(t *testing.T) {
+	run := DefaultCatalog()["node"].Command(Vars{File: "/code/main.js", MemoryBytes: 512 << 20}, []string{"a"})
+	assert.Equal(t, []string{"node", "--max-old-space-size=384", "/code/main.js", "a"}, run)
+}
+
+func TestCAndCppCompileEverySource(t *testing.T) {
+	for name, want := range map[string][]string{
+		"c":   {"*.c", "gcc -O2 -pipe -o /tmp/main", "-lm"},
+		"cpp": {"*.cpp *.cc *.cxx", "g++ -std=gnu++20 -O2 -pipe -o /tmp/main", ""},
+	} {
+		c := DefaultCatalog()[name].CompileCommand(Vars{File: "/code/main.x", MemoryBytes: 512 << 20})
+		assert.Equal(t, append([]string{"sh", "-c", compileAll, c[3], "/code/main.x"}, want...), c, name)
+	}
 }
 
 func TestDotnetCompileScript(t *testing.T) {

@@ -80,7 +80,13 @@ func (c *cli) exec(stdin io.Reader, args ...string) cliRun {
 // run runs the CLI with args.
 func (c *cli) run(stdin io.Reader, args ...string) cliRun {
 	c.t.Helper()
-	cmd := c.command(stdin, args...)
+	return c.runWithin(cliTimeout, stdin, args...)
+}
+
+// runWithin is run for a command that may take up to timeout.
+func (c *cli) runWithin(timeout time.Duration, stdin io.Reader, args ...string) cliRun {
+	c.t.Helper()
+	cmd := c.commandWithin(timeout, stdin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -97,7 +103,11 @@ func (c *cli) run(stdin io.Reader, args ...string) cliRun {
 }
 
 func (c *cli) command(stdin io.Reader, args ...string) *exec.Cmd {
-	ctx, cancel := context.WithTimeout(c.t.Context(), cliTimeout)
+	return c.commandWithin(cliTimeout, stdin, args...)
+}
+
+func (c *cli) commandWithin(timeout time.Duration, stdin io.Reader, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(c.t.Context(), timeout)
 	c.t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, c.bin, args...)
 	cmd.Stdin = stdin

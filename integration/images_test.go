@@ -24,7 +24,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
-	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
@@ -179,77 +178,73 @@ func TestRuntimeConfigRejectsUnknownKey(t *testing.T) {
 	assert.Contains(t, r.stderr, `line 3: unknown key "registry.mirror"`, r)
 }
 
-// The Debian image the runtime tests run real programs in: one minbase
-// bookworm root with python3, nodejs and gcc, built with debootstrap from
-// the mirror the machine's apt sources name, and cached between runs.
+// The runtime tests run real programs in the images `sandbox-runner
+// images build` makes: one debootstrap root with every runtime the
+// catalog can build, from the mirror the machine's apt sources name,
+// cached between runs (as `images build` caches it for users).
 const (
-	debianRef   = "sandbox-runner.test/debian/runtimes:bookworm"
-	debianSuite = "bookworm"
-	// debianCacheEnv overrides where the built archive is kept.
-	debianCacheEnv     = "SANDBOX_RUNNER_TEST_CACHE"
-	debianDefaultCache = "/var/cache/sandbox-runner-test"
-	// debianNamespace holds the imported image for all runtime tests.
+	// debianCacheEnv overrides where the built archive is kept; the
+	// default is images.DefaultCacheDir, so that `make demo` after
+	// `make test` (or the other way round) builds once.
+	debianCacheEnv = "SANDBOX_RUNNER_TEST_CACHE"
+	// debianNamespace holds the built images for all runtime tests.
 	debianNamespace = "sandbox-runner-it-debian"
 )
 
-var debianPackages = []string{"python3", "nodejs", "gcc", "g++", "libc6-dev"}
+// buildTimeout bounds `images build`: debootstrap of every runtime from
+// a cold cache takes a few minutes.
+const buildTimeout = 15 * time.Minute
 
 var debianOnce struct {
 	sync.Once
-	archive string
-	err     error
+	err error
 }
 
-// debianEnv returns an environment whose namespace holds the Debian image
-// and whose config points the python, node and c runtimes at it.
+func debianCache() string {
+	if c := os.Getenv(debianCacheEnv); c != "" {
+		return c
+	}
+	return images.DefaultCacheDir
+}
+
+// debianEnv returns an environment whose namespace holds the images
+// `images build` made for every buildable runtime, and whose config
+// leaves the catalog as it is built in: the runtimes find those images
+// because their own are absent.
 func debianEnv(t *testing.T) *imgEnv {
 	t.Helper()
 	h := RequiresRoot(t)
-	debianOnce.Do(func() {
-		cache := os.Getenv(debianCacheEnv)
-		if cache == "" {
-			cache = debianDefaultCache
-		}
-		start := time.Now()
-		path, cached, err := testimage.BuildDebianArchive(context.Background(), testimage.DebianOptions{
-			Ref:      debianRef,
-			Suite:    debianSuite,
-			Packages: debianPackages,
-			Env:      []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"},
-			CacheDir: cache,
-		})
-		debianOnce.archive, debianOnce.err = path, err
-		if err == nil {
-			how := "built with debootstrap"
-			if cached {
-				how = "from the cache"
-			}
-			fmt.Fprintf(os.Stderr, "integration: Debian runtime image %s (%s) in %s\n", path, how, time.Since(start).Round(time.Millisecond))
-		}
-	})
-	require.NoError(t, debianOnce.err, "building the Debian runtime image (needs debootstrap and the Debian mirror of the apt sources)")
-
 	e := newImgEnv(t)
 	e.ns = debianNamespace
-	e.writeConfig(fmt.Sprintf(`[runtimes.python]
-image = %[1]q
-
-[runtimes.node]
-image = %[1]q
-
-[runtimes.c]
-image = %[1]q
-
-[runtimes.cpp]
-image = %[1]q
-`, debianRef))
-	ctx := context.Background()
-	if st, err := images.StatusOf(namespaces.WithNamespace(ctx, debianNamespace), h.Client, debianRef, testSnapshotter); err != nil || st != images.StatusPresent {
+	debianOnce.Do(func() {
+		suite, err := images.HostSuite(images.OSRelease)
+		if err != nil {
+			debianOnce.err = err
+			return
+		}
+		ctx := namespaces.WithNamespace(context.Background(), debianNamespace)
+		cat := images.DefaultCatalog()
+		missing := false
+		for _, rt := range cat {
+			if rt.Local == "" {
+				continue
+			}
+			if st, err := images.StatusOf(ctx, h.Client, images.LocalRef(rt, suite), testSnapshotter); err != nil || st != images.StatusPresent {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
 		start := time.Now()
-		r := e.run(nil, []string{"images", "import"}, debianOnce.archive)
-		require.Equal(t, 0, r.code, r)
-		t.Logf("imported the Debian image in %s", time.Since(start).Round(time.Millisecond))
-	}
+		r := e.runWithin(buildTimeout, nil, []string{"images", "build"}, "--cache-dir", debianCache())
+		if r.code != 0 {
+			debianOnce.err = fmt.Errorf("images build: %v", r)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "integration: images build in %s:\n%s", time.Since(start).Round(time.Millisecond), r.stdout)
+	})
+	require.NoError(t, debianOnce.err, "building the runtime images (needs debootstrap and the Debian mirror of the apt sources)")
 	return e
 }
 
@@ -262,7 +257,7 @@ print(f"hello {name} from python {sys.version_info.major}", sys.argv[1:])
 	r := e.execIn(strings.NewReader("world\n"), "--runtime", "python", code, "--", "a", "b c")
 	require.Equal(t, 0, r.code, r)
 	assert.Equal(t, "hello world from python 3 ['a', 'b c']\n", r.stdout, r)
-	assert.NotContains(t, r.stderr, "pulling", "the catalog's image comes from the config file, imported\n%s", r)
+	assert.NotContains(t, r.stderr, "pulling", "the runtime's image is the one images build made\n%s", r)
 
 	// A runtime error: the traceback on stderr, status 1.
 	r = e.execIn(nil, "--runtime", "python", "-c", "print('before')\nraise ValueError('boom')\n")

@@ -343,6 +343,12 @@ func (e *imgEnv) login(host, user, password string) {
 // the environment's namespace and config.
 func (e *imgEnv) run(stdin io.Reader, words []string, args ...string) cliRun {
 	e.t.Helper()
+	return e.runWithin(cliTimeout, stdin, words, args...)
+}
+
+// runWithin is run for a command that may take up to timeout.
+func (e *imgEnv) runWithin(timeout time.Duration, stdin io.Reader, words []string, args ...string) cliRun {
+	e.t.Helper()
 	all := append(append([]string(nil), words...),
 		"--address", e.h.Address,
 		"--namespace", e.ns,
@@ -350,7 +356,7 @@ func (e *imgEnv) run(stdin io.Reader, words []string, args ...string) cliRun {
 		"--state-dir", e.stateDir,
 		"--config", e.Config,
 	)
-	return e.cli.run(stdin, append(all, args...)...)
+	return e.cli.runWithin(timeout, stdin, append(all, args...)...)
 }
 
 func (e *imgEnv) pull(args ...string) cliRun {

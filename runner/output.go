@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"sync"
+	"unicode/utf8"
 )
 
 // cappedBuffer keeps the first limit bytes written to it, counts the rest
@@ -42,11 +43,37 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// result returns the kept bytes and how many were dropped.
+// result returns the kept bytes and how many were dropped. Text cut at
+// the limit in the middle of a character keeps its whole characters
+// only, so it still reads (and is encoded) as text: the bytes of the
+// character cut short count as dropped.
 func (c *cappedBuffer) result() ([]byte, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return bytes.Clone(c.buf.Bytes()), c.dropped
+	kept, dropped := c.buf.Bytes(), c.dropped
+	if dropped > 0 {
+		if n := partialRune(kept); n > 0 && utf8.Valid(kept[:len(kept)-n]) {
+			kept, dropped = kept[:len(kept)-n], dropped+int64(n)
+		}
+	}
+	return bytes.Clone(kept), dropped
+}
+
+// partialRune returns the length of the incomplete UTF-8 sequence b ends
+// with: the start of a multi-byte character and fewer continuation bytes
+// than it needs; 0 when b ends on a character boundary (or in bytes that
+// are no UTF-8 at all).
+func partialRune(b []byte) int {
+	for i := 1; i <= utf8.UTFMax-1 && i <= len(b); i++ {
+		c := b[len(b)-i]
+		if utf8.RuneStart(c) {
+			if c < utf8.RuneSelf || utf8.FullRune(b[len(b)-i:]) {
+				return 0
+			}
+			return i
+		}
+	}
+	return 0
 }
 
 // eofReader tells, by closing eof, that its reader is used up.

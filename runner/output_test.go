@@ -2,11 +2,13 @@ package runner
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -156,4 +158,42 @@ func assertClosed(t *testing.T, c <-chan struct{}) {
 	default:
 		t.Fatal("eof not closed at the end")
 	}
+}
+
+func TestCappedBufferCutsAtACharacter(t *testing.T) {
+	text := "naïve café, 5 €, 𝄞"
+	for limit := 0; limit <= len(text); limit++ {
+		c := newCappedBuffer(int64(limit), nil)
+		_, _ = c.Write([]byte(text))
+		got, dropped := c.result()
+		require.True(t, utf8.Valid(got), "limit %d: %q", limit, got)
+		assert.True(t, strings.HasPrefix(text, string(got)), "limit %d: %q", limit, got)
+		assert.LessOrEqual(t, len(got), limit)
+		assert.Greater(t, len(got), limit-utf8.UTFMax, "limit %d: only the cut character goes", limit)
+		assert.Equal(t, int64(len(text)), int64(len(got))+dropped, "limit %d: every byte is kept or counted", limit)
+
+		b, err := json.Marshal(Stream{Data: got, Dropped: dropped})
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `"encoding":"utf-8"`, "limit %d", limit)
+	}
+}
+
+func TestCappedBufferKeepsBinaryAsIs(t *testing.T) {
+	// Not UTF-8 before the cut: nothing is trimmed, and it is base64.
+	data := []byte{0xff, 0xfe, 'a', 0xe2, 0x82, 0xac, 0xe2, 0x82}
+	c := newCappedBuffer(7, nil)
+	_, _ = c.Write(data)
+	got, dropped := c.result()
+	assert.Equal(t, data[:7], got)
+	assert.Equal(t, int64(1), dropped)
+	b, err := json.Marshal(Stream{Data: got, Dropped: dropped})
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"encoding":"base64"`)
+
+	// Not cut: an incomplete character at the very end is the task's own.
+	c = newCappedBuffer(100, nil)
+	_, _ = c.Write([]byte("ok \xe2\x82"))
+	got, dropped = c.result()
+	assert.Equal(t, []byte("ok \xe2\x82"), got)
+	assert.Zero(t, dropped)
 }

@@ -322,7 +322,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 		image:   name,
 		files:   files,
 		limits:  limits,
-		compile: rt.CompileCommand(vars),
+		compile: rt.CompileCommand(images.Vars{File: vars.File, MemoryBytes: limits.CompileMemory}),
 		args:    rt.Command(vars, t.Args),
 		env:     append(append([]string(nil), rt.Env...), t.Env...),
 	}, nil
@@ -413,6 +413,9 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		spec.scratch = true
 		cspec := spec
 		cspec.id = p.id + compileSuffix
+		// The compile stage has its own memory limit: compilers need
+		// more than the programs they build.
+		cspec.limits.Memory = p.limits.CompileMemory
 		compile, err := r.runStage(ctx, log, cspec, initcmd.Command{Args: p.compile, Env: env},
 			p.limits.CompileTimeout, nil, t.Stdout, t.Stderr)
 		if err != nil {
@@ -421,6 +424,9 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		res.Compile = compile
 		if compile.Outcome != OutcomeExited || compile.ExitCode != 0 {
 			res.Outcome, res.ExitCode = OutcomeCompileFailed, compile.ExitCode
+			// A compiler killed for memory is said so at the top level
+			// too, even when its driver (g++) exited with an error.
+			res.OOMKilled, res.PidsLimitHit = compile.OOMKilled, compile.PidsLimitHit
 			if compile.Cancelled {
 				res.Outcome, res.Cancelled = OutcomeCancelled, true
 			}

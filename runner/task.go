@@ -16,12 +16,15 @@ const (
 	// DefaultCompileTimeout is generous: javac and the .NET SDK start slowly.
 	DefaultCompileTimeout = 60 * time.Second
 	DefaultMemory         = 512 << 20
-	DefaultCPUs           = 1.0
-	DefaultPids           = 128
-	DefaultOutputLimit    = 1 << 20 // per stream
-	DefaultTmpSize        = 64 << 20
-	DefaultMaxFiles       = 100
-	DefaultMaxFileSize    = 16 << 20 // all files together
+	// DefaultCompileMemory fits real compilers: g++ on a heavy template
+	// file, javac. A run limit above it is the compile stage's too.
+	DefaultCompileMemory = 1 << 30
+	DefaultCPUs          = 1.0
+	DefaultPids          = 128
+	DefaultOutputLimit   = 1 << 20 // per stream
+	DefaultTmpSize       = 64 << 20
+	DefaultMaxFiles      = 100
+	DefaultMaxFileSize   = 16 << 20 // all files together
 )
 
 // Upper bounds that no task may ask for, whatever the host has.
@@ -80,6 +83,8 @@ type Limits struct {
 	CompileTimeout time.Duration
 	// Memory in bytes; swap is not allowed on top.
 	Memory int64
+	// CompileMemory is the compile stage's memory limit, in bytes.
+	CompileMemory int64
 	// CPUs is the CPU quota (0.5 = half a core).
 	CPUs float64
 	// Pids limits processes and threads together.
@@ -110,6 +115,9 @@ func (l Limits) Filled() Limits {
 	if l.Memory == 0 {
 		l.Memory = DefaultMemory
 	}
+	if l.CompileMemory == 0 {
+		l.CompileMemory = max(DefaultCompileMemory, l.Memory)
+	}
 	if l.CPUs == 0 {
 		l.CPUs = DefaultCPUs
 	}
@@ -129,7 +137,12 @@ func (l Limits) Filled() Limits {
 
 // withDefaults fills zero fields and rejects out-of-range ones.
 func (l Limits) withDefaults(host hostFacts) (Limits, error) {
+	compileDefault := l.CompileMemory == 0
 	l = l.Filled()
+	if compileDefault && l.CompileMemory > host.memory {
+		// A small host: the default is what it has.
+		l.CompileMemory = max(host.memory, l.Memory)
+	}
 	switch {
 	case l.Timeout < 0 || l.Timeout > MaxTimeout:
 		return l, invalid("timeout %s out of range: give a duration above 0 and at most %s", l.Timeout, MaxTimeout)
@@ -139,6 +152,10 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 		return l, invalid("memory limit %d bytes is too small: give at least 4MiB", l.Memory)
 	case l.Memory > host.memory:
 		return l, invalid("memory limit %d bytes is more than the host's %d", l.Memory, host.memory)
+	case l.CompileMemory < 4<<20:
+		return l, invalid("compile memory limit %d bytes is too small: give at least 4MiB", l.CompileMemory)
+	case l.CompileMemory > host.memory:
+		return l, invalid("compile memory limit %d bytes is more than the host's %d", l.CompileMemory, host.memory)
 	case !(l.CPUs >= 0.01) || l.CPUs > float64(host.cpus): // NaN too
 		return l, invalid("cpus %g out of range: give 0.01 to %d (the host's CPUs)", l.CPUs, host.cpus)
 	case l.Pids < 1 || l.Pids > MaxPids:

@@ -22,6 +22,7 @@ func TestLimitsDefaults(t *testing.T) {
 		Timeout:        DefaultTimeout,
 		CompileTimeout: DefaultCompileTimeout,
 		Memory:         DefaultMemory,
+		CompileMemory:  DefaultCompileMemory,
 		CPUs:           DefaultCPUs,
 		Pids:           DefaultPids,
 		OutputLimit:    DefaultOutputLimit,
@@ -29,11 +30,31 @@ func TestLimitsDefaults(t *testing.T) {
 	}, got)
 }
 
+func TestLimitsCompileMemory(t *testing.T) {
+	got, err := Limits{Memory: 2 << 30}.withDefaults(testHost)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2<<30), got.CompileMemory, "a run limit above the default is the compile stage's too")
+
+	got, err = Limits{}.withDefaults(hostFacts{cpus: 1, memory: 768 << 20})
+	require.NoError(t, err)
+	assert.Equal(t, int64(768<<20), got.CompileMemory, "a small host's default is what it has")
+
+	got, err = Limits{CompileMemory: 256 << 20}.withDefaults(testHost)
+	require.NoError(t, err)
+	assert.Equal(t, int64(256<<20), got.CompileMemory)
+
+	for _, l := range []Limits{{CompileMemory: 1 << 20}, {CompileMemory: testHost.memory + 1}} {
+		_, err = l.withDefaults(testHost)
+		requireInvalid(t, err)
+	}
+}
+
 func TestLimitsKeepsGivenValues(t *testing.T) {
 	in := Limits{
 		Timeout:        MaxTimeout,
 		CompileTimeout: MaxTimeout,
 		Memory:         testHost.memory,
+		CompileMemory:  testHost.memory,
 		CPUs:           float64(testHost.cpus),
 		Pids:           MaxPids,
 		OutputLimit:    MaxOutputLimit,
@@ -185,7 +206,7 @@ func TestPrepareArgs(t *testing.T) {
 		{"given name, cleaned", Task{Runtime: "bash", Files: []File{{Name: "./bin//run.sh"}}},
 			[]string{"bash", "/code/bin/run.sh"}},
 		{"node", Task{Runtime: "node", Files: []File{{}}, Args: []string{"--flag"}},
-			[]string{"node", "/code/main.js", "--flag"}},
+			[]string{"node", "--max-old-space-size=384", "/code/main.js", "--flag"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := prepare(tc.task, images.DefaultCatalog(), testHost)
@@ -209,6 +230,12 @@ func TestPrepareCompileArgs(t *testing.T) {
 	require.NotEmpty(t, p.args)
 	assert.Equal(t, "x", p.args[len(p.args)-1], "the task's args follow the run command")
 	assert.NotContains(t, p.args, images.FilePlaceholder)
+
+	// javac's heap follows the compile stage's limit, java's the run's.
+	p, err = prepare(Task{Runtime: "java", Files: []File{{}}, Limits: Limits{Memory: 256 << 20, CompileMemory: 2 << 30}}, cat, testHost)
+	require.NoError(t, err)
+	assert.Contains(t, p.compile, "-J-Xmx1536m")
+	assert.Contains(t, p.args, "-Xmx192m")
 }
 
 func TestPrepareResolves(t *testing.T) {

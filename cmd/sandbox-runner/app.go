@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/spf13/pflag"
 
@@ -53,7 +55,7 @@ func commands() []command {
 	return []command{
 		{"exec", "run code in a fresh sandbox and exit with its status", runExec},
 		{"check", "check that this host can sandbox tasks, and say what to fix", runCheck},
-		{"images", "import, list and remove runtime images", runImages},
+		{"images", "build, pull, import, list and remove runtime images", runImages},
 		{"runtimes", "list the runtimes and their images", runRuntimes},
 		{"gc", "remove what crashed runners left behind", runGC},
 		{"serve", "run the HTTP service other programs send tasks to", runServe},
@@ -70,6 +72,10 @@ func run(ctx context.Context, args []string, std stdio) int {
 		usage(std.err)
 		return exitUsage
 	}
+	if args[0] == "help" && len(args) > 1 {
+		// "help exec" is "exec --help"; "help images build", "images build --help".
+		args = append(args[1:], "--help")
+	}
 	switch args[0] {
 	case "-h", "--help", "help":
 		usage(std.out)
@@ -82,7 +88,7 @@ func run(ctx context.Context, args []string, std stdio) int {
 			return c.run(ctx, args[1:], std)
 		}
 	}
-	fmt.Fprintf(std.err, "sandbox-runner: unknown command %q\n\n", args[0])
+	fmt.Fprintf(std.err, "sandbox-runner: unknown command %q%s\n\n", args[0], suggestCommand(args))
 	usage(std.err)
 	return exitUsage
 }
@@ -137,7 +143,8 @@ func (g *globalFlags) load() error {
 		return err
 	}
 	g.file = f
-	g.address = first(g.address, os.Getenv("CONTAINERD_ADDRESS"), f.Address)
+	// "unix:///run/containerd/containerd.sock", as ctr and nerdctl take it.
+	g.address = strings.TrimPrefix(first(g.address, os.Getenv("CONTAINERD_ADDRESS"), f.Address), "unix://")
 	g.namespace = first(g.namespace, os.Getenv("SANDBOX_RUNNER_NAMESPACE"), f.Namespace, runner.DefaultNamespace)
 	g.snapshotter = first(g.snapshotter, os.Getenv("CONTAINERD_SNAPSHOTTER"), f.Snapshotter, runner.DefaultSnapshotter)
 	g.stateDir = first(g.stateDir, os.Getenv("SANDBOX_RUNNER_STATE_DIR"), f.StateDir, runner.DefaultStateDir)
@@ -173,6 +180,12 @@ func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Co
 	return runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
 }
 
+// withLocalImages points each runtime whose image is not in the store at
+// the image `images build` made for it, if any (images.WithLocalImages).
+func (g *globalFlags) withLocalImages(ctx context.Context, c *client.Client, cat images.Catalog) (images.Catalog, error) {
+	return images.WithLocalImages(namespaces.WithNamespace(ctx, g.namespace), c, cat)
+}
+
 func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {
 	opts := []runner.Option{
 		runner.WithNamespace(g.namespace),
@@ -196,10 +209,46 @@ func newFlagSet(name, args string, w io.Writer) *pflag.FlagSet {
 	fs.SetOutput(w)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(w, "Usage: sandbox-runner %s %s\n\nFlags:\n", name, args)
-		fs.PrintDefaults()
+		// parse points the output at stdout for --help.
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags:\n%s", wrapWords("Usage: sandbox-runner "+name+" "+args, helpWidth, "    "),
+			fs.FlagUsagesWrapped(helpWidth))
 	}
 	return fs
+}
+
+// helpWidth is where --help wraps.
+const helpWidth = 80
+
+// wrapWords breaks s at spaces outside brackets into lines of at most
+// width columns where it can, the lines after the first indented by
+// indent.
+func wrapWords(s string, width int, indent string) string {
+	var words []string
+	depth := 0
+	for _, f := range strings.Fields(s) {
+		if depth > 0 {
+			words[len(words)-1] += " " + f
+		} else {
+			words = append(words, f)
+		}
+		depth += strings.Count(f, "[") - strings.Count(f, "]")
+	}
+	var b strings.Builder
+	line := 0
+	for i, w := range words {
+		switch {
+		case i == 0:
+		case line+1+len(w) > width:
+			b.WriteString("\n" + indent)
+			line = len(indent)
+		default:
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
 }
 
 // parse parses args into fs and, when g is not nil, loads the config;
@@ -209,11 +258,20 @@ func newFlagSet(name, args string, w io.Writer) *pflag.FlagSet {
 // JSON error document a failed task gets, so that a script reading
 // stdout always gets one.
 func parse(fs *pflag.FlagSet, args []string, g *globalFlags, out io.Writer) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
+	// Help asked for is the command's output: stdout, exit 0.
+	errOut := fs.Output()
+	fs.SetOutput(out)
+	err := fs.Parse(args)
+	fs.SetOutput(errOut)
+	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK, false
 		}
-		// With ContinueOnError, pflag reports nothing itself.
+		// With ContinueOnError, pflag reports nothing itself. A flag
+		// known from docker run gets what to do instead.
+		if hint := flagHint(fs, args); hint != "" {
+			err = errors.New(hint)
+		}
 		fmt.Fprintf(fs.Output(), "sandbox-runner: %v\nRun 'sandbox-runner %s --help' for its flags.\n", err, fs.Name())
 		if jsonRequested(fs, args) {
 			writeJSONError(out, usageError("%v", err))

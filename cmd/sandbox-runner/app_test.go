@@ -54,10 +54,11 @@ func TestRunHelp(t *testing.T) {
 }
 
 func TestRunCommandHelp(t *testing.T) {
-	code, _, stderr := runCLI(t, nil, "exec", "--help")
+	code, stdout, stderr := runCLI(t, nil, "exec", "--help")
 	assert.Equal(t, exitOK, code)
-	assert.Contains(t, stderr, "Usage: sandbox-runner exec")
-	assert.Contains(t, stderr, "--runtime")
+	assert.Contains(t, stdout, "Usage: sandbox-runner exec")
+	assert.Contains(t, stdout, "--runtime")
+	assert.Empty(t, stderr)
 }
 
 func TestRunUnknownCommand(t *testing.T) {

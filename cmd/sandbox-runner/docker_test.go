@@ -49,7 +49,7 @@ func TestImagesImportFromDockerUsage(t *testing.T) {
 		assert.Equal(t, exitUsage, code, "%v: %s", tc.args, stderr)
 		assert.Contains(t, stderr, tc.want, "%v", tc.args)
 	}
-	code, _, stderr := runCLI(t, nil, "images", "import", "--help")
+	code, stdout, _ := runCLI(t, nil, "images", "import", "--help")
 	assert.Equal(t, exitOK, code)
-	assert.Contains(t, stderr, "--from-docker")
+	assert.Contains(t, stdout, "--from-docker")
 }

@@ -34,6 +34,7 @@ type execOptions struct {
 	timeout     string
 	compileTO   string
 	memory      string
+	compileMem  string
 	cpus        float64
 	pids        int64
 	outputLimit string
@@ -58,7 +59,7 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 		}
 		return "", " (default: the " + runBy + "'s)"
 	}
-	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see `sandbox-runner runtimes`)")
+	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see 'sandbox-runner runtimes')")
 	fs.StringVar(&o.image, "image", "", "image to run in, instead of the runtime's")
 	fs.StringVarP(&o.code, "code", "c", "", "code to run, instead of a file")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "a file to stage in /code; repeatable; the first is the entry point unless FILE is given")
@@ -70,6 +71,8 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 	fs.StringVar(&o.compileTO, "compile-timeout", v, "wall-clock limit of a compiled runtime's compile stage"+note)
 	v, note = def("512m")
 	fs.StringVar(&o.memory, "memory", v, "memory limit (no swap on top), e.g. 256m, 1g"+note)
+	v, note = def("1g")
+	fs.StringVar(&o.compileMem, "compile-memory", v, "memory limit of a compiled runtime's compile stage; --memory when that is higher"+note)
 	cpus, pids := runner.DefaultCPUs, int64(runner.DefaultPids)
 	if runBy != "" {
 		cpus, pids = 0, 0
@@ -121,6 +124,11 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	defer conn.Close()
+	if task.Pull != images.PullAlways {
+		if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
+			return o.fail(std, err)
+		}
+	}
 	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)))
 	r, err := runner.New(conn.Client, opts...)
 	if err != nil {
@@ -140,7 +148,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return exitBrokenPipe
 	}
 	if err != nil {
-		return o.fail(std, err)
+		return o.fail(std, withImageHint(err, task, catalog))
 	}
 	if o.json {
 		enc := json.NewEncoder(std.out)
@@ -293,6 +301,7 @@ func (o *execOptions) limits() (runner.Limits, error) {
 		dst         *int64
 	}{
 		{"memory", o.memory, &l.Memory},
+		{"compile-memory", o.compileMem, &l.CompileMemory},
 		{"output-limit", o.outputLimit, &l.OutputLimit},
 		{"tmp-size", o.tmpSize, &l.TmpSize},
 	}
@@ -354,6 +363,23 @@ func (o *execOptions) fail(std stdio, err error) int {
 	return report(std.err, err)
 }
 
+// withImageHint adds to a missing or unreachable image of a runtime that
+// `images build` can make how to get it without a registry.
+func withImageHint(err error, t runner.Task, cat images.Catalog) error {
+	if !errors.Is(err, runner.ErrImageNotFound) && !errors.Is(err, images.ErrRegistryUnreachable) {
+		return err
+	}
+	rt, lerr := cat.Lookup(t.Runtime)
+	if lerr != nil || t.Image != "" {
+		// An image asked for by name: the error says how to get it.
+		return err
+	}
+	if rt.Local == "" {
+		return fmt.Errorf("%w; or run in another image: --image REF (with --pull never for one only in the store)", err)
+	}
+	return fmt.Errorf("%w; or, with no registry, build it from this host's Debian mirror: `sandbox-runner images build %s`", err, rt.Name)
+}
+
 func errorKind(err error) string {
 	switch {
 	case exitCode(err) == exitUsage:
@@ -382,8 +408,13 @@ func explain(w io.Writer, res *runner.Result, l runner.Limits) {
 		case runner.OutcomeTimedOut:
 			fmt.Fprintf(w, "sandbox-runner: compile stage timed out after %s; killed\n", l.CompileTimeout)
 		case runner.OutcomeOOMKilled:
-			fmt.Fprintf(w, "sandbox-runner: compile stage killed: out of memory (limit %s)\n", formatSize(l.Memory))
+			fmt.Fprintf(w, "sandbox-runner: compile stage killed: out of memory (limit %s, --compile-memory)\n", formatSize(l.CompileMemory))
 		default:
+			if c.OOMKilled {
+				fmt.Fprintf(w, "sandbox-runner: compilation failed: the compiler ran out of memory (limit %s, --compile-memory); the code did not run\n",
+					formatSize(l.CompileMemory))
+				break
+			}
 			fmt.Fprintf(w, "sandbox-runner: compilation failed (exit status %d); the code did not run\n", c.ExitCode)
 		}
 		return

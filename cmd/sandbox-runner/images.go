@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,19 +22,51 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
-const imagesUsage = "Usage: sandbox-runner images pull REF...|--all | import FILE|-|--from-docker REF | ls | rm REF..."
+// imagesHelp lists the images subcommands.
+const imagesHelp = `Usage: sandbox-runner images COMMAND [FLAGS]
+
+Gets the runtimes' images into containerd's store, and manages them.
+
+Commands:
+  build [RUNTIME...]   build runtime images from this host's Debian mirror
+                       (debootstrap); no RUNTIME: every one that can be
+  pull REF...|--all    pull images from their registries (--all: the catalog's)
+  import FILE|-        import an OCI or 'docker save' archive
+  import --from-docker REF
+                       import an image from the local Docker engine
+  ls                   list the images in the namespace
+  rm REF...            remove images
+
+Run 'sandbox-runner images COMMAND --help' for a command's flags.
+`
 
 func runImages(ctx context.Context, args []string, std stdio) int {
 	if len(args) == 0 {
-		fmt.Fprintln(std.err, imagesUsage)
+		fmt.Fprint(std.err, imagesHelp)
 		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(std.out, imagesHelp)
+		return exitOK
+	case "build", "pull", "import", "ls", "rm":
+	default:
+		return report(std.err, usageError("unknown images command %q%s: use build, pull, import, ls or rm", args[0], suggestImages(args[0])))
 	}
 	var g globalFlags
 	var reg registryFlags
 	var all, asJSON bool
 	var fromDocker string
+	var build images.BuildOptions
 	sub, args := args[0], args[1:]
-	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|- | --from-docker REF", "rm": "REF...", "pull": "REF... | --all"}[sub], std.err)
+	fs := newFlagSet("images "+sub, map[string]string{"import": "FILE|- | --from-docker REF", "rm": "REF...", "pull": "REF... | --all",
+		"build": "[RUNTIME...]", "ls": "[FLAGS]"}[sub], std.err)
+	if sub == "build" {
+		fs.StringVar(&build.Suite, "suite", "", "Debian release to build from (default: the host's, from "+images.OSRelease+")")
+		fs.StringVar(&build.Mirror, "mirror", "", "Debian archive URL (default: the one the host's apt sources name)")
+		fs.StringVar(&build.CacheDir, "cache-dir", images.DefaultCacheDir, "where built images and downloaded packages are kept")
+		fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object, and nothing else on stdout")
+	}
 	if sub == "pull" {
 		fs.BoolVar(&all, "all", false, "pull the image of every runtime in the catalog")
 		fs.BoolVar(&asJSON, "json", false, "print one JSON object per image, and nothing else")
@@ -54,12 +87,17 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		return report(std.err, usageError("images rm takes one or more image references"))
 	case sub == "pull" && all == (len(args) > 0):
 		return report(std.err, usageError("images pull takes image references, or --all for the whole catalog"))
-	case sub != "import" && sub != "rm" && sub != "ls" && sub != "pull":
-		return report(std.err, usageError("unknown images command %q: use pull, import, ls or rm", sub))
 	}
 	cat, err := g.file.Catalog()
 	if err != nil {
 		return report(std.err, err)
+	}
+	var plan images.BuildPlan
+	if sub == "build" {
+		// Checked before anything is started: bad names are exit 2.
+		if plan, err = images.PlanBuild(cat, args); err != nil {
+			return reportJSON(std, asJSON, err)
+		}
 	}
 	var refs []string
 	if sub == "pull" {
@@ -78,7 +116,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	}
 	defer conn.Close()
 	ctx = namespaces.WithNamespace(ctx, g.namespace)
-	if sub == "pull" || sub == "import" {
+	if sub == "pull" || sub == "import" || sub == "build" {
 		// What a pull or an import fetches is held by a lease this
 		// process owns until the image is recorded, so that no runner's
 		// sweep takes it away however long that takes.
@@ -90,6 +128,9 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	}
 
 	switch sub {
+	case "build":
+		build.Snapshotter = g.snapshotter
+		return buildImages(ctx, conn, cat, plan, build, asJSON, std)
 	case "pull":
 		return pullImages(ctx, conn, refs, reg.pullOptions(&g), asJSON, std)
 	case "import":
@@ -114,6 +155,9 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 			return report(std.err, fmt.Errorf("%s: %w", name, err))
 		}
 	case "ls":
+		if cat, err = images.WithLocalImages(ctx, conn.Client, cat); err != nil {
+			return report(std.err, err)
+		}
 		list, err := images.List(ctx, conn.Client, g.snapshotter, cat)
 		if err != nil {
 			return report(std.err, err)
@@ -138,6 +182,104 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		}
 	}
 	return exitOK
+}
+
+// buildImages builds the runtimes of plan into one image, showing
+// debootstrap's progress on a terminal.
+func buildImages(ctx context.Context, conn *runner.Connection, cat images.Catalog, plan images.BuildPlan,
+	opts images.BuildOptions, asJSON bool, std stdio) int {
+	suite := opts.Suite
+	if suite == "" {
+		var err error
+		if suite, err = images.HostSuite(images.OSRelease); err != nil {
+			return reportJSON(std, asJSON, err)
+		}
+		opts.Suite = suite
+	}
+	if !asJSON {
+		fmt.Fprintf(std.err, "building %s from Debian %s with debootstrap (packages: %s); the first build takes minutes, later ones come from %s\n",
+			strings.Join(plan.Runtimes, ", "), suite, strings.Join(append([]string{"minbase"}, plan.Packages...), " "), opts.CacheDir)
+	}
+	var status *statusLine
+	if !asJSON && isTerminalWriter(std.err) {
+		status = &statusLine{w: std.err}
+		opts.Log = status
+	}
+	built, err := images.BuildRuntimes(ctx, conn.Client, cat, plan, opts)
+	if status != nil {
+		status.clear()
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return reportJSON(std, asJSON, err)
+		}
+		return reportJSON(std, asJSON, fmt.Errorf("images build: %w", err))
+	}
+	if asJSON {
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			*images.Built
+			Runtimes   []string `json:"runtimes"`
+			Packages   []string `json:"packages"`
+			Suite      string   `json:"suite"`
+			DurationMS int64    `json:"duration_ms"`
+		}{built, plan.Runtimes, plan.Packages, suite, built.Duration.Milliseconds()})
+		return exitOK
+	}
+	how := "built with debootstrap"
+	if built.Cached {
+		how = "from the cache"
+	}
+	for _, n := range built.Names {
+		fmt.Fprintf(std.out, "built %s\n", n)
+	}
+	fmt.Fprintf(std.out, "one image for all of them: %s, %s, %s, in %s\n", built.Digest, humanBytes(built.Size), how,
+		built.Duration.Round(time.Second))
+	fmt.Fprintf(std.out, "the runtimes use these images when their own (`sandbox-runner runtimes`) is not in the store\n")
+	return exitOK
+}
+
+// reportJSON reports err, also as a JSON document on stdout with --json.
+func reportJSON(std stdio, asJSON bool, err error) int {
+	if asJSON {
+		writeJSONError(std.out, err)
+	}
+	return report(std.err, err)
+}
+
+// statusLine shows the last "I: ..." line debootstrap wrote, on one
+// terminal line that it rewrites.
+type statusLine struct {
+	w       io.Writer
+	partial []byte
+	shown   bool
+}
+
+func (s *statusLine) Write(p []byte) (int, error) {
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(s.partial[:i])
+		s.partial = s.partial[i+1:]
+		if msg, ok := strings.CutPrefix(line, "I: "); ok {
+			if len(msg) > 70 {
+				msg = msg[:70]
+			}
+			fmt.Fprintf(s.w, "\r\033[K  %s", msg)
+			s.shown = true
+		}
+	}
+	return len(p), nil
+}
+
+func (s *statusLine) clear() {
+	if s.shown {
+		fmt.Fprint(s.w, "\r\033[K")
+	}
 }
 
 // pullRefs returns what `images pull` pulls: the references given,
@@ -222,7 +364,9 @@ func pullErrorKind(err error) string {
 
 func runRuntimes(ctx context.Context, args []string, std stdio) int {
 	var g globalFlags
+	var asJSON bool
 	fs := newFlagSet("runtimes", "", std.err)
+	fs.BoolVar(&asJSON, "json", false, "print the runtimes as a JSON array")
 	g.register(fs)
 	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
@@ -234,6 +378,9 @@ func runRuntimes(ctx context.Context, args []string, std stdio) int {
 	present := func(string) string { return "unknown" }
 	if conn := g.connectNoStart(ctx); conn != nil {
 		defer conn.Close()
+		if local, err := g.withLocalImages(ctx, conn.Client, cat); err == nil {
+			cat = local
+		}
 		nctx := namespaces.WithNamespace(ctx, g.namespace)
 		present = func(ref string) string {
 			st, err := images.StatusOf(nctx, conn.Client, ref, g.snapshotter)
@@ -242,6 +389,27 @@ func runRuntimes(ctx context.Context, args []string, std stdio) int {
 			}
 			return string(st)
 		}
+	}
+	if asJSON {
+		type runtimeDoc struct {
+			Name    string   `json:"name"`
+			Image   string   `json:"image"`
+			File    string   `json:"file"`
+			Present string   `json:"present"`
+			Compile []string `json:"compile,omitempty"`
+			Run     []string `json:"run"`
+			Local   string   `json:"local_image,omitempty"`
+		}
+		docs := []runtimeDoc{}
+		for _, name := range cat.Names() {
+			rt := cat[name]
+			docs = append(docs, runtimeDoc{Name: name, Image: rt.Image, File: rt.FileName, Present: present(rt.Image),
+				Compile: rt.Compile, Run: rt.Run, Local: rt.Local})
+		}
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(docs)
+		return exitOK
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUNTIME\tIMAGE\tFILE\tPRESENT\tCOMPILE\tRUN")

@@ -126,6 +126,11 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		return err
 	}
 	defer conn.Close()
+	// Runtimes whose image is absent use the one `images build` made,
+	// as found now: after a build, restart to use it.
+	if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
+		return err
+	}
 	quietContainerd(o.global.logLevel)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
 		runner.WithPull(o.puller(conn.Client, log)))

@@ -74,6 +74,7 @@ type Limits struct {
 	Timeout        string  `toml:"timeout"`
 	CompileTimeout string  `toml:"compile_timeout"`
 	Memory         string  `toml:"memory"`
+	CompileMemory  string  `toml:"compile_memory"`
 	CPUs           float64 `toml:"cpus"`
 	Pids           int64   `toml:"pids"`
 	OutputLimit    string  `toml:"output_limit"`
@@ -322,7 +323,7 @@ func (l Limits) Parse(base runner.Limits) (runner.Limits, error) {
 	for _, s := range []struct {
 		key, value string
 		dst        *int64
-	}{{"memory", l.Memory, &out.Memory}, {"output_limit", l.OutputLimit, &out.OutputLimit}, {"tmp_size", l.TmpSize, &out.TmpSize}} {
+	}{{"memory", l.Memory, &out.Memory}, {"compile_memory", l.CompileMemory, &out.CompileMemory}, {"output_limit", l.OutputLimit, &out.OutputLimit}, {"tmp_size", l.TmpSize, &out.TmpSize}} {
 		if s.value == "" {
 			continue
 		}

@@ -68,6 +68,7 @@ type Limits struct {
 	Timeout        Limit `json:"timeout,omitzero"`
 	CompileTimeout Limit `json:"compile_timeout,omitzero"`
 	Memory         Limit `json:"memory,omitzero"`
+	CompileMemory  Limit `json:"compile_memory,omitzero"`
 	CPUs           Limit `json:"cpus,omitzero"`
 	Pids           Limit `json:"pids,omitzero"`
 	OutputLimit    Limit `json:"output_limit,omitzero"`
@@ -332,6 +333,7 @@ func (l Limits) apply(base runner.Limits) (runner.Limits, error) {
 		dst   *int64
 	}{
 		{"limits.memory", l.Memory, &out.Memory},
+		{"limits.compile_memory", l.CompileMemory, &out.CompileMemory},
 		{"limits.output_limit", l.OutputLimit, &out.OutputLimit},
 		{"limits.tmp_size", l.TmpSize, &out.TmpSize},
 	} {
@@ -458,7 +460,7 @@ func NewRequest(t runner.Task, stdin []byte) Request {
 	for _, s := range []struct {
 		v   int64
 		dst *Limit
-	}{{l.Memory, &r.Limits.Memory}, {l.OutputLimit, &r.Limits.OutputLimit}, {l.TmpSize, &r.Limits.TmpSize}, {l.Pids, &r.Limits.Pids}} {
+	}{{l.Memory, &r.Limits.Memory}, {l.CompileMemory, &r.Limits.CompileMemory}, {l.OutputLimit, &r.Limits.OutputLimit}, {l.TmpSize, &r.Limits.TmpSize}, {l.Pids, &r.Limits.Pids}} {
 		if s.v != 0 {
 			*s.dst = LimitInt(s.v)
 		}

@@ -475,6 +475,7 @@ func limitsDoc(l runner.Limits) Limits {
 		Timeout:        LimitString(l.Timeout.String()),
 		CompileTimeout: LimitString(l.CompileTimeout.String()),
 		Memory:         LimitInt(l.Memory),
+		CompileMemory:  LimitInt(l.CompileMemory),
 		CPUs:           LimitFloat(l.CPUs),
 		Pids:           LimitInt(l.Pids),
 		OutputLimit:    LimitInt(l.OutputLimit),

@@ -1,8 +1,9 @@
-package testimage
+package images
 
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -92,7 +93,7 @@ func TestTrimDebianRoot(t *testing.T) {
 	for _, f := range []string{"usr/share/doc/pkg/copyright", "var/cache/apt/archives/x.deb", "usr/bin/python3", "dev/null-ish"} {
 		require.NoError(t, os.WriteFile(filepath.Join(root, f), []byte("x"), 0o644))
 	}
-	if err := mkfifo(filepath.Join(root, "usr/bin/fifo")); err != nil {
+	if err := syscall.Mkfifo(filepath.Join(root, "usr/bin/fifo"), 0o644); err != nil {
 		t.Skipf("cannot make a fifo here: %v", err)
 	}
 	require.NoError(t, trimDebianRoot(root))
@@ -103,7 +104,7 @@ func TestTrimDebianRoot(t *testing.T) {
 		assert.NoDirExists(t, filepath.Join(root, gone))
 	}
 	// The trimmed root packs into an image.
-	require.NoError(t, WriteArchive(new(discard), root, Options{Ref: testRef}))
+	require.NoError(t, WriteArchive(new(discard), root, ArchiveOptions{Ref: "sandbox-runner.test/trim:1"}))
 }
 
 type discard struct{}

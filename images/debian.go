@@ -1,4 +1,4 @@
-package testimage
+package images
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/containerd/errdefs"
 )
 
 // Where apt keeps its sources; AptMirror reads them.
@@ -21,6 +23,10 @@ const (
 	AptSourcesList = "/etc/apt/sources.list"
 	AptSourcesDir  = "/etc/apt/sources.list.d"
 )
+
+// DefaultCacheDir is where built images and the packages they were built
+// from are kept between builds.
+const DefaultCacheDir = "/var/cache/sandbox-runner"
 
 // debianBuilderVersion is part of the cache key: bump it when the way
 // the root is built or trimmed changes, so old archives are not reused.
@@ -42,7 +48,9 @@ type DebianOptions struct {
 	// Env goes into the image config.
 	Env []string
 	// CacheDir keeps built archives between runs, keyed by everything
-	// above but the mirror; empty means no cache.
+	// above but the mirror, and the packages they were built from (in
+	// its debs/ directory), so that another set of packages downloads
+	// only what is new; empty means no cache.
 	CacheDir string
 	// Log receives debootstrap's output; nil discards it.
 	Log io.Writer
@@ -60,26 +68,26 @@ func (o DebianOptions) key() string {
 
 // BuildDebianArchive returns the path of an OCI archive of a Debian root
 // built by debootstrap with opts, and whether it came from the cache.
-// Without a CacheDir the archive is written to a temporary file the
-// caller removes. debootstrap needs root and the archive's network.
+// Without a CacheDir the archive is written to a temporary directory the
+// caller removes. debootstrap needs root and the mirror's network; no
+// debootstrap is an errdefs.ErrFailedPrecondition, a missing suite an
+// errdefs.ErrInvalidArgument. Nothing is left in the cache but a
+// complete archive.
 func BuildDebianArchive(ctx context.Context, opts DebianOptions) (path string, cached bool, retErr error) {
 	if opts.Suite == "" {
-		return "", false, errors.New("debian image: no suite given")
+		return "", false, fmt.Errorf("debian image: no suite given: %w", errdefs.ErrInvalidArgument)
 	}
 	if opts.Variant == "" {
 		opts.Variant = "minbase"
 	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", false, fmt.Errorf("debootstrap is not installed (Debian: apt-get install debootstrap): %w", err)
-	}
 	dir := opts.CacheDir
 	if dir == "" {
 		var err error
-		if dir, err = os.MkdirTemp("", "testimage-debian-"); err != nil {
+		if dir, err = os.MkdirTemp("", "sandbox-runner-debian-"); err != nil {
 			return "", false, err
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("creating the cache dir: %w", err)
 	}
 	path = filepath.Join(dir, "debian-"+opts.Suite+"-"+opts.key()+".tar")
 
@@ -95,6 +103,13 @@ func BuildDebianArchive(ctx context.Context, opts DebianOptions) (path string, c
 	if _, err := os.Stat(path); err == nil {
 		return path, true, nil
 	}
+	// What a builder that was killed left (the lock says none is running).
+	if err := removeStale(dir); err != nil {
+		return "", false, err
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return "", false, fmt.Errorf("debootstrap is not installed (Debian: apt-get install debootstrap): %w: %w", err, errdefs.ErrFailedPrecondition)
+	}
 
 	if opts.Mirror == "" {
 		if opts.Mirror, err = AptMirror(AptSourcesList, AptSourcesDir, opts.Suite); err != nil {
@@ -105,8 +120,17 @@ func BuildDebianArchive(ctx context.Context, opts DebianOptions) (path string, c
 	if err != nil {
 		return "", false, err
 	}
-	defer os.RemoveAll(root)
+	// debootstrap mounts /proc and /sys in the root, and leaves them
+	// mounted when it is killed.
+	defer removeRoot(root)
 	args := []string{"--variant=" + opts.Variant}
+	if opts.CacheDir != "" {
+		debs := filepath.Join(dir, "debs")
+		if err := os.MkdirAll(debs, 0o755); err != nil {
+			return "", false, err
+		}
+		args = append(args, "--cache-dir="+debs)
+	}
 	if len(opts.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(opts.Packages, ","))
 	}
@@ -131,7 +155,10 @@ func BuildDebianArchive(ctx context.Context, opts DebianOptions) (path string, c
 		return "", false, err
 	}
 	defer os.Remove(tmp.Name())
-	if err := WriteArchive(tmp, root, Options{Ref: opts.Ref, Env: opts.Env, Cmd: []string{"/bin/sh"}}); err != nil {
+	if opts.Log != nil {
+		fmt.Fprintf(opts.Log, "I: writing the image\n")
+	}
+	if err := WriteArchive(tmp, root, ArchiveOptions{Ref: opts.Ref, Env: opts.Env, Cmd: []string{"/bin/sh"}}); err != nil {
 		tmp.Close()
 		return "", false, err
 	}
@@ -142,6 +169,47 @@ func BuildDebianArchive(ctx context.Context, opts DebianOptions) (path string, c
 		return "", false, err
 	}
 	return path, false, nil
+}
+
+// removeStale removes the roots and archives builders that were killed
+// left in the cache dir dir.
+func removeStale(dir string) error {
+	for _, pattern := range []string{"root-*", "archive-*"} {
+		matches, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return err
+		}
+		for _, m := range matches {
+			if err := removeRoot(m); err != nil {
+				return fmt.Errorf("removing what a killed build left: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// removeRoot unmounts whatever is mounted under root, deepest first,
+// then removes it: removing through a mounted /proc or /sys would fail
+// half-way, or worse.
+func removeRoot(root string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == root || strings.HasPrefix(f[4], root+"/")) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
+	for _, m := range mounts {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("unmounting %s: %w", m, err)
+		}
+	}
+	return os.RemoveAll(root)
 }
 
 // trimDebianRoot removes what a task never needs and an image cannot
@@ -224,7 +292,8 @@ func AptMirror(sourcesList, sourcesDir, suite string) (string, error) {
 	if fallback != "" {
 		return fallback, nil
 	}
-	return "", fmt.Errorf("no Debian mirror with the main component in %s or %s: configure apt, or give the mirror explicitly", sourcesList, sourcesDir)
+	return "", fmt.Errorf("no Debian mirror with the main component in %s or %s: configure apt, or give the mirror explicitly: %w",
+		sourcesList, sourcesDir, errdefs.ErrFailedPrecondition)
 }
 
 type aptSource struct {
