@@ -63,6 +63,8 @@ func TestServeSweepMetricsCountACrashsLeftovers(t *testing.T) {
 	assert.Zero(t, failures)
 	want := map[string]float64{
 		runner.KindTasks: 1, runner.KindContainers: 1, runner.KindDirs: 1, runner.KindMounts: 1,
+		// The task's uid, freed once its task is gone.
+		runner.KindIdentities: 1,
 		// The container's snapshot goes with it; no lease outlives a creation.
 		runner.KindSnapshots: 0, runner.KindLeases: 0,
 	}
@@ -77,8 +79,8 @@ func TestServeSweepMetricsCountACrashsLeftovers(t *testing.T) {
 	out, err := exec.Command(q.h.CLI(t), "status", "--config", q.config, "--socket", q.socket).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	t.Logf("sandbox-runner status:\n%s", out)
-	assert.Contains(t, string(out), "leftovers          4 found, 4 removed")
-	assert.Contains(t, string(out), "(found: tasks 1, containers 1, dirs 1, mounts 1)")
+	assert.Contains(t, string(out), "leftovers          5 found, 5 removed")
+	assert.Contains(t, string(out), "(found: tasks 1, containers 1, dirs 1, mounts 1, identities 1)")
 	assert.Contains(t, string(out), "every target met")
 	q.h.CheckNoLeaks(t, p.stateDir)
 }
