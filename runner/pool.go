@@ -71,6 +71,10 @@ type PoolRuntime struct {
 	// another tmp size takes the cold path, since a tmpfs is sized when
 	// it is mounted.
 	Limits Limits
+	// OCIRuntime is the OCI runtime the sandboxes run under; empty: the
+	// one a task of the runtime gets when it names none. A task that
+	// names another takes the cold path.
+	OCIRuntime string
 }
 
 // PoolStats are one runtime's pool figures.
@@ -135,6 +139,7 @@ type slot struct {
 	image   string
 	env     []string // the image's
 	limits  Limits
+	oci     OCIRuntime
 	dir     string
 	created *created
 	stdin   *gate
@@ -163,6 +168,9 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 			return nil, invalid("pool: runtime %s: size %d is negative", name, pr.Size)
 		}
 		if _, err := pr.Limits.withDefaults(r.host); err != nil {
+			return nil, fmt.Errorf("pool: runtime %s: %w", name, err)
+		}
+		if _, err := r.opts.oci.For(pr.OCIRuntime, rt.Name); err != nil {
 			return nil, fmt.Errorf("pool: runtime %s: %w", name, err)
 		}
 		stats[name] = &poolCounters{}
@@ -209,6 +217,9 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pt.oci, err = p.r.opts.oci.For(t.OCIRuntime, pt.runtime.Name); err != nil {
+		return nil, err
+	}
 	var s *slot
 	if t.ID == "" && pt.compile == nil && !p.closed.Load() {
 		s = p.take(pt)
@@ -253,7 +264,7 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{ID: s.id, Runtime: s.runtime, Image: s.image, Stage: *st}, nil
+	return &Result{ID: s.id, Runtime: s.runtime, Image: s.image, OCIRuntime: s.oci.Name, Stage: *st}, nil
 }
 
 // resourcesFor returns the cgroup update that turns a sandbox made with
@@ -288,7 +299,7 @@ func (p *Pool) take(pt *prepared) *slot {
 	list := p.idle[pt.runtime.Name]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
-		if s.image == pt.image && s.limits.TmpSize == pt.limits.TmpSize {
+		if s.image == pt.image && s.limits.TmpSize == pt.limits.TmpSize && s.oci.Name == pt.oci.Name {
 			p.idle[pt.runtime.Name] = slices.Delete(list, i, i+1)
 			return s
 		}
@@ -396,6 +407,10 @@ func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	ocirt, err := r.opts.oci.For(p.opts.Runtimes[name].OCIRuntime, rt.Name)
+	if err != nil {
+		return nil, err
+	}
 	ref, err := images.Normalize(rt.Image)
 	if err != nil {
 		return nil, err
@@ -447,7 +462,7 @@ func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
 		cfg.Annotations = map[string]string{shimGroupAnnotation: p.group}
 	}
 	stdin := newGate()
-	c, err := r.create(p.tctx, r.opts.log, stageSpec{id: id, task: id, image: ref, img: info.img, cfg: cfg},
+	c, err := r.create(p.tctx, r.opts.log, stageSpec{id: id, task: id, image: ref, img: info.img, cfg: cfg, oci: ocirt},
 		newStreams(0, nil, nil, stdin))
 	if err != nil {
 		stdin.open(nil)
@@ -456,7 +471,7 @@ func (p *Pool) newSlot(name string) (_ *slot, retErr error) {
 		}
 		return nil, err
 	}
-	return &slot{id: id, runtime: name, image: ref, env: info.env, limits: limits, dir: dir,
+	return &slot{id: id, runtime: name, image: ref, env: info.env, limits: limits, oci: ocirt, dir: dir,
 		created: c, stdin: stdin, born: time.Now()}, nil
 }
 

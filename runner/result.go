@@ -48,6 +48,8 @@ type Result struct {
 	ID      string `json:"id"`
 	Runtime string `json:"runtime,omitempty"`
 	Image   string `json:"image"`
+	// OCIRuntime is the OCI runtime the task ran under.
+	OCIRuntime string `json:"oci_runtime,omitempty"`
 	Stage
 	// Compile is the compile stage of a compiled runtime, nil otherwise.
 	Compile *Stage `json:"compile,omitempty"`

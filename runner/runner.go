@@ -95,6 +95,7 @@ type options struct {
 	log         *slog.Logger
 	owner       string
 	pull        func(ctx context.Context, ref string) error
+	oci         *OCIRuntimes
 }
 
 // WithNamespace sets the containerd namespace every object lives in.
@@ -150,6 +151,9 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 		return nil, err
 	}
 	if err := SeccompAvailable(); err != nil {
+		return nil, err
+	}
+	if err := o.withOCIRuntimes(); err != nil {
 		return nil, err
 	}
 	if missing := missingControllers(); len(missing) > 0 {
@@ -225,6 +229,7 @@ type prepared struct {
 	limits  Limits
 	args    []string
 	env     []string
+	oci     OCIRuntime
 }
 
 // Validate checks everything about t that can be checked without
@@ -308,6 +313,9 @@ func cutEnv(e string) (string, string, bool) {
 func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	p, err := prepare(t, r.opts.catalog, r.host)
 	if err != nil {
+		return nil, err
+	}
+	if p.oci, err = r.opts.oci.For(t.OCIRuntime, p.runtime.Name); err != nil {
 		return nil, err
 	}
 	res, err := r.run(ctx, t, p)
@@ -394,7 +402,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 			TmpBytes:    p.limits.TmpSize,
 		},
 	}
-	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image}
+	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image, OCIRuntime: p.oci.Name}
 	if p.compile != nil {
 		// The stages share /tmp: a tmpfs of the task's size, mounted on
 		// the host so it outlives the compile stage's container.
@@ -406,7 +414,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 
 		cfg.Args = p.compile
 		compile, err := r.runStage(ctx, log, stageSpec{
-			id: p.id + compileSuffix, task: p.id, image: p.image, img: info.img, cfg: cfg,
+			id: p.id + compileSuffix, task: p.id, image: p.image, img: info.img, cfg: cfg, oci: p.oci,
 			timeout: p.limits.CompileTimeout, outputLimit: p.limits.OutputLimit,
 			stdout: t.Stdout, stderr: t.Stderr,
 		})
@@ -425,7 +433,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 	}
 	cfg.Args = p.args
 	run, err := r.runStage(ctx, log, stageSpec{
-		id: p.id, task: p.id, image: p.image, img: info.img, cfg: cfg,
+		id: p.id, task: p.id, image: p.image, img: info.img, cfg: cfg, oci: p.oci,
 		timeout: p.limits.Timeout, outputLimit: p.limits.OutputLimit,
 		stdin: t.Stdin, stdout: t.Stdout, stderr: t.Stderr,
 	})
@@ -451,6 +459,7 @@ type stageSpec struct {
 	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
+	oci         OCIRuntime
 }
 
 // runStage runs one process in a fresh container and removes the
@@ -526,8 +535,8 @@ func (r *Runner) create(ctx context.Context, log *slog.Logger, s stageSpec, st *
 		client.WithImageName(s.image),
 		client.WithSnapshotter(r.opts.snapshotter),
 		client.WithNewSnapshot(s.id, s.img, snapshots.WithLabels(labels)),
-		client.WithRuntime(r.opts.shim, nil),
-		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(s.id)))...),
+		client.WithRuntime(r.opts.shim, s.oci.shimOptions()),
+		client.WithNewSpec(append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(s.id)), oci.WithOCIVersion(s.oci.ociVersion()))...),
 	)
 	done()
 	if err != nil {

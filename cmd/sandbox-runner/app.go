@@ -105,6 +105,9 @@ type globalFlags struct {
 	snapshotter string
 	stateDir    string
 	logLevel    string
+	// ociRuntime is the default OCI runtime: $SANDBOX_RUNNER_OCI_RUNTIME,
+	// else the config's oci_runtime, else the fastest usable one.
+	ociRuntime string
 
 	// file is the config file, read by load.
 	file *config.File
@@ -134,6 +137,7 @@ func (g *globalFlags) load() error {
 	g.namespace = first(g.namespace, os.Getenv("SANDBOX_RUNNER_NAMESPACE"), f.Namespace, runner.DefaultNamespace)
 	g.snapshotter = first(g.snapshotter, os.Getenv("CONTAINERD_SNAPSHOTTER"), f.Snapshotter, runner.DefaultSnapshotter)
 	g.stateDir = first(g.stateDir, os.Getenv("SANDBOX_RUNNER_STATE_DIR"), f.StateDir, runner.DefaultStateDir)
+	g.ociRuntime = first(os.Getenv("SANDBOX_RUNNER_OCI_RUNTIME"), f.OCIRuntime)
 	// Refused before any command talks to containerd: nothing may reach
 	// Docker's "moby" namespace, not even `images ls`.
 	return runner.ValidateNamespace(g.namespace)
@@ -159,6 +163,13 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 
 func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Connection, error) {
 	return runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
+}
+
+// ociRuntimes is how the runner picks each task's OCI runtime: the
+// default, and the config's rules per runtime. A name that is unknown
+// or not usable here is bad input.
+func (g *globalFlags) ociRuntimes() (*runner.OCIRuntimes, error) {
+	return runner.NewOCIRuntimes(g.ociRuntime, g.file.OCIRuntimeRules())
 }
 
 func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {

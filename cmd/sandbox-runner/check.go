@@ -18,10 +18,19 @@ func runCheck(ctx context.Context, args []string, std stdio) int {
 	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
 	}
-	findings := runner.Check(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir})
+	// A config whose OCI runtimes cannot run here is a finding too; the
+	// host's own are checked either way.
+	var findings []runner.Finding
+	ocis, err := g.ociRuntimes()
+	if err != nil {
+		findings = append(findings, runner.Finding{Name: "config", Detail: err.Error(),
+			Fix: "name an OCI runtime that is usable here, or apply the fix given for it below"})
+		ocis = nil
+	}
+	findings = append(findings, runner.Check(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir}, ocis)...)
 	code := exitOK
 	for _, f := range findings {
-		if !f.OK {
+		if !f.OK && !f.Optional {
 			code = exitFailed
 		}
 	}
@@ -33,7 +42,10 @@ func runCheck(ctx context.Context, args []string, std stdio) int {
 	}
 	for _, f := range findings {
 		mark := "ok  "
-		if !f.OK {
+		switch {
+		case !f.OK && f.Optional:
+			mark = "no  "
+		case !f.OK:
 			mark = "FAIL"
 		}
 		fmt.Fprintf(std.out, "%s  %-10s %s\n", mark, f.Name, f.Detail)

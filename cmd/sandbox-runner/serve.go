@@ -109,6 +109,16 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		opts = append(opts, service.WithToken(token))
 	}
 
+	// The OCI runtimes are this host's: a default or a rule that cannot
+	// run here is refused before anything starts.
+	ocis, err := o.global.ociRuntimes()
+	if err != nil {
+		return err
+	}
+	if _, err := ocis.Default(); err != nil {
+		return err
+	}
+
 	// A service talks to a containerd that is looked after (systemd's
 	// containerd.service), never to a private one it would start itself.
 	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
@@ -118,7 +128,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	defer conn.Close()
 	quietContainerd(o.global.logLevel)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
-		runner.WithPull(o.puller(conn.Client, log)))
+		runner.WithPull(o.puller(conn.Client, log)), runner.WithOCIRuntimes(ocis))
 	r, err := runner.New(conn.Client, runnerOpts...)
 	if err != nil {
 		return err

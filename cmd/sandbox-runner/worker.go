@@ -109,6 +109,14 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		return err
 	}
 
+	ocis, err := o.global.ociRuntimes()
+	if err != nil {
+		return err
+	}
+	if _, err := ocis.Default(); err != nil {
+		return err
+	}
+
 	// As the service: a worker uses a containerd that is looked after,
 	// never a private one of its own.
 	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
@@ -118,7 +126,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	defer conn.Close()
 	quietContainerd(o.global.logLevel)
 	puller := (&serveOptions{global: o.global, registry: o.registry}).puller(conn.Client, log)
-	r, err := runner.New(conn.Client, append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog), runner.WithPull(puller))...)
+	r, err := runner.New(conn.Client, append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog), runner.WithPull(puller), runner.WithOCIRuntimes(ocis))...)
 	if err != nil {
 		return err
 	}

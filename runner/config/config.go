@@ -40,6 +40,10 @@ type File struct {
 	Snapshotter string `toml:"snapshotter"`
 	// StateDir holds staged files and a private containerd.
 	StateDir string `toml:"state_dir"`
+	// OCIRuntime is the OCI runtime (crun, runc, runsc) of tasks that
+	// name none and whose runtime sets none. Default: the fastest usable
+	// one of crun and runc.
+	OCIRuntime string `toml:"oci_runtime"`
 	// Registry says how images are pulled.
 	Registry Registry `toml:"registry"`
 	// Limits are the defaults of every task.
@@ -81,6 +85,12 @@ type Runtime struct {
 	Run     []string `toml:"run"`
 	Env     []string `toml:"env"`
 	Limits  Limits   `toml:"limits"`
+	// OCIRuntime is the OCI runtime of the runtime's tasks that name
+	// none. Set alone, it is the only one they may name.
+	OCIRuntime string `toml:"oci_runtime"`
+	// OCIRuntimes are the OCI runtimes the runtime's tasks may name.
+	// Empty: only OCIRuntime when set, else any usable one.
+	OCIRuntimes []string `toml:"oci_runtimes"`
 }
 
 // Service configures `sandbox-runner serve`.
@@ -231,6 +241,23 @@ func describe(err error) error {
 }
 
 func (c *File) validate() error {
+	if err := checkOCIRuntime("oci_runtime", c.OCIRuntime); err != nil {
+		return err
+	}
+	for _, name := range sortedKeys(c.Runtimes) {
+		rt := c.Runtimes[name]
+		if err := checkOCIRuntime("[runtimes."+name+"] oci_runtime", rt.OCIRuntime); err != nil {
+			return err
+		}
+		for _, o := range rt.OCIRuntimes {
+			if err := checkOCIRuntime("[runtimes."+name+"] oci_runtimes", o); err != nil {
+				return err
+			}
+		}
+		if rt.OCIRuntime != "" && len(rt.OCIRuntimes) > 0 && !slices.Contains(rt.OCIRuntimes, rt.OCIRuntime) {
+			return fmt.Errorf("[runtimes.%s] oci_runtime %q is not among its oci_runtimes %q: add it there: %w", name, rt.OCIRuntime, rt.OCIRuntimes, errdefs.ErrInvalidArgument)
+		}
+	}
 	if _, err := c.Limits.Parse(runner.Limits{}); err != nil {
 		return fmt.Errorf("[limits]: %w", err)
 	}
@@ -406,4 +433,26 @@ func (c *File) TaskLimits(runtime string) (runner.Limits, error) {
 		}
 	}
 	return l, nil
+}
+
+// checkOCIRuntime refuses a name that is no known OCI runtime; whether
+// this host can use it is the runner's to say.
+func checkOCIRuntime(key, name string) error {
+	if name != "" && !slices.Contains(runner.OCIRuntimeNames, name) {
+		return fmt.Errorf("%s: unknown OCI runtime %q: give one of %s: %w", key, name, strings.Join(runner.OCIRuntimeNames, ", "), errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// OCIRuntimeRules returns what [runtimes.NAME] oci_runtime and
+// oci_runtimes say, per runtime, for runner.NewOCIRuntimes.
+func (c *File) OCIRuntimeRules() map[string]runner.OCIRuntimeRule {
+	rules := map[string]runner.OCIRuntimeRule{}
+	for name, rt := range c.Runtimes {
+		if rt.OCIRuntime == "" && len(rt.OCIRuntimes) == 0 {
+			continue
+		}
+		rules[name] = runner.OCIRuntimeRule{Default: rt.OCIRuntime, Allowed: rt.OCIRuntimes}
+	}
+	return rules
 }
