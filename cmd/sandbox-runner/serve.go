@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/config"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -138,7 +139,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		return fmt.Errorf("[service] required_runtimes: %w", err)
 	}
 	opts = append(opts, service.WithReadiness(checks...))
-	poolOpts, err := o.poolOptions()
+	poolOpts, err := poolOptions(o.global.file, o.global.file.Service.Pool, "[service.pool]", o.pool, o.poolInit)
 	if err != nil {
 		return err
 	}
@@ -257,17 +258,17 @@ func firstInt(flagSet bool, flag int, others ...int) int {
 // defaultPoolInit is where `make install` puts the pool's entrypoint.
 const defaultPoolInit = "/usr/local/libexec/sandbox-runner/sandbox-runner-init"
 
-// poolOptions reads the warm pool's settings: --pool over the config's
-// [service.pool]. It returns nil when no runtime is pooled.
-func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
-	cfg := o.global.file.Service.Pool
+// poolOptions reads a warm pool's settings: the --pool flags over the
+// config's section cfg (the service's [service.pool], a worker's
+// [fleet.pool]). It returns nil when no runtime is pooled.
+func poolOptions(file *config.File, cfg config.Pool, section string, pool []string, poolInit string) (*runner.PoolOptions, error) {
 	sizes := map[string]int{}
 	for name, n := range cfg.Runtimes {
 		sizes[name] = n
 	}
-	if len(o.pool) > 0 {
+	if len(pool) > 0 {
 		sizes = map[string]int{}
-		for _, p := range o.pool {
+		for _, p := range pool {
 			name, n, ok := strings.Cut(p, "=")
 			size, err := strconv.Atoi(n)
 			if !ok || name == "" || err != nil || size < 0 {
@@ -281,7 +282,7 @@ func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
 		if n == 0 {
 			continue
 		}
-		limits, err := o.global.file.TaskLimits(name)
+		limits, err := file.TaskLimits(name)
 		if err != nil {
 			return nil, err
 		}
@@ -293,11 +294,11 @@ func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
 	if cfg.MaxIdle != "" {
 		d, err := runner.ParseDuration(cfg.MaxIdle)
 		if err != nil {
-			return nil, fmt.Errorf("[service.pool] max_idle: %w", err)
+			return nil, fmt.Errorf("%s max_idle: %w", section, err)
 		}
 		po.MaxIdle = d
 	}
-	po.Init = first(o.poolInit, cfg.Init)
+	po.Init = first(poolInit, cfg.Init)
 	if po.Init == "" {
 		po.Init = defaultPoolInit
 		if exe, err := os.Executable(); err == nil {

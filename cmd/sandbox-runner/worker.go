@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/fleet"
+	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
 // workerOptions is everything `worker` reads from its flags; each falls
@@ -26,6 +27,8 @@ type workerOptions struct {
 	grace         string
 	ackWait       string
 	presenceTTL   string
+	pool          []string
+	poolInit      string
 }
 
 func runWorker(ctx context.Context, args []string, std stdio) int {
@@ -40,6 +43,8 @@ func runWorker(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.ackWait, "ack-wait", "", "when creating the consumers: how long a task may go without a heartbeat before it is delivered again (config [fleet] ack_wait; default 30s)")
 	fs.IntVar(&o.replicas, "replicas", 0, "when creating the streams: NATS servers holding each, 3 on a cluster (config [fleet] replicas; default 1)")
 	fs.StringVar(&o.presenceTTL, "presence-ttl", "", "when creating the presence bucket: how long a worker's entry outlives its last refresh (config [fleet] presence_ttl; default 15s)")
+	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [fleet.pool] runtimes; default: no pool)")
+	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary pooled sandboxes start (config [fleet.pool] init; default: next to this binary)")
 	o.registry.register(fs)
 	o.global.register(fs)
 	return runDaemon("worker", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
@@ -130,11 +135,34 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	if err != nil {
 		return err
 	}
+	poolOpts, err := poolOptions(o.global.file, o.global.file.Fleet.Pool, "[fleet.pool]", o.pool, o.poolInit)
+	if err != nil {
+		return err
+	}
 	// What a worker that died (this one, before a restart) left behind
-	// goes before the first task: its tasks went back to the queue.
+	// goes before the first task, and before the pool makes its first
+	// sandboxes: its tasks went back to the queue.
 	sweepLeftovers(ctx, r, log)
 	if ctx.Err() != nil {
 		return nil
+	}
+	var exec service.Executor = r
+	if poolOpts != nil {
+		pool, err := r.NewPool(ctx, *poolOpts)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		// The worker's tasks are done (finished, or back in the queue)
+		// when Run returns; then the idle sandboxes go.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := pool.Close(cctx); err != nil {
+				log.Error("draining the warm pool", "error", err)
+			}
+		}()
+		exec = pool
+		log.Info("warm pool", "runtimes", poolOpts.Runtimes, "init", poolOpts.Init)
 	}
 
 	nc, err := fleet.Connect(copts)
@@ -142,7 +170,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		return err
 	}
 	defer nc.Close()
-	w, err := fleet.NewWorker(nc, r, fopts...)
+	w, err := fleet.NewWorker(nc, exec, fopts...)
 	if err != nil {
 		return err
 	}

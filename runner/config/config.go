@@ -171,6 +171,8 @@ type Fleet struct {
 	TaskTTL string `toml:"task_ttl"`
 	// ResultTTL is how long answers are kept.
 	ResultTTL string `toml:"result_ttl"`
+	// Pool is the worker's warm pool, as the service's.
+	Pool Pool `toml:"pool"`
 }
 
 // Load reads the config file at path. A missing file at DefaultPath is
@@ -284,23 +286,33 @@ func (c *File) validate() error {
 			return fmt.Errorf("service.grace: %w", err)
 		}
 	}
-	if c.Service.Pool.MaxIdle != "" {
-		if _, err := runner.ParseDuration(c.Service.Pool.MaxIdle); err != nil {
-			return fmt.Errorf("service.pool.max_idle: %w", err)
-		}
+	if err := c.Service.Pool.validate("service.pool"); err != nil {
+		return err
 	}
-	for name, n := range c.Service.Pool.Runtimes {
-		if n < 0 {
-			return fmt.Errorf("service.pool.runtimes.%s: %d is negative: %w", name, n, errdefs.ErrInvalidArgument)
-		}
-	}
-	if c.Service.Pool.ShimGroup < 0 {
-		return fmt.Errorf("service.pool.shim_group cannot be negative: %w", errdefs.ErrInvalidArgument)
+	if err := c.Fleet.Pool.validate("fleet.pool"); err != nil {
+		return err
 	}
 	if c.Service.MaxConcurrent < 0 || (c.Service.Queue != nil && *c.Service.Queue < 0) {
 		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)
 	}
 	return c.Fleet.validate()
+}
+
+func (p Pool) validate(key string) error {
+	if p.MaxIdle != "" {
+		if _, err := runner.ParseDuration(p.MaxIdle); err != nil {
+			return fmt.Errorf("%s.max_idle: %w", key, err)
+		}
+	}
+	for name, n := range p.Runtimes {
+		if n < 0 {
+			return fmt.Errorf("%s.runtimes.%s: %d is negative: %w", key, name, n, errdefs.ErrInvalidArgument)
+		}
+	}
+	if p.ShimGroup < 0 {
+		return fmt.Errorf("%s.shim_group cannot be negative: %w", key, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 func (f *Fleet) validate() error {
