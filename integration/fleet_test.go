@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -715,7 +716,9 @@ func TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime(t *testing.T) {
 	e := newFleetEnv(t, srv.URL)
 	other := otherOCIRuntime(t, e.h)
 	require.NoError(t, os.WriteFile(e.config, []byte("oci_runtime = \""+other+"\"\n"+fleetConfig), 0o644))
-	w := e.startWorker(e.h.StateDir(t), "--pool", testRuntime+"=1", "--pool-init", e.h.InitBinary(t))
+	// Without the suite's $SANDBOX_RUNNER_OCI_RUNTIME, which would win
+	// over the config.
+	w := e.startWorkerWith(workerSetup{env: []string{noOCIEnv}}, e.h.StateDir(t), "--pool", testRuntime+"=1", "--pool-init", e.h.InitBinary(t))
 	pid := w.cmd.Process.Pid
 
 	ctx := namespaces.WithNamespace(context.Background(), e.h.Namespace)
@@ -765,5 +768,6 @@ func TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime(t *testing.T) {
 	res = run("pool-named", e.h.OCIRuntime)
 	assert.Equal(t, e.h.OCIRuntime, res.OCIRuntime, "the task names its OCI runtime")
 	assert.NotEqual(t, slot, res.ID, "the pool's sandbox is %s's, so the task ran cold", other)
-	assert.Equal(t, []string{slot}, e.containersOf(pid), "the pooled sandbox still waits")
+	assert.Eventually(t, func() bool { return slices.Equal([]string{slot}, e.containersOf(pid)) }, 10*time.Second, 20*time.Millisecond,
+		"the pooled sandbox still waits, and nothing else is left: %v", e.containersOf(pid))
 }
