@@ -15,8 +15,12 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # the pull tests push to, debootstrap for the runtime test image, and
 # systemd for systemd-analyze, which checks the units, docker.io for
 # the tests that run next to Docker, nats-server for the fleet's, and
-# prometheus for promtool, which checks and unit-tests contrib/prometheus.
-DEB_PACKAGES := gcc libc6-dev containerd runc busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus
+# prometheus for promtool, which checks and unit-tests contrib/prometheus;
+# crun, the OCI runtime tasks run under by default where it works.
+DEB_PACKAGES := gcc libc6-dev containerd runc crun busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus
+# The OCI runtimes `make test` runs the whole integration suite under,
+# each on the system's containerd and on containerd 2.x.
+OCI_RUNTIMES ?= crun runc
 # What `make demo` alone needs: gcc and libc6-dev for the init, containerd
 # and runc to run tasks, debootstrap to build the runtime images from the
 # host's apt mirror.
@@ -31,7 +35,7 @@ IMAGE_CACHE ?= /var/cache/sandbox-runner
 CTRD2_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2; exit}' go.mod)
 CTRD2_DIR     := bin/containerd-$(CTRD2_VERSION)
 
-.PHONY: help build deps demo test fuzz unit integration integration-ctrd2 containerd2 bench lint install clean
+.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 containerd2 bench lint install clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,7 +44,7 @@ build: ## build bin/sandbox-runner (version stamped) and bin/sandbox-runner-init
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
 	$(CC) -static -O2 -Wall -Werror -s -o $(BIN)-init cmd/sandbox-runner-init/init.c
 
-deps: ## install DEB_PACKAGES (what the tests need) when missing (root)
+deps: ## install DEB_PACKAGES (containerd, runc, crun, busybox-static, ...) when missing (root); changes nothing else on the host
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -54,9 +58,31 @@ demo: build ## install what the demo needs, build the runtime images (cached), r
 	$(BIN) images build --cache-dir $(IMAGE_CACHE)
 	contrib/demo/run.sh $(BIN)
 
-test: ## unit tests, the privileged integration tests (root; they fail rather than skip), then a short fuzz run
-	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m ./...
-	$(MAKE) --no-print-directory integration-ctrd2
+# host-prep changes the host, so nothing runs it unasked: on a hybrid
+# cgroup host (v1 and v2 side by side) crun refuses to run while the
+# cgroup2 hierarchy holds a controller (hugetlb on Debian 12), so each
+# such controller is mounted as a cgroup v1 hierarchy instead. A pure v1
+# or v2 host needs nothing. Do it before any cgroup uses the controller.
+host-prep: ## prepare this host for crun (root): on a hybrid cgroup host, move the controllers cgroup2 holds to cgroup v1
+	@set -e; v2=$$(awk '/ - cgroup2 / {print $$5; exit}' /proc/self/mountinfo); \
+	if [ -z "$$v2" ] || ! grep -q ' - cgroup cgroup ' /proc/self/mountinfo; then \
+		echo "host-prep: not a hybrid cgroup host; nothing to do"; exit 0; \
+	fi; \
+	base=$$(dirname "$$v2"); moved=""; \
+	for c in $$(cat "$$v2/cgroup.controllers"); do \
+		mkdir -p "$$base/$$c" && mount -t cgroup -o "$$c" cgroup "$$base/$$c"; moved="$$moved $$c"; \
+	done; \
+	if [ -n "$$moved" ]; then echo "host-prep: moved cgroup controller(s)$$moved from $$v2 to cgroup v1 under $$base"; \
+	else echo "host-prep: $$v2 holds no controller; nothing to do"; fi
+
+test: ## unit tests, the privileged integration suite under each of OCI_RUNTIMES on the system's containerd and on 2.x (root; they fail rather than skip), then a short fuzz run
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/integration$$')
+	@set -e; for rt in $(OCI_RUNTIMES); do \
+		echo "integration suite under $$rt, on the system's containerd"; \
+		SANDBOX_RUNNER_OCI_RUNTIME=$$rt SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m ./integration/; \
+		echo "integration suite under $$rt, on containerd $(CTRD2_VERSION)"; \
+		SANDBOX_RUNNER_OCI_RUNTIME=$$rt $(MAKE) --no-print-directory integration-ctrd2; \
+	done
 	$(MAKE) --no-print-directory fuzz
 
 FUZZTIME ?= 5s
@@ -75,7 +101,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s) each
 unit: ## unit tests only (no root needed)
 	$(GO) test -count=1 ./oci/... ./images/... ./runner/... ./cmd/... ./integration/testimage/... ./integration/cmd/...
 
-integration: ## the privileged integration tests only (root)
+integration: ## the privileged integration tests only (root), under $$SANDBOX_RUNNER_OCI_RUNTIME (default: the fastest usable)
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v ./integration/
 
 integration-ctrd2: containerd2 ## the privileged integration tests again, against the containerd 2.x go.mod pins (root)

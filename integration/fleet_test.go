@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -705,4 +706,68 @@ func TestWorkerNextToServiceOnOneStateDir(t *testing.T) {
 	assert.Equal(t, 0, w.stop(), "%s", w.out.String())
 	assert.Equal(t, 0, p.stop(), "%s", p.stderr.String())
 	e.h.CheckNoLeaks(t, p.stateDir)
+}
+
+// TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime: a worker with a pool
+// runs a task in a sandbox made ahead, under the OCI runtime its config
+// names; a task naming another OCI runtime runs under that one, cold.
+func TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime(t *testing.T) {
+	srv := fleettest.Start(t)
+	e := newFleetEnv(t, srv.URL)
+	other := otherOCIRuntime(t, e.h)
+	require.NoError(t, os.WriteFile(e.config, []byte("oci_runtime = \""+other+"\"\n"+fleetConfig), 0o644))
+	// Without the suite's $SANDBOX_RUNNER_OCI_RUNTIME, which would win
+	// over the config.
+	w := e.startWorkerWith(workerSetup{env: []string{noOCIEnv}}, e.h.StateDir(t), "--pool", testRuntime+"=1", "--pool-init", e.h.InitBinary(t))
+	pid := w.cmd.Process.Pid
+
+	ctx := namespaces.WithNamespace(context.Background(), e.h.Namespace)
+	pooled := func() string {
+		t.Helper()
+		var id string
+		require.Eventually(t, func() bool {
+			for _, cid := range e.containersOf(pid) {
+				c, err := e.h.Client.LoadContainer(ctx, cid)
+				if err != nil {
+					continue
+				}
+				if task, err := c.Task(ctx, nil); err == nil {
+					if st, err := task.Status(ctx); err == nil && st.Status == client.Created {
+						id = cid
+						return true
+					}
+				}
+			}
+			return false
+		}, 30*time.Second, 20*time.Millisecond, "the worker's pool never filled:\n%s", w.out.String())
+		return id
+	}
+	run := func(id, oci string) *runner.Result {
+		t.Helper()
+		watch, err := e.client.Watch(id)
+		require.NoError(t, err)
+		defer watch.Close()
+		req := service.NewRequest(runner.Task{Runtime: testRuntime, OCIRuntime: oci,
+			Files: []runner.File{{Content: []byte("echo hi; id -u")}}, Limits: runner.Limits{Timeout: time.Minute}}, nil)
+		require.NoError(t, e.client.Submit(context.Background(), fleet.Task{ID: id, Request: req}))
+		wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		a, err := watch.Wait(wctx)
+		require.NoError(t, err)
+		require.NoError(t, a.Err())
+		assert.Equal(t, "hi\n65534\n", string(a.Result.Stdout.Data))
+		return a.Result
+	}
+
+	slot := pooled()
+	res := run("pool-default", "")
+	assert.Equal(t, slot, res.ID, "the task ran in the sandbox the pool had made")
+	assert.Equal(t, other, res.OCIRuntime, "the worker's config names the OCI runtime")
+
+	slot = pooled()
+	res = run("pool-named", e.h.OCIRuntime)
+	assert.Equal(t, e.h.OCIRuntime, res.OCIRuntime, "the task names its OCI runtime")
+	assert.NotEqual(t, slot, res.ID, "the pool's sandbox is %s's, so the task ran cold", other)
+	assert.Eventually(t, func() bool { return slices.Equal([]string{slot}, e.containersOf(pid)) }, 10*time.Second, 20*time.Millisecond,
+		"the pooled sandbox still waits, and nothing else is left: %v", e.containersOf(pid))
 }

@@ -55,6 +55,8 @@ const (
 	// testRuntime is the catalog runtime the tests use: Debian's busybox
 	// has no bash applet, so scripts are plain sh.
 	testRuntime = "sh"
+	// ociRuntimeEnv names the OCI runtime the whole suite runs under.
+	ociRuntimeEnv = "SANDBOX_RUNNER_OCI_RUNTIME"
 	// daemonLogLines is how much of the daemon's log a failed run prints.
 	daemonLogLines = 80
 )
@@ -75,6 +77,14 @@ type Harness struct {
 	// layers are the snapshots the imported image owns; they are the only
 	// ones allowed to outlive a test.
 	layers map[string]bool
+
+	// OCIRuntimes is the choice of OCI runtime every runner of the suite
+	// makes: $SANDBOX_RUNNER_OCI_RUNTIME's when set (the CLI and the
+	// service the tests start read the same variable), else the
+	// fastest usable one.
+	OCIRuntimes *runner.OCIRuntimes
+	// OCIRuntime is the OCI runtime tasks run under by default.
+	OCIRuntime string
 
 	initOnce sync.Once
 	initPath string
@@ -107,8 +117,8 @@ func runSuite(m *testing.M) int {
 	defer h.stop(ctx)
 	harness = h
 	if testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "integration: containerd on %s, image %s in namespace %s, ready in %s\n",
-			h.Address, testImage, h.Namespace, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "integration: containerd on %s, image %s in namespace %s, OCI runtime %s, ready in %s\n",
+			h.Address, testImage, h.Namespace, h.OCIRuntime, time.Since(start).Round(time.Millisecond))
 	}
 
 	code := m.Run()
@@ -188,6 +198,17 @@ func startHarness(ctx context.Context) (_ *Harness, retErr error) {
 		return nil, err
 	}
 	h := &Harness{Dir: dir, Namespace: testNamespace}
+	// An OCI runtime that cannot run here fails the suite with the fix
+	// (such as the host preparation crun needs), never falls back.
+	h.OCIRuntimes, err = runner.NewOCIRuntimes(os.Getenv(ociRuntimeEnv), nil)
+	if err != nil {
+		return nil, fmt.Errorf("$%s: %w", ociRuntimeEnv, err)
+	}
+	def, err := h.OCIRuntimes.Default()
+	if err != nil {
+		return nil, err
+	}
+	h.OCIRuntime = def.Name
 	defer func() {
 		if retErr != nil {
 			h.stop(ctx)
@@ -243,7 +264,7 @@ func startHarness(ctx context.Context) (_ *Harness, retErr error) {
 	// A host without seccomp or a cgroup controller refuses every task;
 	// that is an environment problem, and is reported once, here.
 	probe := filepath.Join(dir, "probe")
-	if _, err := runner.New(h.Client, runner.WithNamespace(testNamespace), runner.WithStateDir(probe)); err != nil {
+	if _, err := runner.New(h.Client, runner.WithNamespace(testNamespace), runner.WithStateDir(probe), runner.WithOCIRuntimes(h.OCIRuntimes)); err != nil {
 		return nil, fmt.Errorf("this host cannot sandbox tasks: %w", err)
 	}
 	_ = os.RemoveAll(probe)
@@ -301,6 +322,7 @@ func (h *Harness) NewRunner(t *testing.T, opts ...runner.Option) *runner.Runner 
 		runner.WithNamespace(h.Namespace),
 		runner.WithSnapshotter(testSnapshotter),
 		runner.WithStateDir(stateDir),
+		runner.WithOCIRuntimes(h.OCIRuntimes),
 		runner.WithOwner("integration/" + t.Name()),
 		runner.WithInit(h.InitBinary(t)),
 		runner.WithLogger(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))),

@@ -609,3 +609,13 @@ func TestReadOnlyBinds(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errdefs.IsInvalidArgument(err))
 }
+
+func TestOCIVersion(t *testing.T) {
+	s := defaultSpec(t)
+	ours := s.Version
+	require.NotEmpty(t, ours)
+	require.NoError(t, apply(t, s, WithOCIVersion("")))
+	assert.Equal(t, ours, s.Version, "an empty version keeps containerd's")
+	require.NoError(t, apply(t, s, WithOCIVersion("1.0.0")))
+	assert.Equal(t, "1.0.0", s.Version)
+}

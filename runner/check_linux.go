@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/containerd/cgroups/v3"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Finding is one line of a host check: what was looked at, whether it is
@@ -22,15 +22,22 @@ type Finding struct {
 	// Warning marks a finding that is OK but weaker than it should be:
 	// it says why and how to fix it, and fails no check.
 	Warning bool `json:"warning,omitempty"`
+	// Optional findings that are not OK do not keep tasks from running
+	// (an OCI runtime that is not the default, such as runsc).
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Check looks at everything a task needs from the host: a containerd that
-// answers, runc, the cgroup controllers the limits use, and seccomp. It
-// never starts anything.
-func Check(ctx context.Context, o ConnectOptions) []Finding {
+// answers, the OCI runtimes (as ocis chooses them; nil: the host's
+// defaults), the cgroup controllers the limits use, and seccomp. It never
+// starts anything.
+func Check(ctx context.Context, o ConnectOptions, ocis *OCIRuntimes) []Finding {
 	var out []Finding
 	out = append(out, checkContainerd(ctx, o))
-	out = append(out, checkRunc())
+	if ocis == nil {
+		ocis = &OCIRuntimes{probe: hostProbe, found: map[string]OCIRuntime{}}
+	}
+	out = append(out, checkOCIRuntimes(ocis)...)
 	out = append(out, checkCgroups())
 	out = append(out, checkInitFinding(), checkOOMScore())
 	f := Finding{Name: "seccomp", OK: true, Detail: "kernel seccomp filters available"}
@@ -89,29 +96,39 @@ func checkContainerd(ctx context.Context, o ConnectOptions) Finding {
 	return f
 }
 
-func checkRunc() Finding {
-	f := Finding{Name: "runc"}
-	path, err := exec.LookPath("runc")
-	if err != nil {
-		f.Detail = "runc is not on PATH"
-		f.Fix = "install runc (Debian: apt-get install runc)"
-		return f
+// checkOCIRuntimes gives a line per OCI runtime: usable or not, its
+// version, and for one that is not, why and the fix. Only the default
+// must be usable; the others are optional.
+func checkOCIRuntimes(ocis *OCIRuntimes) []Finding {
+	def, defErr := ocis.Default()
+	var out []Finding
+	for _, rt := range ocis.All() {
+		f := Finding{Name: rt.Name, OK: rt.Usable, Optional: defErr != nil || rt.Name != def.Name, Fix: rt.Fix}
+		if !rt.Usable {
+			f.Detail = "not usable: " + rt.Reason
+			if rt.Version != "" {
+				f.Detail += " (" + rt.Path + ": " + rt.Version + ")"
+			}
+			out = append(out, f)
+			continue
+		}
+		f.Detail = "usable: " + rt.Path + ": " + rt.Version
+		if rt.SpecVersion != "" {
+			f.Detail += ", runtime-spec " + rt.SpecVersion
+		}
+		if v := rt.ociVersion(); v != "" {
+			f.Detail += fmt.Sprintf(" (older than containerd's %s, so specs declare ociVersion %s)", specs.Version, v)
+		}
+		if rt.Name == def.Name {
+			f.Detail += "; the default"
+		}
+		out = append(out, f)
 	}
-	out, err := exec.Command(path, "--version").Output()
-	if err != nil {
-		f.Detail = fmt.Sprintf("%s --version failed: %v", path, err)
-		f.Fix = "reinstall runc"
-		return f
+	if defErr != nil {
+		out = append(out, Finding{Name: "oci", Detail: defErr.Error(),
+			Fix: "install crun or runc (Debian: apt-get install crun runc) and apply the fix given for it above"})
 	}
-	version := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
-	if !strings.Contains(string(out), "libseccomp") {
-		f.Detail = fmt.Sprintf("%s: %s, built without seccomp", path, version)
-		f.Fix = "install a runc built with libseccomp (Debian's is)"
-		return f
-	}
-	f.OK = true
-	f.Detail = fmt.Sprintf("%s: %s", path, version)
-	return f
+	return out
 }
 
 // requiredControllers are the cgroup controllers the limits need.

@@ -58,6 +58,10 @@ type PoolRuntime struct {
 	// another tmp size takes the cold path, since a tmpfs is sized when
 	// it is mounted.
 	Limits Limits
+	// OCIRuntime is the OCI runtime the sandboxes run under; empty: the
+	// one a task of the runtime gets when it names none. A task that
+	// names another takes the cold path.
+	OCIRuntime string
 }
 
 // PoolStats are one runtime's pool figures.
@@ -148,6 +152,9 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 		if _, err := pr.Limits.withDefaults(r.host); err != nil {
 			return nil, fmt.Errorf("pool: runtime %s: %w", name, err)
 		}
+		if _, err := r.opts.oci.For(pr.OCIRuntime, rt.Name); err != nil {
+			return nil, fmt.Errorf("pool: runtime %s: %w", name, err)
+		}
 		stats[name] = &poolCounters{}
 	}
 	tctx := namespaces.WithNamespace(context.WithoutCancel(ctx), r.opts.namespace)
@@ -168,6 +175,9 @@ func (p *Pool) Run(ctx context.Context, t Task) (*Result, error) {
 func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	pt, err := prepare(t, p.r.opts.catalog, p.r.host)
 	if err != nil {
+		return nil, err
+	}
+	if pt.oci, err = p.r.opts.oci.For(t.OCIRuntime, pt.runtime.Name); err != nil {
 		return nil, err
 	}
 	var s *slot
@@ -199,7 +209,7 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{ID: sb.spec.id, Runtime: s.runtime, Image: sb.spec.image, Stage: *st}, nil
+	return &Result{ID: sb.spec.id, Runtime: s.runtime, Image: sb.spec.image, OCIRuntime: sb.spec.oci.Name, Stage: *st}, nil
 }
 
 // take pops a ready sandbox that fits the task, or returns nil.
@@ -209,7 +219,8 @@ func (p *Pool) take(pt *prepared) *slot {
 	list := p.idle[pt.runtime.Name]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
-		if s.sandbox.spec.image == pt.image && s.sandbox.spec.limits.TmpSize == pt.limits.TmpSize {
+		if s.sandbox.spec.image == pt.image && s.sandbox.spec.limits.TmpSize == pt.limits.TmpSize &&
+			s.sandbox.spec.oci.Name == pt.oci.Name {
 			p.idle[pt.runtime.Name] = slices.Delete(list, i, i+1)
 			return s
 		}
@@ -316,6 +327,10 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 	if err != nil {
 		return nil, err
 	}
+	ocirt, err := r.opts.oci.For(p.opts.Runtimes[name].OCIRuntime, rt.Name)
+	if err != nil {
+		return nil, err
+	}
 	ref, err := images.Normalize(rt.Image)
 	if err != nil {
 		return nil, err
@@ -329,7 +344,7 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits}
+	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits, oci: ocirt}
 	if p.opts.ShimGroup > 1 {
 		if p.group == "" || p.grouped >= p.opts.ShimGroup {
 			p.group, p.grouped = "sr-pool-"+id, 0

@@ -48,6 +48,8 @@ type Result struct {
 	ID      string `json:"id"`
 	Runtime string `json:"runtime,omitempty"`
 	Image   string `json:"image"`
+	// OCIRuntime is the OCI runtime the task ran under.
+	OCIRuntime string `json:"oci_runtime,omitempty"`
 	Stage
 	// Compile is the compile stage of a compiled runtime, nil otherwise.
 	Compile *Stage `json:"compile,omitempty"`
@@ -176,6 +178,8 @@ type resultJSON struct {
 	ID      string `json:"id"`
 	Runtime string `json:"runtime,omitempty"`
 	Image   string `json:"image"`
+	// OCIRuntime is the OCI runtime the task ran under.
+	OCIRuntime string `json:"oci_runtime,omitempty"`
 	stageJSON
 	Compile *Stage `json:"compile,omitempty"`
 }
@@ -183,7 +187,7 @@ type resultJSON struct {
 // MarshalJSON flattens the run stage into the result.
 func (r Result) MarshalJSON() ([]byte, error) {
 	return json.Marshal(resultJSON{
-		ID: r.ID, Runtime: r.Runtime, Image: r.Image, Compile: r.Compile,
+		ID: r.ID, Runtime: r.Runtime, Image: r.Image, OCIRuntime: r.OCIRuntime, Compile: r.Compile,
 		stageJSON: stageJSON{stageAlias: stageAlias(r.Stage), DurationMS: ms(r.Duration)},
 	})
 }
@@ -194,7 +198,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*r = Result{ID: j.ID, Runtime: j.Runtime, Image: j.Image, Compile: j.Compile, Stage: Stage(j.stageAlias)}
+	*r = Result{ID: j.ID, Runtime: j.Runtime, Image: j.Image, OCIRuntime: j.OCIRuntime, Compile: j.Compile, Stage: Stage(j.stageAlias)}
 	r.Duration = fromMS(j.DurationMS)
 	return nil
 }

@@ -33,7 +33,9 @@ func sampleResult() Result {
 		ID:      "sr-0123456789abcdef",
 		Runtime: "python",
 		Image:   "docker.io/library/python:3.11-slim",
-		Stage:   sampleStage(),
+		// The OCI runtime the task ran under.
+		OCIRuntime: "crun",
+		Stage:      sampleStage(),
 	}
 }
 
@@ -91,7 +93,7 @@ func TestResultJSONKeys(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &doc))
 
 	assert.Equal(t, []string{
-		"cancelled", "duration_ms", "exit_code", "id", "image", "oom_killed",
+		"cancelled", "duration_ms", "exit_code", "id", "image", "oci_runtime", "oom_killed",
 		"outcome", "output_truncated", "pids_limit_hit", "runtime", "signal", "stderr", "stdout",
 		"timed_out", "usage",
 	}, slices.Sorted(maps.Keys(doc)))

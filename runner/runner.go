@@ -101,6 +101,7 @@ type options struct {
 	pull        func(ctx context.Context, ref string) error
 	init        string
 	uids        UIDRange
+	oci         *OCIRuntimes
 }
 
 // WithNamespace sets the containerd namespace every object lives in.
@@ -166,6 +167,9 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 		return nil, err
 	}
 	if err := SeccompAvailable(); err != nil {
+		return nil, err
+	}
+	if err := o.withOCIRuntimes(); err != nil {
 		return nil, err
 	}
 	if missing := missingControllers(); len(missing) > 0 {
@@ -262,6 +266,7 @@ type prepared struct {
 	limits  Limits
 	args    []string
 	env     []string
+	oci     OCIRuntime
 }
 
 // Validate checks everything about t that can be checked without
@@ -347,6 +352,9 @@ func (r *Runner) Run(ctx context.Context, t Task) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.oci, err = r.opts.oci.For(t.OCIRuntime, p.runtime.Name); err != nil {
+		return nil, err
+	}
 	res, err := r.run(ctx, t, p)
 	return res, withEnded(ctx, err)
 }
@@ -401,8 +409,8 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		return nil, err
 	}
 
-	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image}
-	spec := sandboxSpec{id: p.id, task: p.id, dir: dir, image: p.image, img: info.img, limits: p.limits}
+	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image, OCIRuntime: p.oci.Name}
+	spec := sandboxSpec{id: p.id, task: p.id, dir: dir, image: p.image, img: info.img, limits: p.limits, oci: p.oci}
 	env := taskEnv(info.env, p.env)
 	if p.compile != nil {
 		// The stages share /tmp: a tmpfs of the task's size, mounted on

@@ -120,6 +120,7 @@ type sandboxSpec struct {
 	image  string
 	img    client.Image
 	limits Limits
+	oci    OCIRuntime
 	// scratch binds the task dir's scratch tmpfs at /tmp, for the stages
 	// of a compiled task; else /tmp is a tmpfs of the sandbox's own.
 	scratch     bool
@@ -162,7 +163,8 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 	if err != nil {
 		return nil, err
 	}
-	if err := r.create(ctx, s, append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)))); err != nil {
+	specOpts = append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)), oci.WithOCIVersion(spec.oci.ociVersion()))
+	if err := r.create(ctx, s, specOpts); err != nil {
 		return nil, err
 	}
 	observe(ctx, spec.id, StepCreate, begun)
@@ -231,7 +233,7 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 		client.WithImageName(s.spec.image),
 		client.WithSnapshotter(r.opts.snapshotter),
 		client.WithNewSnapshot(id, s.spec.img, snapshots.WithLabels(labels)),
-		client.WithRuntime(r.opts.shim, nil),
+		client.WithRuntime(r.opts.shim, s.spec.oci.shimOptions()),
 		client.WithNewSpec(specOpts...),
 	)
 	done()

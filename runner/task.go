@@ -43,6 +43,9 @@ type Task struct {
 	Runtime string
 	// Image overrides the runtime's image.
 	Image string
+	// OCIRuntime names the OCI runtime (runc, crun, runsc) the task runs
+	// under. Empty: its catalog runtime's, else the runner's default.
+	OCIRuntime string
 	// Pull says when the image is pulled, with the runner's WithPull:
 	// images.PullMissing (empty means it), PullAlways or PullNever.
 	Pull images.PullPolicy

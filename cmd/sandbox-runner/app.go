@@ -116,6 +116,9 @@ type globalFlags struct {
 	snapshotter string
 	stateDir    string
 	logLevel    string
+	// ociRuntime is the default OCI runtime: $SANDBOX_RUNNER_OCI_RUNTIME,
+	// else the config's oci_runtime, else the fastest usable one.
+	ociRuntime string
 
 	// file is the config file, read by load.
 	file *config.File
@@ -153,6 +156,7 @@ func (g *globalFlags) load() error {
 			return fmt.Errorf("%w: uid_range: %w", errdefs.ErrInvalidArgument, err)
 		}
 	}
+	g.ociRuntime = first(os.Getenv("SANDBOX_RUNNER_OCI_RUNTIME"), f.OCIRuntime)
 	// Refused before any command talks to containerd: nothing may reach
 	// Docker's "moby" namespace, not even `images ls`.
 	return runner.ValidateNamespace(g.namespace)
@@ -184,6 +188,13 @@ func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Co
 // the image `images build` made for it, if any (images.WithLocalImages).
 func (g *globalFlags) withLocalImages(ctx context.Context, c *client.Client, cat images.Catalog) (images.Catalog, error) {
 	return images.WithLocalImages(namespaces.WithNamespace(ctx, g.namespace), c, cat)
+}
+
+// ociRuntimes is how the runner picks each task's OCI runtime: the
+// default, and the config's rules per runtime. A name that is unknown
+// or not usable here is bad input.
+func (g *globalFlags) ociRuntimes() (*runner.OCIRuntimes, error) {
+	return runner.NewOCIRuntimes(g.ociRuntime, g.file.OCIRuntimeRules())
 }
 
 func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {

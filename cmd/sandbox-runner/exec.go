@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 type execOptions struct {
 	global      globalFlags
 	runtime     string
+	ociRuntime  string
 	image       string
 	code        string
 	codeSet     bool
@@ -60,6 +62,7 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 		return "", " (default: the " + runBy + "'s)"
 	}
 	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see 'sandbox-runner runtimes')")
+	fs.StringVar(&o.ociRuntime, "oci-runtime", "", "OCI runtime to run the task under: crun, runc or runsc (gVisor) (default: the runtime's as configured, else the "+first(runBy, "host")+"'s default; see 'sandbox-runner check')")
 	fs.StringVar(&o.image, "image", "", "image to run in, instead of the runtime's")
 	fs.StringVarP(&o.code, "code", "c", "", "code to run, instead of a file")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "a file to stage in /code; repeatable; the first is the entry point unless FILE is given")
@@ -115,6 +118,14 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	if code, done := o.runVia(ctx, &task, std); done {
 		return code
 	}
+	// The OCI runtime is this host's to judge, before anything starts.
+	ocis, err := o.global.ociRuntimes()
+	if err == nil {
+		err = ocis.ValidateOCIRuntime(task, catalog)
+	}
+	if err != nil {
+		return o.fail(std, err)
+	}
 	log, err := o.global.logger(std.err)
 	if err != nil {
 		return o.fail(std, err)
@@ -129,7 +140,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 			return o.fail(std, err)
 		}
 	}
-	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)))
+	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)), runner.WithOCIRuntimes(ocis))
 	r, err := runner.New(conn.Client, opts...)
 	if err != nil {
 		return o.fail(std, err)
@@ -184,7 +195,10 @@ func (c closeWatch) Write(p []byte) (int, error) {
 // task turns the flags and arguments into a runner.Task. dash is the
 // index of the first argument after "--", or -1.
 func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Task, error) {
-	t := runner.Task{Runtime: o.runtime, Image: o.image}
+	t := runner.Task{Runtime: o.runtime, Image: o.image, OCIRuntime: o.ociRuntime}
+	if t.OCIRuntime != "" && !slices.Contains(runner.OCIRuntimeNames, t.OCIRuntime) {
+		return t, usageError("--oci-runtime %q: give one of %s", t.OCIRuntime, strings.Join(runner.OCIRuntimeNames, ", "))
+	}
 	pull, err := images.ParsePullPolicy(o.pull)
 	if err != nil {
 		return t, usageError("--pull: %v", strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error()))

@@ -65,6 +65,7 @@ func TestExecBadInputFailsBeforeConnecting(t *testing.T) {
 		{"missing --file", []string{"-r", "python", "-c", "x", "--file", filepath.Join(t.TempDir(), "nope.py")}, "code file"},
 		{"missing --stdin", []string{"-r", "python", "-c", "x", "--stdin", filepath.Join(t.TempDir(), "nope")}, "--stdin"},
 		{"bad env", []string{"-r", "sh", "-c", "x", "--env", "=v"}, "KEY=VALUE"},
+		{"unknown OCI runtime", []string{"-r", "sh", "-c", "x", "--oci-runtime", "kata"}, `--oci-runtime "kata": give one of crun, runc, runsc`},
 		{"bad log level", []string{"-r", "sh", "-c", "x", "--log-level", "loud"}, "--log-level"},
 		{"unknown flag", []string{"-r", "sh", "-c", "x", "--bogus"}, "unknown flag: --bogus"},
 		{"flag value not a number", []string{"-r", "sh", "-c", "x", "--cpus", "abc"}, `invalid argument "abc" for "--cpus" flag`},
@@ -86,6 +87,7 @@ func TestExecBadConfigFailsBeforeConnecting(t *testing.T) {
 	for _, tc := range []struct{ name, toml, msg string }{
 		{"unknown key", "adress = \"/run/x.sock\"\n", "adress"},
 		{"bad limit", "[limits]\nmemory = \"12qb\"\n", "memory"},
+		{"unknown OCI runtime", "oci_runtime = \"kata\"\n", `oci_runtime: unknown OCI runtime "kata"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeCode(t, "config.toml", tc.toml, 0o644)

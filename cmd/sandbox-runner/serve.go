@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/config"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -119,6 +120,16 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		opts = append(opts, service.WithToken(token))
 	}
 
+	// The OCI runtimes are this host's: a default or a rule that cannot
+	// run here is refused before anything starts.
+	ocis, err := o.global.ociRuntimes()
+	if err != nil {
+		return err
+	}
+	if _, err := ocis.Default(); err != nil {
+		return err
+	}
+
 	// A service talks to a containerd that is looked after (systemd's
 	// containerd.service), never to a private one it would start itself.
 	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
@@ -133,7 +144,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	}
 	quietContainerd(o.global.logLevel)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
-		runner.WithPull(o.puller(conn.Client, log)))
+		runner.WithPull(o.puller(conn.Client, log)), runner.WithOCIRuntimes(ocis))
 	if o.poolInit != "" {
 		runnerOpts = append(runnerOpts, runner.WithInit(o.poolInit))
 	}
@@ -147,7 +158,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	}
 	opts = append(opts, service.WithReadiness(checks...), service.WithVersion(version),
 		service.WithContainerdProbe(service.ContainerdProbe(conn.Client), probeInterval))
-	poolOpts, err := o.poolOptions()
+	poolOpts, err := poolOptions(o.global.file, o.global.file.Service.Pool, "[service.pool]", o.pool)
 	if err != nil {
 		return err
 	}
@@ -267,17 +278,17 @@ func firstInt(flagSet bool, flag int, others ...int) int {
 	return 0
 }
 
-// poolOptions reads the warm pool's settings: --pool over the config's
-// [service.pool]. It returns nil when no runtime is pooled.
-func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
-	cfg := o.global.file.Service.Pool
+// poolOptions reads a warm pool's settings: the --pool flags over the
+// config's section cfg (the service's [service.pool], a worker's
+// [fleet.pool]). It returns nil when no runtime is pooled.
+func poolOptions(file *config.File, cfg config.Pool, section string, pool []string) (*runner.PoolOptions, error) {
 	sizes := map[string]int{}
 	for name, n := range cfg.Runtimes {
 		sizes[name] = n
 	}
-	if len(o.pool) > 0 {
+	if len(pool) > 0 {
 		sizes = map[string]int{}
-		for _, p := range o.pool {
+		for _, p := range pool {
 			name, n, ok := strings.Cut(p, "=")
 			size, err := strconv.Atoi(n)
 			if !ok || name == "" || err != nil || size < 0 {
@@ -291,7 +302,7 @@ func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
 		if n == 0 {
 			continue
 		}
-		limits, err := o.global.file.TaskLimits(name)
+		limits, err := file.TaskLimits(name)
 		if err != nil {
 			return nil, err
 		}
@@ -303,7 +314,7 @@ func (o *serveOptions) poolOptions() (*runner.PoolOptions, error) {
 	if cfg.MaxIdle != "" {
 		d, err := runner.ParseDuration(cfg.MaxIdle)
 		if err != nil {
-			return nil, fmt.Errorf("[service.pool] max_idle: %w", err)
+			return nil, fmt.Errorf("%s max_idle: %w", section, err)
 		}
 		po.MaxIdle = d
 	}

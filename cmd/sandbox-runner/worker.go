@@ -28,6 +28,8 @@ type workerOptions struct {
 	ackWait       string
 	presenceTTL   string
 	metrics       string
+	pool          []string
+	poolInit      string
 }
 
 func runWorker(ctx context.Context, args []string, std stdio) int {
@@ -43,6 +45,8 @@ func runWorker(ctx context.Context, args []string, std stdio) int {
 	fs.IntVar(&o.replicas, "replicas", 0, "when creating the streams: NATS servers holding each, 3 on a cluster (config [fleet] replicas; default 1)")
 	fs.StringVar(&o.presenceTTL, "presence-ttl", "", "when creating the presence bucket: how long a worker's entry outlives its last refresh (config [fleet] presence_ttl; default 15s)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics (GET /metrics) on host:port or a unix socket path, unauthenticated: bind it to loopback or a private network (config [fleet] metrics; default: none)")
+	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [fleet.pool] runtimes; default: no pool)")
+	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary PID 1 of every sandbox (config [fleet.pool] init, or the top-level init; default: next to this binary)")
 	o.registry.register(fs)
 	o.global.register(fs)
 	return runDaemon("worker", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
@@ -112,6 +116,14 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		return err
 	}
 
+	ocis, err := o.global.ociRuntimes()
+	if err != nil {
+		return err
+	}
+	if _, err := ocis.Default(); err != nil {
+		return err
+	}
+
 	// As the service: a worker uses a containerd that is looked after,
 	// never a private one of its own.
 	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
@@ -126,17 +138,43 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	}
 	quietContainerd(o.global.logLevel)
 	puller := (&serveOptions{global: o.global, registry: o.registry}).puller(conn.Client, log)
-	r, err := runner.New(conn.Client, append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog), runner.WithPull(puller))...)
+	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog), runner.WithPull(puller), runner.WithOCIRuntimes(ocis))
+	if init := first(o.poolInit, o.global.file.Fleet.Pool.Init); init != "" {
+		runnerOpts = append(runnerOpts, runner.WithInit(init))
+	}
+	r, err := runner.New(conn.Client, runnerOpts...)
+	if err != nil {
+		return err
+	}
+	poolOpts, err := poolOptions(o.global.file, o.global.file.Fleet.Pool, "[fleet.pool]", o.pool)
 	if err != nil {
 		return err
 	}
 	// What a worker that died (this one, before a restart) left behind
-	// goes before the first task: its tasks went back to the queue.
+	// goes before the first task, and before the pool makes its first
+	// sandboxes: its tasks went back to the queue.
 	rep, sweepErr := sweepLeftovers(ctx, r, log)
 	if ctx.Err() != nil {
 		return nil
 	}
 	var exec service.Executor = r
+	if poolOpts != nil {
+		pool, err := r.NewPool(ctx, *poolOpts)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		// The worker's tasks are done (finished, or back in the queue)
+		// when Run returns; then the idle sandboxes go.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := pool.Close(cctx); err != nil {
+				log.Error("draining the warm pool", "error", err)
+			}
+		}()
+		exec = pool
+		log.Info("warm pool", "runtimes", poolOpts.Runtimes)
+	}
 	if addr := first(o.metrics, o.global.file.Fleet.Metrics); addr != "" {
 		capacity := firstInt(changed("max-concurrent"), o.maxConcurrent, o.global.file.Fleet.MaxConcurrent, runtime.NumCPU())
 		m, err := service.NewMetrics(service.WithCatalog(catalog), service.WithMaxConcurrent(capacity),
@@ -163,7 +201,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 			stop()
 			<-served
 		}()
-		exec = m.Executor(r)
+		exec = m.Executor(exec)
 		log.Info("serving metrics", "address", l.Addr().String())
 	}
 

@@ -47,6 +47,10 @@ type File struct {
 	// UIDRange is the host uids tasks run as, one of its own for each
 	// live task, "FIRST-LAST". Default "1500000000-1500065535".
 	UIDRange string `toml:"uid_range"`
+	// OCIRuntime is the OCI runtime (crun, runc, runsc) of tasks that
+	// name none and whose runtime sets none. Default: the fastest usable
+	// one of crun and runc.
+	OCIRuntime string `toml:"oci_runtime"`
 	// Registry says how images are pulled.
 	Registry Registry `toml:"registry"`
 	// Limits are the defaults of every task.
@@ -89,6 +93,12 @@ type Runtime struct {
 	Run     []string `toml:"run"`
 	Env     []string `toml:"env"`
 	Limits  Limits   `toml:"limits"`
+	// OCIRuntime is the OCI runtime of the runtime's tasks that name
+	// none. Set alone, it is the only one they may name.
+	OCIRuntime string `toml:"oci_runtime"`
+	// OCIRuntimes are the OCI runtimes the runtime's tasks may name.
+	// Empty: only OCIRuntime when set, else any usable one.
+	OCIRuntimes []string `toml:"oci_runtimes"`
 }
 
 // Service configures `sandbox-runner serve`.
@@ -173,6 +183,8 @@ type Fleet struct {
 	TaskTTL string `toml:"task_ttl"`
 	// ResultTTL is how long answers are kept.
 	ResultTTL string `toml:"result_ttl"`
+	// Pool is the worker's warm pool, as the service's.
+	Pool Pool `toml:"pool"`
 }
 
 // Load reads the config file at path. A missing file at DefaultPath is
@@ -243,6 +255,23 @@ func describe(err error) error {
 }
 
 func (c *File) validate() error {
+	if err := checkOCIRuntime("oci_runtime", c.OCIRuntime); err != nil {
+		return err
+	}
+	for _, name := range sortedKeys(c.Runtimes) {
+		rt := c.Runtimes[name]
+		if err := checkOCIRuntime("[runtimes."+name+"] oci_runtime", rt.OCIRuntime); err != nil {
+			return err
+		}
+		for _, o := range rt.OCIRuntimes {
+			if err := checkOCIRuntime("[runtimes."+name+"] oci_runtimes", o); err != nil {
+				return err
+			}
+		}
+		if rt.OCIRuntime != "" && len(rt.OCIRuntimes) > 0 && !slices.Contains(rt.OCIRuntimes, rt.OCIRuntime) {
+			return fmt.Errorf("[runtimes.%s] oci_runtime %q is not among its oci_runtimes %q: add it there: %w", name, rt.OCIRuntime, rt.OCIRuntimes, errdefs.ErrInvalidArgument)
+		}
+	}
 	if _, err := c.Limits.Parse(runner.Limits{}); err != nil {
 		return fmt.Errorf("[limits]: %w", err)
 	}
@@ -269,23 +298,33 @@ func (c *File) validate() error {
 			return fmt.Errorf("service.grace: %w", err)
 		}
 	}
-	if c.Service.Pool.MaxIdle != "" {
-		if _, err := runner.ParseDuration(c.Service.Pool.MaxIdle); err != nil {
-			return fmt.Errorf("service.pool.max_idle: %w", err)
-		}
+	if err := c.Service.Pool.validate("service.pool"); err != nil {
+		return err
 	}
-	for name, n := range c.Service.Pool.Runtimes {
-		if n < 0 {
-			return fmt.Errorf("service.pool.runtimes.%s: %d is negative: %w", name, n, errdefs.ErrInvalidArgument)
-		}
-	}
-	if c.Service.Pool.ShimGroup < 0 {
-		return fmt.Errorf("service.pool.shim_group cannot be negative: %w", errdefs.ErrInvalidArgument)
+	if err := c.Fleet.Pool.validate("fleet.pool"); err != nil {
+		return err
 	}
 	if c.Service.MaxConcurrent < 0 || (c.Service.Queue != nil && *c.Service.Queue < 0) {
 		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)
 	}
 	return c.Fleet.validate()
+}
+
+func (p Pool) validate(key string) error {
+	if p.MaxIdle != "" {
+		if _, err := runner.ParseDuration(p.MaxIdle); err != nil {
+			return fmt.Errorf("%s.max_idle: %w", key, err)
+		}
+	}
+	for name, n := range p.Runtimes {
+		if n < 0 {
+			return fmt.Errorf("%s.runtimes.%s: %d is negative: %w", key, name, n, errdefs.ErrInvalidArgument)
+		}
+	}
+	if p.ShimGroup < 0 {
+		return fmt.Errorf("%s.shim_group cannot be negative: %w", key, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 func (f *Fleet) validate() error {
@@ -418,4 +457,26 @@ func (c *File) TaskLimits(runtime string) (runner.Limits, error) {
 		}
 	}
 	return l, nil
+}
+
+// checkOCIRuntime refuses a name that is no known OCI runtime; whether
+// this host can use it is the runner's to say.
+func checkOCIRuntime(key, name string) error {
+	if name != "" && !slices.Contains(runner.OCIRuntimeNames, name) {
+		return fmt.Errorf("%s: unknown OCI runtime %q: give one of %s: %w", key, name, strings.Join(runner.OCIRuntimeNames, ", "), errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// OCIRuntimeRules returns what [runtimes.NAME] oci_runtime and
+// oci_runtimes say, per runtime, for runner.NewOCIRuntimes.
+func (c *File) OCIRuntimeRules() map[string]runner.OCIRuntimeRule {
+	rules := map[string]runner.OCIRuntimeRule{}
+	for name, rt := range c.Runtimes {
+		if rt.OCIRuntime == "" && len(rt.OCIRuntimes) == 0 {
+			continue
+		}
+		rules[name] = runner.OCIRuntimeRule{Default: rt.OCIRuntime, Allowed: rt.OCIRuntimes}
+	}
+	return rules
 }

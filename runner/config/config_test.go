@@ -179,3 +179,35 @@ func TestTaskLimitsFollowAliases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1<<30), l.Memory)
 }
+
+func TestOCIRuntimeKeys(t *testing.T) {
+	c, err := Decode(strings.NewReader(`
+oci_runtime = "runc"
+[runtimes.python]
+oci_runtime = "runsc"
+[runtimes.node]
+oci_runtime = "crun"
+oci_runtimes = ["crun", "runsc"]
+[runtimes.sh]
+run = ["sh", "{file}"]
+`))
+	require.NoError(t, err)
+	assert.Equal(t, "runc", c.OCIRuntime)
+	assert.Equal(t, map[string]runner.OCIRuntimeRule{
+		"python": {Default: "runsc"},
+		"node":   {Default: "crun", Allowed: []string{"crun", "runsc"}},
+	}, c.OCIRuntimeRules(), "a runtime that says nothing has no rule")
+}
+
+func TestBadOCIRuntimeKeys(t *testing.T) {
+	for doc, want := range map[string]string{
+		`oci_runtime = "kata"`:                                                  `oci_runtime: unknown OCI runtime "kata": give one of crun, runc, runsc`,
+		"[runtimes.python]\noci_runtime = \"gvisor\"":                           `[runtimes.python] oci_runtime: unknown OCI runtime "gvisor"`,
+		"[runtimes.python]\noci_runtimes = [\"runc\", \"kvm\"]":                 `[runtimes.python] oci_runtimes: unknown OCI runtime "kvm"`,
+		"[runtimes.python]\noci_runtime = \"runc\"\noci_runtimes = [\"runsc\"]": `[runtimes.python] oci_runtime "runc" is not among its oci_runtimes`,
+	} {
+		_, err := Decode(strings.NewReader(doc))
+		assert.ErrorIs(t, err, errdefs.ErrInvalidArgument, doc)
+		assert.ErrorContains(t, err, want, doc)
+	}
+}

@@ -48,6 +48,10 @@ type Request struct {
 	// Pull says when the image is pulled: "missing" (the default),
 	// "always" or "never".
 	Pull string `json:"pull,omitempty"`
+	// OCIRuntime is the OCI runtime the task runs under: "crun", "runc"
+	// or "runsc" (gVisor). Default: the runtime's as configured, else
+	// the service's.
+	OCIRuntime string `json:"oci_runtime,omitempty"`
 }
 
 // File is one file of a Request.
@@ -234,7 +238,10 @@ func jsonKind(t reflect.Type) string {
 // runner.ErrInvalidTask; what only the runner can check (the runtime,
 // file names, limits against the host) is left to runner.Validate.
 func (r *Request) Task(base runner.Limits) (runner.Task, error) {
-	t := runner.Task{Runtime: r.Runtime, Image: r.Image}
+	t := runner.Task{Runtime: r.Runtime, Image: r.Image, OCIRuntime: r.OCIRuntime}
+	if r.OCIRuntime != "" && !slices.Contains(runner.OCIRuntimeNames, r.OCIRuntime) {
+		return t, badField("oci_runtime", "unknown OCI runtime %q: give one of %s", r.OCIRuntime, strings.Join(runner.OCIRuntimeNames, ", "))
+	}
 	if r.Pull != "" {
 		pull, err := images.ParsePullPolicy(r.Pull)
 		if err != nil {
@@ -435,7 +442,7 @@ func parseWhole(s string) (int64, error) {
 // Task.Stdin, Stdout and Stderr are ignored. Limits left zero are left
 // out, so the service's defaults apply.
 func NewRequest(t runner.Task, stdin []byte) Request {
-	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args, Pull: string(t.Pull)}
+	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args, Pull: string(t.Pull), OCIRuntime: t.OCIRuntime}
 	for _, f := range t.Files {
 		content, enc := encodeContent(f.Content)
 		r.Files = append(r.Files, File{Name: f.Name, Content: content, Encoding: enc, Executable: f.Executable})

@@ -89,6 +89,7 @@ func TestDecodeRequestRefusals(t *testing.T) {
 		{"env as list", `{"runtime": "sh", "files": [{"content": "x"}], "env": ["A=1"]}`, "env: expected an object, got array"},
 		{"bad pull policy", `{"runtime": "sh", "files": [{"content": "x"}], "pull": "sometimes"}`, `pull: "sometimes": give "missing"`},
 		{"no runtime", `{"files": [{"content": "x"}]}`, "runtime: required"},
+		{"unknown OCI runtime", `{"runtime": "sh", "files": [{"content": "x"}], "oci_runtime": "kata"}`, `oci_runtime: unknown OCI runtime "kata": give one of crun, runc, runsc`},
 		{"no files", `{"runtime": "sh"}`, "files: required"},
 		{"empty files", `{"runtime": "sh", "files": []}`, "files: required"},
 		{"bad encoding", `{"runtime": "sh", "files": [{"content": "x", "encoding": "hex"}]}`, `files[0].encoding: "hex" is not an encoding`},
@@ -126,7 +127,7 @@ func TestDecodeRequestRefusals(t *testing.T) {
 
 func TestNewRequestRoundTrip(t *testing.T) {
 	task := runner.Task{
-		Runtime: "sh", Image: "example.test/sh:1", Pull: images.PullAlways,
+		Runtime: "sh", Image: "example.test/sh:1", Pull: images.PullAlways, OCIRuntime: "runsc",
 		Files: []runner.File{{Content: []byte("echo hi")}, {Name: "blob", Content: []byte{0xff, 0}, Executable: true}},
 		Args:  []string{"x"},
 		Env:   []string{"A=1", "B=x=y"},

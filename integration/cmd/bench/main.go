@@ -200,20 +200,41 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		run  func(i int) error
 		note string
 	}
-	plain, err := e.serve(ctx, "plain", 0)
+	// A row per usable OCI runtime (gVisor's aside), measured in the same
+	// rounds, so their ratios hold however the machine's speed drifts.
+	ocis, err := runner.NewOCIRuntimes("", nil)
 	if err != nil {
 		return nil, err
 	}
-	grouped, err := e.serve(ctx, "grouped", shimGroup)
+	def, err := ocis.Default()
 	if err != nil {
 		return nil, err
 	}
-	paths := []path{
-		{"sandbox-runner exec (cold)", e.execCold, "whole process: connect, sweep, create, run, delete"},
-		{"service API, warm pool", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox"},
-		{fmt.Sprintf("service API, warm pool, %d per shim", shimGroup), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
-		{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp"},
+	var ociNames []string
+	for _, name := range ocis.Usable() {
+		if name != runner.OCIRuntimeRunsc {
+			ociNames = append(ociNames, name)
+		}
 	}
+	var paths []path
+	var plains []*serveProc
+	for _, oci := range ociNames {
+		plain, err := e.serve(ctx, "plain, "+oci, 0, oci)
+		if err != nil {
+			return nil, err
+		}
+		plains = append(plains, plain)
+		paths = append(paths,
+			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete"},
+			path{"service API, warm pool (" + oci + ")", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox"})
+	}
+	grouped, err := e.serve(ctx, "grouped, "+def.Name, shimGroup, def.Name)
+	if err != nil {
+		return nil, err
+	}
+	paths = append(paths,
+		path{fmt.Sprintf("service API, warm pool, %d per shim (%s)", shimGroup, def.Name), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
+		path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc"})
 	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor"), e.init); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
@@ -248,7 +269,7 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			// Each measurement starts on a quiet machine: the services
 			// have refilled their pools and torn down the last pooled
 			// sandbox, so no path pays for another's background work.
-			e.quiet(ctx, 2*poolSize)
+			e.quiet(ctx, len(e.services)*poolSize)
 			start := time.Now()
 			if err := paths[j].run(i); err != nil {
 				return nil, fmt.Errorf("%s: %w", paths[j].name, err)
@@ -261,15 +282,15 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	}
 	ratios(rep.Latency)
 
-	for _, s := range []*serveProc{plain, grouped} {
+	for _, s := range e.services {
 		if mem, err := s.metric(ctx, "sandbox_runner_pool_idle_memory_bytes"); err == nil {
 			rep.Memory["idle pooled sandbox ("+s.name+")"] = uint64(mem)
 		}
 		rep.Memory["service process ("+s.name+", RSS)"] = rss(s.cmd.Process.Pid)
 	}
-	rep.WarmBreak = plain.breakdown(ctx)
+	rep.WarmBreak = plains[0].breakdown(ctx)
 
-	for _, s := range []*serveProc{plain, grouped} {
+	for _, s := range e.services {
 		for _, c := range o.concurrency {
 			logf("throughput: %s service, %d clients", s.name, c)
 			tp, err := s.throughput(ctx, c, o.throughput)
@@ -327,10 +348,10 @@ func (e *env) close() {
 	os.RemoveAll(e.dir)
 }
 
-// execCold runs the CLI once, as a shell user would.
-func (e *env) execCold(i int) error {
+// execCold runs the CLI once, as a shell user would, under OCI runtime oci.
+func (e *env) execCold(oci string) error {
 	out, err := exec.Command(e.cli, "exec", "--address", e.daemon.Address, "--namespace", namespace,
-		"--state-dir", filepath.Join(e.dir, "exec-state"), "--via", "direct",
+		"--state-dir", filepath.Join(e.dir, "exec-state"), "--via", "direct", "--oci-runtime", oci,
 		"--runtime", "sh", "--image", image, "-c", "true").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
@@ -360,12 +381,12 @@ type serveProc struct {
 	done   chan struct{}
 }
 
-func (e *env) serve(ctx context.Context, name string, group int) (*serveProc, error) {
-	dir := filepath.Join(e.dir, "svc-"+name)
+func (e *env) serve(ctx context.Context, name string, group int, oci string) (*serveProc, error) {
+	dir := filepath.Join(e.dir, fmt.Sprintf("svc-%d", len(e.services)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	config := fmt.Sprintf("[runtimes.sh]\nimage = %q\n\n[service.pool]\nshim_group = %d\n", image, group)
+	config := fmt.Sprintf("oci_runtime = %q\n\n[runtimes.sh]\nimage = %q\n\n[service.pool]\nshim_group = %d\n", oci, image, group)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}
