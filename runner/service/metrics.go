@@ -33,6 +33,7 @@ const (
 	MetricBuildInfo     = "sandbox_runner_build_info"
 	MetricPoolMisses    = "sandbox_runner_pool_misses_total"
 	MetricTaskCPU       = "sandbox_runner_task_cpu_seconds_total"
+	MetricTasksByOCI    = "sandbox_runner_tasks_by_oci_runtime_total"
 	MetricTaskMemory    = "sandbox_runner_task_memory_peak_bytes"
 )
 
@@ -130,6 +131,7 @@ type metrics struct {
 	queueDepth    prometheus.Gauge
 	limitHits     *prometheus.CounterVec
 	taskCPU       *prometheus.CounterVec
+	tasksByOCI    *prometheus.CounterVec
 	taskMemory    prometheus.Histogram
 	// cleanupFailed counts the failed teardowns of tasks; background
 	// adds those the service does not see (a warm pool's).
@@ -192,6 +194,10 @@ func newMetrics(cfg metricsConfig) *metrics {
 			Name: MetricTaskCPU,
 			Help: "CPU time (user and system) the tasks' stages used, by runtime, as their cgroups count it: its rate is the cores tasks keep busy.",
 		}, []string{"runtime"}),
+		tasksByOCI: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTasksByOCI,
+			Help: "Tasks that ran, by outcome and the OCI runtime (crun, runc, runsc) their sandboxes ran under.",
+		}, []string{"outcome", "oci_runtime"}),
 		taskMemory: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    MetricTaskMemory,
 			Help:    "Peak memory of each task stage, where the kernel records it (cgroup v1; v2 from Linux 5.19).",
@@ -235,7 +241,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(cfg.version, runtime.Version()).Set(1)
 	m.registry.MustRegister(m.tasks, m.rejected, m.stageDuration, m.taskDuration, m.inFlight, m.queueDepth,
-		slotsGauge, queueGauge, m.limitHits, m.taskCPU, m.taskMemory, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
+		slotsGauge, queueGauge, m.limitHits, m.taskCPU, m.tasksByOCI, m.taskMemory, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.probe {
@@ -316,6 +322,9 @@ func (m *metrics) probed(d time.Duration, err error) {
 
 // observeResult counts the limits a task's stages hit and what they used.
 func (m *metrics) observeResult(rt string, res *runner.Result) {
+	if res.OCIRuntime != "" {
+		m.tasksByOCI.WithLabelValues(string(res.Outcome), res.OCIRuntime).Inc()
+	}
 	stages := []*runner.Stage{&res.Stage}
 	switch {
 	case res.Compile != nil && res.Outcome == runner.OutcomeCompileFailed:

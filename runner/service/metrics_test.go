@@ -56,7 +56,7 @@ func seriesValue(t *testing.T, mfs map[string]*dto.MetricFamily, name string, la
 
 func TestTasksAreCountedByOutcomeAndRuntime(t *testing.T) {
 	exec := &fakeExec{run: func(_ context.Context, task runner.Task) (*runner.Result, error) {
-		res := &runner.Result{ID: task.ID, Runtime: task.Runtime, Stage: runner.Stage{Outcome: runner.OutcomeExited}}
+		res := &runner.Result{ID: task.ID, Runtime: task.Runtime, OCIRuntime: "crun", Stage: runner.Stage{Outcome: runner.OutcomeExited}}
 		switch task.Runtime {
 		case "python":
 			res.Outcome, res.OOMKilled, res.ExitCode = runner.OutcomeOOMKilled, true, 137
@@ -90,6 +90,8 @@ func TestTasksAreCountedByOutcomeAndRuntime(t *testing.T) {
 		assert.Equal(t, c.want, seriesValue(t, mfs, MetricTasks, map[string]string{"outcome": c.outcome, "runtime": c.runtime}),
 			"%s %s", c.outcome, c.runtime)
 	}
+	assert.Equal(t, 2.0, seriesValue(t, mfs, MetricTasksByOCI, map[string]string{"outcome": "exited", "oci_runtime": "crun"}),
+		"tasks are counted by the OCI runtime they ran under")
 	for _, c := range []struct {
 		limit, runtime string
 		want           float64
