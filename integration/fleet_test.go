@@ -755,7 +755,9 @@ func TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime(t *testing.T) {
 		a, err := watch.Wait(wctx)
 		require.NoError(t, err)
 		require.NoError(t, a.Err())
-		assert.Equal(t, "hi\n65534\n", string(a.Result.Stdout.Data))
+		out, uid, _ := strings.Cut(strings.TrimSpace(string(a.Result.Stdout.Data)), "\n")
+		assert.Equal(t, "hi", out)
+		assertTaskUID(t, uid)
 		return a.Result
 	}
 

@@ -67,7 +67,7 @@ func TestOCIRuntimePerTask(t *testing.T) {
 			res, err := r.Run(t.Context(), task)
 			require.NoError(t, err)
 			requireExit(t, res, 0)
-			assert.Equal(t, "65534\n", string(res.Stdout.Data))
+			assertTaskUID(t, strings.TrimSpace(string(res.Stdout.Data)))
 			assert.Equal(t, name, res.OCIRuntime)
 			files := <-seen
 			assert.Contains(t, files, runtimeStateFile[name], "the container's state under %s is %s's", state, name)
