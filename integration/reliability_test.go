@@ -184,18 +184,7 @@ func killMidTask(t *testing.T, h *Harness, cli, stateDir string) {
 		"--runtime", testRuntime, "--image", testImage, "--timeout", "5m", "-c", "sleep 300")
 	require.NoError(t, cmd.Start())
 	ctx := namespaces.WithNamespace(context.Background(), h.Namespace)
-	require.Eventually(t, func() bool {
-		cs, err := h.Client.Containers(ctx)
-		if err != nil || len(cs) != 1 {
-			return false
-		}
-		task, err := cs[0].Task(ctx, nil)
-		if err != nil {
-			return false
-		}
-		st, err := task.Status(ctx)
-		return err == nil && st.Status == client.Running
-	}, 30*time.Second, 50*time.Millisecond, "the task never started")
+	waitAnyRunning(t, h)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 

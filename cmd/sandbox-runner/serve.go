@@ -176,22 +176,15 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		// The pool's own teardowns are off any task's path: counted here.
 		var poolCleanupFailures atomic.Uint64
 		pctx := runner.WithCleanupHook(ctx, func(error) { poolCleanupFailures.Add(1) })
-		pool, err := r.NewPool(pctx, *poolOpts)
+		pool, drain, err := startPool(pctx, r, *poolOpts, log)
 		if err != nil {
-			return usageError("%v", err)
+			return err
 		}
 		// Served tasks are done (finished or killed) when Serve returns;
 		// then the idle sandboxes go.
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if err := pool.Close(cctx); err != nil {
-				log.Error("draining the warm pool", "error", err)
-			}
-		}()
+		defer drain()
 		exec = pool
 		opts = append(opts, service.WithPoolStats(pool.Stats), service.WithCleanupFailures(poolCleanupFailures.Load))
-		log.Info("warm pool", "runtimes", poolOpts.Runtimes)
 	}
 	svc, err := service.New(exec, opts...)
 	if err != nil {
@@ -276,6 +269,24 @@ func firstInt(flagSet bool, flag int, others ...int) int {
 		}
 	}
 	return 0
+}
+
+// startPool starts r's warm pool; drain, once the pool's tasks are done,
+// destroys its idle sandboxes.
+func startPool(ctx context.Context, r *runner.Runner, o runner.PoolOptions, log *slog.Logger) (_ *runner.Pool, drain func(), _ error) {
+	pool, err := r.NewPool(ctx, o)
+	if err != nil {
+		return nil, nil, usageError("%v", err)
+	}
+	drain = func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := pool.Close(cctx); err != nil {
+			log.Error("draining the warm pool", "error", err)
+		}
+	}
+	log.Info("warm pool", "runtimes", o.Runtimes)
+	return pool, drain, nil
 }
 
 // poolOptions reads a warm pool's settings: the --pool flags over the

@@ -159,21 +159,14 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	}
 	var exec service.Executor = r
 	if poolOpts != nil {
-		pool, err := r.NewPool(ctx, *poolOpts)
+		pool, drain, err := startPool(ctx, r, *poolOpts, log)
 		if err != nil {
-			return usageError("%v", err)
+			return err
 		}
 		// The worker's tasks are done (finished, or back in the queue)
 		// when Run returns; then the idle sandboxes go.
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if err := pool.Close(cctx); err != nil {
-				log.Error("draining the warm pool", "error", err)
-			}
-		}()
+		defer drain()
 		exec = pool
-		log.Info("warm pool", "runtimes", poolOpts.Runtimes)
 	}
 	if addr := first(o.metrics, o.global.file.Fleet.Metrics); addr != "" {
 		capacity := firstInt(changed("max-concurrent"), o.maxConcurrent, o.global.file.Fleet.MaxConcurrent, runtime.NumCPU())
