@@ -234,11 +234,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 // runs; a reservation that names no owner is one being written, or whose
 // writer died while writing: given a minute, as staging dirs are.
 func identityOwnerAlive(ids *identities, res reservation) bool {
-	if res.pid == "" {
-		st, err := os.Stat(filepath.Join(ids.dir, strconv.FormatUint(uint64(res.uid), 10)))
-		return err == nil && time.Since(st.ModTime()) < time.Minute
-	}
-	return ownerAlive(res.pid, res.start)
+	return recordedOwnerAlive(res.pid, res.start, filepath.Join(ids.dir, strconv.FormatUint(uint64(res.uid), 10)))
 }
 
 // removeContainer kills and deletes c's task, if it has one, then c and
@@ -325,13 +321,19 @@ func ownerAlive(pid, start string) bool {
 }
 
 func dirOwnerAlive(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-	if err != nil {
-		// No owner file: its runner is between the mkdir and the write, or
-		// died there. Give it the benefit of the doubt for a minute.
-		st, err := os.Stat(dir)
+	b, _ := os.ReadFile(filepath.Join(dir, ownerFile))
+	pid, start, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	return recordedOwnerAlive(pid, start, dir)
+}
+
+// recordedOwnerAlive judges an owner written into a file of ours: one
+// that names no owner yet is being written, or its writer died while
+// writing; it gets the benefit of the doubt for a minute after path was
+// made.
+func recordedOwnerAlive(pid, start, path string) bool {
+	if pid == "" {
+		st, err := os.Stat(path)
 		return err == nil && time.Since(st.ModTime()) < time.Minute
 	}
-	pid, start, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
 	return ownerAlive(pid, start)
 }
