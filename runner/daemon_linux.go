@@ -148,6 +148,11 @@ func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
 	}
 	defer logf.Close()
 
+	// A descriptor this process was handed without close-on-exec (a
+	// shell's redirection, a socket systemd passed) would stay open in a
+	// daemon that outlives it, and whoever waits for its end would wait
+	// for the daemon too.
+	inheritNoFiles()
 	cmd := exec.Command(bin, "--config", config)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -221,4 +226,21 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// inheritNoFiles marks every descriptor above stderr close-on-exec; this
+// process keeps them, its children do not get them. The files Go opens
+// are so already: what is left is what this process inherited.
+func inheritNoFiles() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	}
 }
