@@ -86,6 +86,28 @@ cat /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgrou
 	assert.Equal(t, fmt.Sprintf("%d\n%d\n20\n25000\n", 64<<20, 64<<20), string(res.Stdout.Data))
 }
 
+// A pooled sandbox made for one CPU, claimed by a task that asks for
+// two, runs on two and says so, in its affinity and in the online-CPU
+// file glibc counts.
+func TestPoolGivesTheTasksCPUCount(t *testing.T) {
+	if hostCPUs() < 2 {
+		t.Fatalf("this test needs a host with 2 CPUs or more; this one has %d", hostCPUs())
+	}
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{CPUs: 1})
+	show := `nproc; cat /sys/devices/system/cpu/online`
+	res := pooledRun(t, p, show, func(t *runner.Task) { t.Limits = runner.Limits{CPUs: 2} })
+	require.Equal(t, uint64(1), p.Stats()[0].Hits)
+	assert.Equal(t, "2\n0-1\n", string(res.Stdout.Data))
+	waitFull(t, p, 1)
+	res = pooledRun(t, p, show, func(t *runner.Task) { t.Limits = runner.Limits{CPUs: 0.5} })
+	require.Equal(t, uint64(2), p.Stats()[0].Hits)
+	lines := strings.Fields(string(res.Stdout.Data))
+	require.Len(t, lines, 2, "%s", res.Stdout.Data)
+	assert.Equal(t, "1", lines[0])
+	assert.Contains(t, []string{"0", "1"}, lines[1])
+}
+
 func TestPoolVerdictsMatchTheColdPath(t *testing.T) {
 	h := RequiresRoot(t)
 	_, p := newPool(t, h, 1, runner.Limits{})

@@ -5,6 +5,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -157,3 +158,32 @@ func TestProgramCompileMemory(t *testing.T) {
 	require.Equal(t, 0, r.code, r)
 	assert.Equal(t, "42\n", r.stdout, r)
 }
+
+// What each runtime sees as its CPU count is its CPU limit rounded up, not
+// the host's cores: a pool sized from it then fits the task's pids and
+// CPU. The host has 2 here, so a quota of 1 shows whether it holds; 1.5
+// gets two CPUs.
+func TestProgramCPUCountIsTheLimit(t *testing.T) {
+	e := debianEnv(t)
+	programs := []struct{ runtime, code string }{
+		{"sh", "nproc; getconf _NPROCESSORS_ONLN"},
+		{"python", "import os\nprint(os.cpu_count()); print(len(os.sched_getaffinity(0)))"},
+		{"node", "const os = require('os');\nconsole.log(os.availableParallelism());"},
+		{"java", "public class Main {\n public static void main(String[] a) { System.out.println(Runtime.getRuntime().availableProcessors()); }\n}\n"},
+		{"cpp", "#include <iostream>\n#include <thread>\nint main() { std::cout << std::thread::hardware_concurrency() << \"\\n\"; }\n"},
+	}
+	for _, p := range programs {
+		r := e.execIn(nil, "--runtime", p.runtime, "--cpus", "1", "-c", p.code)
+		require.Equal(t, 0, r.code, "%s: %v", p.runtime, r)
+		for _, line := range strings.Fields(r.stdout) {
+			assert.Equal(t, "1", line, "%s with --cpus 1 sees: %s", p.runtime, r.stdout)
+		}
+	}
+	if hostCPUs() >= 2 {
+		r := e.execIn(nil, "--runtime", "python", "--cpus", "1.5", "-c", "import os\nprint(os.cpu_count(), len(os.sched_getaffinity(0)))")
+		require.Equal(t, 0, r.code, r)
+		assert.Equal(t, "2 2\n", r.stdout, r)
+	}
+}
+
+func hostCPUs() int { return goruntime.NumCPU() }

@@ -63,6 +63,10 @@ type Resources struct {
 	// CPUs is the CFS quota in CPUs (1.5 = 150ms per 100ms). Required, at
 	// least 0.01: the kernel refuses a quota under 1ms.
 	CPUs float64
+	// CPUSet lists the CPUs the task may run on (the cpuset cgroup); empty
+	// means every CPU. Programs that size themselves to the CPUs they see
+	// (nproc, the JVM, Node's availableParallelism) then see these.
+	CPUSet []int
 	// Pids is the cgroup pids limit. Required, > 0.
 	Pids int64
 	// TmpBytes is the size of the /tmp tmpfs, and RLIMIT_FSIZE. Required, > 0.

@@ -146,6 +146,11 @@ func (r Resources) validateCgroup() error {
 	if r.Pids <= 0 {
 		return invalid("Resources.Pids is %d, set a process limit (> 0)", r.Pids)
 	}
+	for i, cpu := range r.CPUSet {
+		if cpu < 0 || i > 0 && cpu <= r.CPUSet[i-1] {
+			return invalid("Resources.CPUSet is %v, list CPU numbers (>= 0) in increasing order", r.CPUSet)
+		}
+	}
 	return nil
 }
 

@@ -619,3 +619,31 @@ func TestOCIVersion(t *testing.T) {
 	require.NoError(t, apply(t, s, WithOCIVersion("1.0.0")))
 	assert.Equal(t, "1.0.0", s.Version)
 }
+
+func TestCPUListRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		cpus []int
+		list string
+	}{
+		{nil, ""},
+		{[]int{1}, "1"},
+		{[]int{0, 1, 2, 3}, "0-3"},
+		{[]int{0, 2, 3, 4, 8, 10, 11}, "0,2-4,8,10-11"},
+	} {
+		assert.Equal(t, tc.list, FormatCPUList(tc.cpus))
+		if tc.list != "" {
+			got, err := ParseCPUList(tc.list)
+			require.NoError(t, err)
+			assert.Equal(t, tc.cpus, got)
+		}
+	}
+}
+
+func TestResourcesCPUSetGoesToTheSpecAndIsValidated(t *testing.T) {
+	r := Resources{MemoryBytes: 1 << 20, CPUs: 1, Pids: 8, TmpBytes: 1 << 20, CPUSet: []int{1, 3}}
+	assert.Equal(t, "1,3", LinuxResources(r).CPU.Cpus)
+	r.CPUSet = nil
+	assert.Empty(t, LinuxResources(r).CPU.Cpus, "no cpuset named: the cgroup keeps every CPU")
+	r.CPUSet = []int{3, 1}
+	assert.True(t, errdefs.IsInvalidArgument(r.validateCgroup()))
+}

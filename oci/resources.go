@@ -3,6 +3,8 @@ package oci
 import (
 	"context"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
@@ -38,6 +40,9 @@ func WithResources(r Resources) ctrdoci.SpecOpts {
 			res.CPU = &specs.LinuxCPU{}
 		}
 		res.CPU.Quota, res.CPU.Period = limits.CPU.Quota, limits.CPU.Period
+		if limits.CPU.Cpus != "" {
+			res.CPU.Cpus = limits.CPU.Cpus
+		}
 		res.Pids = limits.Pids
 		res.Devices = deviceRules()
 		return nil
@@ -45,7 +50,7 @@ func WithResources(r Resources) ctrdoci.SpecOpts {
 }
 
 // LinuxResources returns the cgroup limits r sets: memory, swap equal to
-// it, the CPU quota and the pids limit. WithResources puts them in a spec;
+// it, the CPU quota, the cpuset when r names one, and the pids limit. WithResources puts them in a spec;
 // a warm-pool sandbox gets them as an update when its task asks for other
 // limits than it was made with, so both paths round alike.
 func LinuxResources(r Resources) *specs.LinuxResources {
@@ -55,7 +60,7 @@ func LinuxResources(r Resources) *specs.LinuxResources {
 	pids := r.Pids
 	return &specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: &mem, Swap: &swap},
-		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period, Cpus: FormatCPUList(r.CPUSet)},
 		Pids:   &specs.LinuxPids{Limit: &pids},
 	}
 }
@@ -119,3 +124,29 @@ func setRlimit(limits []specs.POSIXRlimit, l specs.POSIXRlimit) []specs.POSIXRli
 	}
 	return out
 }
+
+// FormatCPUList writes cpus in the kernel's CPU list format ("0-3,8"), as
+// cpuset.cpus and /sys/devices/system/cpu/online have it; cpus must be
+// sorted. No CPUs give "".
+func FormatCPUList(cpus []int) string {
+	var b strings.Builder
+	for i := 0; i < len(cpus); {
+		j := i
+		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(cpus[i]))
+		if j > i {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(cpus[j]))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// ParseCPUList parses the kernel's CPU list format, such as "0-3,8,10-11".
+func ParseCPUList(list string) ([]int, error) { return parseCPUList(list) }

@@ -217,15 +217,23 @@ func (p *Pool) take(pt *prepared) *slot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[pt.runtime.Name]
+	// Of the sandboxes that fit, the newest on the least busy CPUs.
+	best, load := -1, 0
 	for i := len(list) - 1; i >= 0; i-- {
-		s := list[i]
-		if s.sandbox.spec.image == pt.image && s.sandbox.spec.limits.TmpSize == pt.limits.TmpSize &&
-			s.sandbox.spec.oci.Name == pt.oci.Name {
-			p.idle[pt.runtime.Name] = slices.Delete(list, i, i+1)
-			return s
+		s := list[i].sandbox
+		if s.spec.image != pt.image || s.spec.limits.TmpSize != pt.limits.TmpSize || s.spec.oci.Name != pt.oci.Name {
+			continue
+		}
+		if l := p.r.cpus.load(s.cpus); best < 0 || l < load {
+			best, load = i, l
 		}
 	}
-	return nil
+	if best < 0 {
+		return nil
+	}
+	s := list[best]
+	p.idle[pt.runtime.Name] = slices.Delete(list, best, best+1)
+	return s
 }
 
 // discard destroys a sandbox in the background.

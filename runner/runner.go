@@ -74,6 +74,7 @@ type Runner struct {
 	pid, start string
 
 	ids  *identities
+	cpus *cpuSets
 	init string // the init binary's host path, or "" with initErr
 	// initErr says why no init binary was found; tasks fail with it.
 	initErr error
@@ -195,7 +196,8 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	}
 	pid, start := processIdentity()
 	r := &Runner{client: c, opts: o, host: host, pid: pid, start: start, images: map[string]*imageInfo{},
-		ids: &identities{dir: filepath.Join(o.stateDir, idsDir), r: o.uids, owner: pid + " " + start}}
+		ids:  &identities{dir: filepath.Join(o.stateDir, idsDir), r: o.uids, owner: pid + " " + start},
+		cpus: newCPUSets()}
 	r.init, r.initErr = o.init, nil
 	if r.init == "" {
 		r.init, r.initErr = FindInit()

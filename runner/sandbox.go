@@ -133,6 +133,9 @@ type sandboxSpec struct {
 type sandbox struct {
 	spec      sandboxSpec
 	cmdDir    string
+	cpus      []int    // the CPUs it may run on
+	cpuSets   *cpuSets // where they came from
+	cpuOnline string   // the file its /sys/devices/system/cpu/online is
 	container client.Container
 	task      client.Task
 	streams   *streams
@@ -159,7 +162,13 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 		return nil, err
 	}
 	s.undo.add(func(context.Context) error { return os.RemoveAll(s.cmdDir) })
-	specOpts, err := oci.Options(sandboxConfig(spec, init, s.cmdDir))
+	s.cpuSets, s.cpuOnline = r.cpus, spec.dir.cpuOnlineFile(spec.id)
+	s.cpus = r.cpus.take(cpuCount(spec.limits.CPUs))
+	s.undo.add(func(context.Context) error { s.cpuSets.give(s.cpus); return nil })
+	if err := writeCPUOnline(s.cpuOnline, s.cpus); err != nil {
+		return nil, err
+	}
+	specOpts, err := oci.Options(sandboxConfig(spec, init, s.cmdDir, s.cpus, s.cpuOnline))
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +185,7 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 // its process, reading its command from cmdDir, the task's identity, code
 // and limits. Nothing in it depends on the path (cold or pooled) that
 // makes the sandbox.
-func sandboxConfig(spec sandboxSpec, init, cmdDir string) oci.Config {
+func sandboxConfig(spec sandboxSpec, init, cmdDir string, cpus []int, cpuOnlineFile string) oci.Config {
 	cfg := oci.Config{
 		Args:       initcmd.Argv(),
 		UID:        spec.dir.uid,
@@ -185,9 +194,10 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string) oci.Config {
 		ReadOnlyBinds: []oci.Bind{
 			{Source: init, Destination: initcmd.Path},
 			{Source: cmdDir, Destination: initcmd.Dir},
+			{Source: cpuOnlineFile, Destination: cpuOnline},
 		},
 		Annotations: spec.annotations,
-		Resources:   resources(spec.limits),
+		Resources:   resources(spec.limits, cpus),
 	}
 	if spec.scratch {
 		cfg.ScratchSource = spec.dir.scratch()
@@ -196,8 +206,8 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string) oci.Config {
 }
 
 // resources are the sandbox's cgroup and rlimit limits for l.
-func resources(l Limits) oci.Resources {
-	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, Pids: l.Pids, TmpBytes: l.TmpSize}
+func resources(l Limits, cpus []int) oci.Resources {
+	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, CPUSet: cpus, Pids: l.Pids, TmpBytes: l.TmpSize}
 }
 
 // create makes s's container and task, adding their undo to s.
@@ -301,10 +311,8 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
 		return fmt.Errorf("writing the task's command: %w", err)
 	}
-	if res := resourcesUpdate(limits, s.spec.limits); res != nil {
-		if err := s.task.Update(ctx, client.WithResources(res)); err != nil {
-			return fmt.Errorf("applying task limits: %w", err)
-		}
+	if err := s.retarget(ctx, limits); err != nil {
+		return err
 	}
 	s.streams.stdout.reset(limits.OutputLimit, stdout)
 	s.streams.stderr.reset(limits.OutputLimit, stderr)
@@ -312,13 +320,33 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 	return nil
 }
 
+// retarget gives s the cgroup limits of a task that asks for other limits
+// than s was made with; a task with another CPU count gets a cpuset of
+// that many, its online-CPU file saying so before the task starts.
+func (s *sandbox) retarget(ctx context.Context, limits Limits) error {
+	if n := cpuCount(limits.CPUs); n != len(s.cpus) {
+		cpus := s.cpuSets.take(n)
+		s.cpuSets.give(s.cpus)
+		s.cpus = cpus
+		if err := writeCPUOnline(s.cpuOnline, cpus); err != nil {
+			return err
+		}
+	}
+	if res := resourcesUpdate(limits, s.spec.limits, s.cpus); res != nil {
+		if err := s.task.Update(ctx, client.WithResources(res)); err != nil {
+			return fmt.Errorf("applying task limits: %w", err)
+		}
+	}
+	return nil
+}
+
 // resourcesUpdate returns the cgroup update that turns a sandbox made with
-// have into one with want, or nil when they are the same.
-func resourcesUpdate(want, have Limits) *specs.LinuxResources {
+// have into one with want on cpus, or nil when the limits are the same.
+func resourcesUpdate(want, have Limits, cpus []int) *specs.LinuxResources {
 	if want.Memory == have.Memory && want.CPUs == have.CPUs && want.Pids == have.Pids {
 		return nil
 	}
-	return oci.LinuxResources(resources(want))
+	return oci.LinuxResources(resources(want, cpus))
 }
 
 // destroy removes what s is made of, on a context that keeps ctx's

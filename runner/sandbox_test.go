@@ -17,7 +17,9 @@ import (
 // specOf builds the spec a sandbox of spec would be created with.
 func specOf(t *testing.T, spec sandboxSpec) *specs.Spec {
 	t.Helper()
-	opts, err := oci.Options(sandboxConfig(spec, "/usr/libexec/sandbox-runner-init", spec.dir.path+"/cmd-"+spec.id))
+	cpus := []int{0, 1, 2, 3}[:cpuCount(spec.limits.CPUs)]
+	opts, err := oci.Options(sandboxConfig(spec, "/usr/libexec/sandbox-runner-init", spec.dir.path+"/cmd-"+spec.id,
+		cpus, spec.dir.cpuOnlineFile(spec.id)))
 	require.NoError(t, err)
 	s, err := ctrdoci.GenerateSpecWithPlatform(namespaces.WithNamespace(context.Background(), "test"), nil, "linux",
 		&containers.Container{ID: spec.id}, opts...)
@@ -40,10 +42,10 @@ func TestPooledSandboxMatchesACold(t *testing.T) {
 	} {
 		pooled := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: pool})
 		cold := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: want})
-		if up := resourcesUpdate(want, pool); up != nil {
+		if up := resourcesUpdate(want, pool, []int{0, 1, 2, 3}[:cpuCount(want.CPUs)]); up != nil {
 			res := pooled.Linux.Resources
 			res.Memory.Limit, res.Memory.Swap = up.Memory.Limit, up.Memory.Swap
-			res.CPU.Quota, res.CPU.Period = up.CPU.Quota, up.CPU.Period
+			res.CPU.Quota, res.CPU.Period, res.CPU.Cpus = up.CPU.Quota, up.CPU.Period, up.CPU.Cpus
 			res.Pids = up.Pids
 		} else {
 			assert.Equal(t, want, pool, "no update, yet the limits differ")
