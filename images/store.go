@@ -131,10 +131,10 @@ func Import(ctx context.Context, c *client.Client, r io.Reader, snapshotter stri
 
 // Info describes one image in the store.
 type Info struct {
-	Name     string
-	Runtimes []string
-	Unpacked bool
-	Size     int64
+	Name     string   `json:"name"`
+	Runtimes []string `json:"runtimes"`
+	Unpacked bool     `json:"unpacked"`
+	Size     int64    `json:"size"`
 }
 
 // List returns the images in the namespace on ctx, with the runtimes of

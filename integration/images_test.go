@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -61,6 +62,17 @@ func TestImageImportBothFormats(t *testing.T) {
 	assert.Regexp(t, `(?m)^IMAGE\s+RUNTIMES\s+UNPACKED\s+SIZE$`, r.stdout, r)
 	assert.Regexp(t, `(?m)^sandbox-runner.test/import/oci:1\s+sh\s+true\s`, r.stdout, r)
 	assert.Regexp(t, `(?m)^sandbox-runner.test/import/docker:1\s+-\s+true\s`, r.stdout, r)
+	r = e.run(nil, []string{"images", "ls"}, "--json")
+	require.Equal(t, 0, r.code, r)
+	var listed []images.Info
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &listed), r)
+	byName := map[string]images.Info{}
+	for _, i := range listed {
+		byName[i.Name] = i
+	}
+	assert.Equal(t, []string{"sh"}, byName["sandbox-runner.test/import/oci:1"].Runtimes, r)
+	assert.True(t, byName["sandbox-runner.test/import/docker:1"].Unpacked, r)
+	assert.Positive(t, byName["sandbox-runner.test/import/docker:1"].Size, r)
 
 	r = e.run(nil, []string{"images", "rm"}, "sandbox-runner.test/import/oci:1", "sandbox-runner.test/import/docker:1")
 	require.Equal(t, 0, r.code, r)

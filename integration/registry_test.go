@@ -520,7 +520,7 @@ func TestRegistryPullUnreachable(t *testing.T) {
 	assert.Equal(t, 125, r.code, r)
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r)
-	assert.Equal(t, "unreachable", res["kind"], r)
+	assert.Equal(t, "unavailable", res["kind"], r)
 	assert.Equal(t, ref, res["ref"], r)
 	assert.Empty(t, r.stderr, "--json prints nothing but JSON\n%s", r)
 }
@@ -558,7 +558,7 @@ func TestRegistryPullAuth(t *testing.T) {
 	assert.Equal(t, 125, r.code, r)
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r)
-	assert.Equal(t, "unauthenticated", res["kind"], r)
+	assert.Equal(t, "unauthorized", res["kind"], r)
 	assert.Equal(t, images.StatusAbsent, e.status(ref))
 
 	// The login is looked up by the host pulled from: the mirror.
@@ -627,7 +627,7 @@ func TestRegistryPullOtherPlatform(t *testing.T) {
 	r = e.pull("--json", ref)
 	var res map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res), r)
-	assert.Equal(t, "platform_mismatch", res["kind"], r)
+	assert.Equal(t, "image_not_found", res["kind"], r)
 }
 
 func TestRegistryPullAll(t *testing.T) {

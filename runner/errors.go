@@ -1,18 +1,15 @@
 package runner
 
-import "errors"
+import "github.com/sandbox-runner/sandbox-runner/runner/api"
 
-// Sentinel errors callers tell apart with errors.Is. Errors that carry an
-// errdefs class (invalid argument, not found, unavailable) wrap that class
-// as well, so errdefs.IsInvalidArgument and friends work on them too.
+// Sentinel errors callers tell apart with errors.Is; they are api's, so
+// that an error a client gets back from a service or a worker matches
+// the same ones (api.Sentinel).
 var (
-	// ErrInvalidTask marks a task that can never run as given: bad file
-	// names, limits out of range, an unknown runtime. Fix the input.
-	ErrInvalidTask = errors.New("invalid task")
-	// ErrSandboxUnavailable marks a host that cannot sandbox a task (no
-	// seccomp, no cgroup controller, no containerd). The task was refused,
-	// never run unconfined; `sandbox-runner check` says what to fix.
-	ErrSandboxUnavailable = errors.New("sandbox unavailable")
+	// ErrInvalidTask marks a task that can never run as given. Fix the input.
+	ErrInvalidTask = api.ErrInvalidTask
+	// ErrSandboxUnavailable marks a host that cannot sandbox a task.
+	ErrSandboxUnavailable = api.ErrSandboxUnavailable
 	// ErrImageNotFound marks an image that is not in containerd's store.
-	ErrImageNotFound = errors.New("image not found")
+	ErrImageNotFound = api.ErrImageNotFound
 )

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // execOptions is everything `exec` reads from its flags.
@@ -394,25 +395,13 @@ func withImageHint(err error, t runner.Task, cat images.Catalog) error {
 	return fmt.Errorf("%w; or, with no registry, build it from this host's Debian mirror: `sandbox-runner images build %s`", err, rt.Name)
 }
 
+// errorKind is err's kind in the JSON every command prints (api.KindOf);
+// a usage error is invalid input.
 func errorKind(err error) string {
-	switch {
-	case exitCode(err) == exitUsage:
-		return "invalid_input"
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	case errors.Is(err, runner.ErrImageNotFound):
-		return "image_not_found"
-	case errors.Is(err, runner.ErrSandboxUnavailable):
-		return "sandbox_unavailable"
-	case errdefs.IsPermissionDenied(err):
-		// NATS refused the credentials, or the service the token.
-		return "unauthorized"
-	case errdefs.IsUnavailable(err):
-		// containerd, the service or the fleet's NATS did not answer.
-		return "unavailable"
-	default:
-		return "runner_failed"
+	if exitCode(err) == exitUsage {
+		return api.KindInvalidInput
 	}
+	return api.KindOf(err)
 }
 
 // explain tells a person on stderr what the exit status alone does not.

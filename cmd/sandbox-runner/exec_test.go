@@ -497,3 +497,29 @@ func TestErrorKindNamesWhatFailed(t *testing.T) {
 		assert.Equal(t, tc.kind, errorKind(tc.err), "%v", tc.err)
 	}
 }
+
+// Whatever the command, --json gives a JSON document on stdout when what
+// it talks to does not answer, with the one kind for that: unavailable.
+func TestJSONErrorWhenNothingAnswers(t *testing.T) {
+	dir := t.TempDir()
+	nosock := filepath.Join(dir, "containerd.sock")
+	for _, args := range [][]string{
+		{"gc", "--json", "--address", nosock},
+		{"images", "ls", "--json", "--address", nosock},
+		{"images", "pull", "--json", "--address", nosock, "x.test/a:1"},
+		{"workers", "--json", "--nats", "nats://127.0.0.1:1"},
+		{"exec", "--json", "--via", "service", "--socket", filepath.Join(dir, "api.sock"), "--runtime", "sh", "-c", "true"},
+	} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		assert.Equal(t, exitRunner, code, "%v: %s", args, stderr)
+		var doc struct {
+			Error    string `json:"error"`
+			Kind     string `json:"kind"`
+			ExitCode int    `json:"exit_code"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(stdout), &doc), "%v printed %q", args, stdout)
+		assert.Equal(t, "unavailable", doc.Kind, "%v: %s", args, doc.Error)
+		assert.Equal(t, exitRunner, doc.ExitCode, args)
+		assert.NotEmpty(t, stderr, "stderr still says why")
+	}
+}

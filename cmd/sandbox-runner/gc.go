@@ -20,20 +20,20 @@ func runGC(ctx context.Context, args []string, std stdio) int {
 	}
 	log, err := g.logger(std.err)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	conn, err := g.connect(ctx, log)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	defer conn.Close()
 	cat, err := g.file.Catalog()
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	r, err := runner.New(conn.Client, g.runnerOptions(log, cat)...)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	rep, err := r.Sweep(ctx, all)
 	if asJSON {
@@ -47,7 +47,7 @@ func runGC(ctx context.Context, args []string, std stdio) int {
 		}
 	}
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	return exitOK
 }

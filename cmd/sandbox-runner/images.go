@@ -16,7 +16,6 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/errdefs"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
@@ -75,6 +74,9 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	if sub == "import" {
 		fs.StringVar(&fromDocker, "from-docker", "", fromDockerUsage)
 	}
+	if sub == "ls" {
+		fs.BoolVar(&asJSON, "json", false, "print the images as a JSON array")
+	}
 	g.register(fs)
 	if code, ok := parse(fs, args, &g, std.out); !ok {
 		return code
@@ -82,15 +84,15 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	args = fs.Args()
 	switch {
 	case sub == "import" && importArgs(fromDocker, args) != nil:
-		return report(std.err, importArgs(fromDocker, args))
+		return reportJSON(std, asJSON, importArgs(fromDocker, args))
 	case sub == "rm" && len(args) == 0:
-		return report(std.err, usageError("images rm takes one or more image references"))
+		return reportJSON(std, asJSON, usageError("images rm takes one or more image references"))
 	case sub == "pull" && all == (len(args) > 0):
-		return report(std.err, usageError("images pull takes image references, or --all for the whole catalog"))
+		return reportJSON(std, asJSON, usageError("images pull takes image references, or --all for the whole catalog"))
 	}
 	cat, err := g.file.Catalog()
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	var plan images.BuildPlan
 	if sub == "build" {
@@ -102,17 +104,17 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 	var refs []string
 	if sub == "pull" {
 		if refs, err = pullRefs(cat, args, all); err != nil {
-			return report(std.err, err)
+			return reportJSON(std, asJSON, err)
 		}
 	}
 	log, err := g.logger(std.err)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	quietContainerd(g.logLevel)
 	conn, err := g.connect(ctx, log)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	defer conn.Close()
 	ctx = namespaces.WithNamespace(ctx, g.namespace)
@@ -122,7 +124,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		// sweep takes it away however long that takes.
 		var done func()
 		if ctx, done, err = runner.OwnedLease(ctx, conn.Client); err != nil {
-			return report(std.err, err)
+			return reportJSON(std, asJSON, err)
 		}
 		defer done()
 	}
@@ -142,7 +144,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		if args[0] != "-" {
 			f, err := os.Open(args[0])
 			if err != nil {
-				return report(std.err, usageError("%v", err))
+				return reportJSON(std, asJSON, usageError("%v", err))
 			}
 			defer f.Close()
 			r, name = f, args[0]
@@ -152,15 +154,24 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 			fmt.Fprintf(std.out, "imported %s\n", n)
 		}
 		if err != nil {
-			return report(std.err, fmt.Errorf("%s: %w", name, err))
+			return reportJSON(std, asJSON, fmt.Errorf("%s: %w", name, err))
 		}
 	case "ls":
 		if cat, err = images.WithLocalImages(ctx, conn.Client, cat); err != nil {
-			return report(std.err, err)
+			return reportJSON(std, asJSON, err)
 		}
 		list, err := images.List(ctx, conn.Client, g.snapshotter, cat)
 		if err != nil {
-			return report(std.err, err)
+			return reportJSON(std, asJSON, err)
+		}
+		if asJSON {
+			if list == nil {
+				list = []images.Info{}
+			}
+			enc := json.NewEncoder(std.out)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(list)
+			return exitOK
 		}
 		tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "IMAGE\tRUNTIMES\tUNPACKED\tSIZE")
@@ -176,7 +187,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		for _, ref := range args {
 			name, err := images.Remove(ctx, conn.Client, ref)
 			if err != nil {
-				return report(std.err, err)
+				return reportJSON(std, asJSON, err)
 			}
 			fmt.Fprintf(std.out, "removed %s\n", name)
 		}
@@ -327,7 +338,7 @@ func pullImages(ctx context.Context, conn *runner.Connection, refs []string, opt
 				fmt.Fprintf(std.out, "pulled %s (%s, %s) in %s\n", res.Image, res.Digest, humanBytes(res.Size), took.Round(time.Millisecond))
 			}
 		} else {
-			res.Error, res.Kind = err.Error(), pullErrorKind(err)
+			res.Error, res.Kind = err.Error(), errorKind(err)
 			if !asJSON {
 				fmt.Fprintf(std.err, "sandbox-runner: %v\n", err)
 			}
@@ -341,25 +352,6 @@ func pullImages(ctx context.Context, conn *runner.Connection, refs []string, opt
 		}
 	}
 	return code
-}
-
-// pullErrorKind names the class of a pull's error for --json.
-func pullErrorKind(err error) string {
-	switch {
-	case errdefs.IsInvalidArgument(err):
-		return "invalid_input"
-	case errors.Is(err, images.ErrPlatformMismatch):
-		return "platform_mismatch"
-	case errors.Is(err, images.ErrRegistryAuth):
-		return "unauthenticated"
-	case errors.Is(err, images.ErrRegistryUnreachable):
-		return "unreachable"
-	case errdefs.IsNotFound(err):
-		return "not_found"
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	}
-	return "failed"
 }
 
 func runRuntimes(ctx context.Context, args []string, std stdio) int {

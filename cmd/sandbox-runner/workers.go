@@ -27,20 +27,20 @@ func runWorkers(ctx context.Context, args []string, std stdio) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return report(std.err, usageError("workers takes no arguments, got %q", fs.Arg(0)))
+		return reportJSON(std, asJSON, usageError("workers takes no arguments, got %q", fs.Arg(0)))
 	}
 	nc, err := nf.connect(g.file.Fleet, "sandbox-runner workers")
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	ws, err := fleet.ListWorkers(ctx, js)
 	if err != nil {
-		return report(std.err, err)
+		return reportJSON(std, asJSON, err)
 	}
 	if asJSON {
 		if ws == nil {
@@ -49,7 +49,7 @@ func runWorkers(ctx context.Context, args []string, std stdio) int {
 		enc := json.NewEncoder(std.out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(ws); err != nil {
-			return report(std.err, err)
+			return reportJSON(std, asJSON, err)
 		}
 		return exitOK
 	}

@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -152,22 +152,9 @@ type Failure struct {
 	At         time.Time `json:"at"`
 }
 
-// Kind returns how the service names err's class: invalid_input,
-// image_not_found, sandbox_unavailable, cancelled or runner_failed.
-func Kind(err error) string {
-	switch {
-	case errors.Is(err, runner.ErrInvalidTask), errdefs.IsInvalidArgument(err):
-		return service.KindInvalidInput
-	case errors.Is(err, runner.ErrImageNotFound):
-		return service.KindImageNotFound
-	case errors.Is(err, runner.ErrSandboxUnavailable), errdefs.IsUnavailable(err):
-		return service.KindSandboxUnavailable
-	case errors.Is(err, context.Canceled):
-		return service.KindCancelled
-	default:
-		return service.KindRunnerFailed
-	}
-}
+// Kind returns err's kind (api.KindOf): invalid_input, image_not_found,
+// sandbox_unavailable, unavailable, cancelled, ...
+func Kind(err error) string { return api.KindOf(err) }
 
 // encodeAnswer encodes a, cutting the result's output when the document
 // would be larger than limit bytes (the server's max payload less room

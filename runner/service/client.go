@@ -19,8 +19,8 @@ import (
 
 // ErrUnreachable marks a service that could not be reached at all: no
 // socket, nobody listening, no permission. Nothing was sent, so nothing
-// ran.
-var ErrUnreachable = errors.New("service unreachable")
+// ran. It is of errdefs' unavailable class (kind "unavailable").
+var ErrUnreachable = fmt.Errorf("service unreachable: %w", errdefs.ErrUnavailable)
 
 // maxAnswer bounds an answer: two streams at the runner's largest output
 // limit, in base64, with room for the rest.

@@ -1,30 +1,28 @@
 package service
 
 import (
-	"context"
-	"errors"
 	"net/http"
+	"slices"
 	"time"
 
-	"github.com/containerd/errdefs"
-
-	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
-// Kinds of error a response's "kind" field holds. The first five are the
-// ones `sandbox-runner exec --json` prints too.
+// Kinds of error a response's "kind" field holds: api's, the one
+// vocabulary of every command's JSON.
 const (
-	KindInvalidInput       = "invalid_input"
-	KindImageNotFound      = "image_not_found"
-	KindSandboxUnavailable = "sandbox_unavailable"
-	KindCancelled          = "cancelled"
-	KindRunnerFailed       = "runner_failed"
-	KindTooLarge           = "too_large"
-	KindQueueFull          = "queue_full"
-	KindShuttingDown       = "shutting_down"
-	KindUnauthorized       = "unauthorized"
-	KindNotFound           = "not_found"
-	KindMethodNotAllowed   = "method_not_allowed"
+	KindInvalidInput       = api.KindInvalidInput
+	KindImageNotFound      = api.KindImageNotFound
+	KindSandboxUnavailable = api.KindSandboxUnavailable
+	KindUnavailable        = api.KindUnavailable
+	KindCancelled          = api.KindCancelled
+	KindRunnerFailed       = api.KindRunnerFailed
+	KindTooLarge           = api.KindTooLarge
+	KindQueueFull          = api.KindQueueFull
+	KindShuttingDown       = api.KindShuttingDown
+	KindUnauthorized       = api.KindUnauthorized
+	KindNotFound           = api.KindNotFound
+	KindMethodNotAllowed   = api.KindMethodNotAllowed
 )
 
 // ErrorResponse is the body of every answer that is not a success.
@@ -35,16 +33,17 @@ type ErrorResponse struct {
 
 // classify returns the status and kind of an error from the runner.
 func classify(err error) (int, string) {
-	switch {
-	case errors.Is(err, runner.ErrInvalidTask), errdefs.IsInvalidArgument(err):
-		return http.StatusBadRequest, KindInvalidInput
-	case errors.Is(err, runner.ErrImageNotFound):
+	kind := api.KindOf(err)
+	switch kind {
+	case KindInvalidInput:
+		return http.StatusBadRequest, kind
+	case KindImageNotFound:
 		// As Docker's API answers a missing image.
-		return http.StatusNotFound, KindImageNotFound
-	case errors.Is(err, runner.ErrSandboxUnavailable), errdefs.IsUnavailable(err):
-		return http.StatusServiceUnavailable, KindSandboxUnavailable
-	case errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable, KindCancelled
+		return http.StatusNotFound, kind
+	case KindSandboxUnavailable, KindUnavailable, KindCancelled:
+		return http.StatusServiceUnavailable, kind
+	case KindUnauthorized:
+		return http.StatusUnauthorized, kind
 	default:
 		return http.StatusInternalServerError, KindRunnerFailed
 	}
@@ -66,20 +65,4 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 // Is reports whether the error is of target's class.
-func (e *Error) Is(target error) bool {
-	switch e.Kind {
-	case KindInvalidInput, KindTooLarge:
-		return target == runner.ErrInvalidTask || target == errdefs.ErrInvalidArgument
-	case KindImageNotFound:
-		return target == runner.ErrImageNotFound || target == errdefs.ErrNotFound
-	case KindSandboxUnavailable:
-		return target == runner.ErrSandboxUnavailable || target == errdefs.ErrUnavailable
-	case KindQueueFull, KindShuttingDown:
-		return target == errdefs.ErrUnavailable
-	case KindCancelled:
-		return target == context.Canceled
-	case KindUnauthorized:
-		return target == errdefs.ErrPermissionDenied
-	}
-	return false
-}
+func (e *Error) Is(target error) bool { return slices.Contains(api.Sentinel(e.Kind), target) }

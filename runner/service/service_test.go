@@ -368,7 +368,7 @@ func TestRunnerErrorsMapToStatusAndKind(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: image x is not in containerd's store", runner.ErrImageNotFound), 404, KindImageNotFound, runner.ErrImageNotFound},
 		{fmt.Errorf("%w: no seccomp", runner.ErrSandboxUnavailable), 503, KindSandboxUnavailable, runner.ErrSandboxUnavailable},
-		{fmt.Errorf("dialing: %w", errdefs.ErrUnavailable), 503, KindSandboxUnavailable, errdefs.ErrUnavailable},
+		{fmt.Errorf("dialing: %w", errdefs.ErrUnavailable), 503, KindUnavailable, errdefs.ErrUnavailable},
 		{errors.New("creating task: runc exploded"), 500, KindRunnerFailed, nil},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
