@@ -131,7 +131,7 @@ func TestExecViaChoices(t *testing.T) {
 			assert.Equal(t, tc.code, code, stderr)
 			assert.Contains(t, stderr, tc.want)
 			if strings.Contains(tc.name, "JSON") {
-				assert.Contains(t, stdout, `"kind": "runner_failed"`)
+				assert.Contains(t, stdout, `"kind": "unavailable"`)
 			}
 		})
 	}
