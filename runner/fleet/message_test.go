@@ -3,11 +3,13 @@ package fleet
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -224,4 +226,11 @@ func FuzzDecodeTask(f *testing.F) {
 			t.Fatalf("encoding is not stable:\n%s\n%s", b, b2)
 		}
 	})
+}
+
+func TestClusterSettlingIsRetriedOnlyForPlacement(t *testing.T) {
+	noPeers := fmt.Errorf("creating stream X: %w", &jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"})
+	assert.True(t, clusterSettling(noPeers))
+	assert.False(t, clusterSettling(fmt.Errorf("creating stream X: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeBadRequest})))
+	assert.False(t, clusterSettling(errors.New("connection refused")))
 }

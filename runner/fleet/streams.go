@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -59,7 +60,38 @@ func (o *options) streamConfigs() []jetstream.StreamConfig {
 // exist yet. Existing ones are used as they are: their settings belong
 // to whoever created them, and a worker started with other flags must
 // not change them under the others.
+//
+// A cluster that is still placing its peers (a node just started or
+// stopped) refuses with "no suitable peers for placement": that is
+// retried for up to clusterSettle, not a reason for a worker to exit.
 func (o *options) ensureStreams(ctx context.Context, js jetstream.JetStream) error {
+	deadline := time.Now().Add(clusterSettle)
+	for {
+		err := o.ensureStreamsOnce(ctx, js)
+		if err == nil || !clusterSettling(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// clusterSettle bounds how long ensureStreams waits for a cluster to
+// place a stream's replicas.
+const clusterSettle = 30 * time.Second
+
+// jsErrNoPeers is JetStream's "no suitable peers for placement".
+const jsErrNoPeers jetstream.ErrorCode = 10005
+
+func clusterSettling(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrNoPeers
+}
+
+func (o *options) ensureStreamsOnce(ctx context.Context, js jetstream.JetStream) error {
 	for _, cfg := range o.streamConfigs() {
 		if _, err := ensureStream(ctx, js, cfg); err != nil {
 			return err
