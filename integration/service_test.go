@@ -134,7 +134,13 @@ func startServe(t *testing.T, s serveSetup) *serveProc {
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		p.stop()
+		if p.stop() == 0 && !t.Failed() {
+			// Not a terminal: the log is JSON, every line of it,
+			// containerd's client library's lines included.
+			for _, line := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+				assert.True(t, line == "" || json.Valid([]byte(line)), "serve's log has a line that is not JSON: %q", line)
+			}
+		}
 		if t.Failed() {
 			t.Logf("serve's log:\n%s", p.stderr.String())
 		}

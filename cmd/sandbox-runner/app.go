@@ -397,6 +397,7 @@ func runDaemon(name string, fs *pflag.FlagSet, g *globalFlags, args []string, st
 	if err != nil {
 		return report(std.err, err)
 	}
+	logContainerdTo(log)
 	if err := run(fs.Changed, log); err != nil {
 		log.Error(name+" failed", "error", err)
 		return report(std.err, err)
