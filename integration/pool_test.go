@@ -206,6 +206,8 @@ func TestServeWithWarmPool(t *testing.T) {
 	assert.Equal(t, 3.0, hits)
 
 	assert.Equal(t, 0, p.stop(), "serve exits 0 on SIGTERM")
+	// The start line says what the sandboxes are made with, defaults in.
+	assert.Contains(t, p.stderr.String(), `"msg":"warm pool","runtime":"sh","size":2,"oci_runtime":"the runtime's default","memory":"512MiB","cpus":1,"pids":128,"tmp_size":"64MiB"`)
 	// The leak check registered by startServe's state dir runs next: the
 	// drained pool left nothing.
 }

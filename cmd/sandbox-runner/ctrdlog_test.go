@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	ctrdlog "github.com/containerd/log"
 	"github.com/stretchr/testify/assert"
@@ -39,4 +40,14 @@ func TestContainerdLogLinesGoThroughTheServiceLog(t *testing.T) {
 	assert.Equal(t, "containerd", rec["source"])
 	assert.Equal(t, "sr-1", rec["id"])
 	assert.Equal(t, "boom", rec["error"])
+}
+
+func TestServiceLogWritesDurationsAsDurations(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := serviceLogger(&buf, "info")
+	require.NoError(t, err)
+	log.Info("x", "grace", 1500*time.Millisecond)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &rec), buf.String())
+	assert.Equal(t, "1.5s", rec["grace"])
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -222,7 +224,7 @@ func serviceLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageError("--log-level %q: give debug, info, warn or error", level)
 	}
-	hopts := &slog.HandlerOptions{Level: l}
+	hopts := &slog.HandlerOptions{Level: l, ReplaceAttr: durationsAsText}
 	if isTerminalWriter(w) {
 		return slog.New(slog.NewTextHandler(w, hopts)), nil
 	}
@@ -285,7 +287,17 @@ func startPool(ctx context.Context, r *runner.Runner, o runner.PoolOptions, log 
 			log.Error("draining the warm pool", "error", err)
 		}
 	}
-	log.Info("warm pool", "runtimes", o.Runtimes)
+	for _, name := range slices.Sorted(maps.Keys(o.Runtimes)) {
+		rt := o.Runtimes[name]
+		// What the sandboxes are made with, defaults filled in.
+		l := r.Limits(rt.Limits)
+		oci := rt.OCIRuntime
+		if oci == "" {
+			oci = "the runtime's default"
+		}
+		log.Info("warm pool", "runtime", name, "size", rt.Size, "oci_runtime", oci,
+			"memory", formatSize(l.Memory), "cpus", l.CPUs, "pids", l.Pids, "tmp_size", formatSize(l.TmpSize))
+	}
 	return pool, drain, nil
 }
 
@@ -335,4 +347,13 @@ func poolOptions(file *config.File, cfg config.Pool, section string, pool []stri
 func fileExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
+}
+
+// durationsAsText writes a duration as "1.5s" rather than the JSON
+// handler's integer nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
