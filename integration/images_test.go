@@ -38,7 +38,9 @@ func TestImageImportBothFormats(t *testing.T) {
 
 	r := e.run(nil, []string{"images", "import"}, oci)
 	require.Equal(t, 0, r.code, r)
-	assert.Equal(t, "imported sandbox-runner.test/import/oci:1\n", r.stdout, r)
+	// Each image with its digest and size; how much was read on stderr.
+	assert.Regexp(t, `^imported sandbox-runner.test/import/oci:1 sha256:[0-9a-f]{64} [0-9.]+ (B|KiB|MiB)\n$`, r.stdout, r)
+	assert.Regexp(t, `read [0-9.]+ (KiB|MiB) from \S+ in `, r.stderr, r)
 
 	// docker save archives, here from stdin.
 	f, err := os.Open(dockerSave)
@@ -46,7 +48,8 @@ func TestImageImportBothFormats(t *testing.T) {
 	defer f.Close()
 	r = e.run(f, []string{"images", "import"}, "-")
 	require.Equal(t, 0, r.code, r)
-	assert.Equal(t, "imported sandbox-runner.test/import/docker:1\n", r.stdout, r)
+	assert.Regexp(t, `^imported sandbox-runner.test/import/docker:1 sha256:[0-9a-f]{64} [0-9.]+ (B|KiB|MiB)\n$`, r.stdout, r)
+	assert.Contains(t, r.stderr, "from stdin", r)
 
 	for _, ref := range []string{"sandbox-runner.test/import/oci:1", "sandbox-runner.test/import/docker:1"} {
 		assert.Equal(t, images.StatusPresent, e.status(ref), ref)

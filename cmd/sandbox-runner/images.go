@@ -149,9 +149,15 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 			defer f.Close()
 			r, name = f, args[0]
 		}
-		names, err := images.Import(ctx, conn.Client, r, g.snapshotter)
+		start := time.Now()
+		progress := newReadProgress(r, std.err, name, 250*time.Millisecond)
+		names, err := images.Import(ctx, conn.Client, progress, g.snapshotter)
+		read := progress.stop()
 		for _, n := range names {
-			fmt.Fprintf(std.out, "imported %s\n", n)
+			fmt.Fprintln(std.out, importedLine(ctx, conn.Client, n))
+		}
+		if err == nil {
+			fmt.Fprintf(std.err, "read %s from %s in %s\n", humanBytes(read), name, time.Since(start).Round(time.Millisecond))
 		}
 		if err != nil {
 			return reportJSON(std, asJSON, fmt.Errorf("%s: %w", name, err))
