@@ -25,6 +25,9 @@ const (
 	KindUnauthorized       = "unauthorized"
 	KindNotFound           = "not_found"
 	KindMethodNotAllowed   = "method_not_allowed"
+	// KindIdle ends an interactive session whose client sent nothing for
+	// the idle timeout.
+	KindIdle = "idle"
 )
 
 // ErrorResponse is the body of every answer that is not a success.
