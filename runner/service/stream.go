@@ -431,19 +431,15 @@ func (o *streamOut) run() {
 			send(outputMessage(k.stage, k.stream, b))
 		}
 	}
-	// flush ends a stage's stream: of the bytes held back, those the
-	// result kept (keep of them; -1 when unknown) are sent.
-	flush := func(k key, keep int64) {
+	// flush ends a stage's stream before its result is known: the bytes
+	// held back are sent, unless the stream reached its limit, where the
+	// result drops a character cut short, and so does the stream.
+	flush := func(k key) {
 		b := held[k]
 		delete(held, k)
-		if keep >= 0 {
-			b = b[:max(0, min(int64(len(b)), keep-sent[k]))]
-		} else if total[k] >= o.limit {
-			// Cut at the limit mid-character: the result drops the
-			// character's bytes, and so does the stream.
-			b = nil
+		if total[k] < o.limit {
+			emit(k, b)
 		}
-		emit(k, b)
 	}
 	for {
 		<-o.wake
@@ -455,7 +451,7 @@ func (o *streamOut) run() {
 			it := items[i]
 			if it.runStage {
 				for _, stream := range []string{StreamStdout, StreamStderr} {
-					flush(key{runner.StageCompile, stream}, -1)
+					flush(key{runner.StageCompile, stream})
 				}
 				continue
 			}
@@ -475,15 +471,26 @@ func (o *streamOut) run() {
 		if !ended {
 			continue
 		}
-		for k := range held {
-			keep := int64(-1)
-			if st := stageOf(res, k.stage); st != nil {
-				keep = int64(len(st.Stdout.Data))
-				if k.stream == StreamStderr {
-					keep = int64(len(st.Stderr.Data))
+		// The streams end as the result has them: what it kept of the
+		// bytes held back, and all of it from an executor that does not
+		// tee (the chunks are then what the result holds after them).
+		for _, stage := range []string{runner.StageCompile, runner.StageRun} {
+			for _, stream := range []string{StreamStdout, StreamStderr} {
+				k := key{stage, stream}
+				st := stageOf(res, stage)
+				if st == nil {
+					flush(k)
+					continue
+				}
+				data := st.Stdout.Data
+				if stream == StreamStderr {
+					data = st.Stderr.Data
+				}
+				delete(held, k)
+				if int64(len(data)) > sent[k] {
+					emit(k, data[sent[k]:])
 				}
 			}
-			flush(k, keep)
 		}
 		for _, m := range final {
 			send(m)
