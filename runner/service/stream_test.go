@@ -574,3 +574,38 @@ func (b *lockedBuf) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestShutdownWaitsForSessionsThenCancelsThem(t *testing.T) {
+	quick := make(chan struct{})
+	fe := &fakeExec{run: func(ctx context.Context, task runner.Task) (*runner.Result, error) {
+		if len(task.Args) > 0 && task.Args[0] == "quick" {
+			<-quick
+			return &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeExited}}, nil
+		}
+		return blockUntilCancelled(ctx, task)
+	}}
+	ts := startService(t, fe, WithGrace(500*time.Millisecond))
+	quickConn, slowConn := ts.dialWS(t), ts.dialWS(t)
+	wsSend(t, quickConn, `{"runtime": "bash", "files": [{"content": "x"}], "args": ["quick"]}`)
+	wsSend(t, slowConn, shBody)
+	require.Eventually(t, func() bool { return len(fe.seen()) == 2 }, 5*time.Second, 10*time.Millisecond)
+
+	stopped := time.Now()
+	ts.stop()
+	close(quick)
+	_, msgs, status := wsRest(t, quickConn)
+	require.Len(t, msgs, 1)
+	assert.Equal(t, runner.OutcomeExited, msgs[0].Result.Outcome, "a session finishes within the grace period")
+	assert.Equal(t, websocket.StatusNormalClosure, status)
+	_, msgs, _ = wsRest(t, slowConn)
+	require.Len(t, msgs, 1)
+	assert.Equal(t, runner.OutcomeCancelled, msgs[0].Result.Outcome, "a session still running after the grace period is cancelled")
+	assert.GreaterOrEqual(t, time.Since(stopped), 500*time.Millisecond)
+	select {
+	case err := <-ts.done:
+		assert.NoError(t, err)
+		ts.done <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
