@@ -161,6 +161,8 @@ func (s *Service) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
+	// The connection may serve more requests: no deadline outlives this one.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	started := false
 	out := s.newStreamOut(task, func(m Message) error {
 		b, err := json.Marshal(m)
