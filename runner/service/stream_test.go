@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -608,4 +609,31 @@ func TestShutdownWaitsForSessionsThenCancelsThem(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
 	}
+}
+
+func TestStreamAndSessionsOnTCPNeedTheToken(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	startServiceOn(t, catExec(), []net.Listener{tcp}, WithToken("s3cret-token"))
+	addr := tcp.Addr().String()
+	req := Request{Runtime: "bash", Files: []File{{Content: "cat"}}, Stdin: "in\n"}
+	var stdout, stderr lockedBuf
+
+	_, err = NewTCPClient(addr, "wrong").ExecStream(context.Background(), req, &stdout, &stderr)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, http.StatusUnauthorized, e.Status)
+	_, err = NewTCPClient(addr, "wrong").Interactive(context.Background(), req, nil, &stdout, &stderr, nil)
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, http.StatusUnauthorized, e.Status)
+	assert.Empty(t, stdout.String())
+
+	c := NewTCPClient(addr, "s3cret-token")
+	res, err := c.ExecStream(context.Background(), req, &stdout, &stderr)
+	require.NoError(t, err)
+	assert.Equal(t, runner.OutcomeExited, res.Outcome)
+	res, err = c.Interactive(context.Background(), req, nil, &stdout, &stderr, nil)
+	require.NoError(t, err)
+	assert.Equal(t, runner.OutcomeExited, res.Outcome)
+	assert.Equal(t, "in\nin\n", stdout.String(), "the request's stdin, streamed and then in a session")
 }
