@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -382,16 +383,39 @@ func TestStreamCLIExecInteractive(t *testing.T) {
 		})
 	}
 
+	// Ctrl-C kills the task of a session, which reports it cancelled.
+	marker := fmt.Sprintf("cli-ws-int-%d", time.Now().UnixNano())
+	cmd := exec.Command(bin, "exec", "--config", p.config, "--socket", p.socket, "--via", "service", "-i",
+		"--runtime", "sh", "-c", "echo up; sleep 100 # "+marker, "--", marker)
+	cmd.Env = cleanEnv()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	out := lineReader(t, cmd)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { in.Close(); _ = cmd.Process.Kill() })
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "up\n", line)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	err = cmd.Wait()
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr, "stderr: %s", stderr.String())
+	assert.Equal(t, runner.ExitCancelled, exitErr.ExitCode())
+	assert.Contains(t, stderr.String(), "cancelled; killed")
+	assert.Empty(t, hostProcesses([]byte(marker)))
+
 	// Without -i, --via service streams the output too.
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "exec", "--config", p.config, "--socket", p.socket, "--via", "service",
+	cmd = exec.CommandContext(ctx, bin, "exec", "--config", p.config, "--socket", p.socket, "--via", "service",
 		"--runtime", "sh", "-c", "echo first; sleep 2; echo second")
 	cmd.Env = cleanEnv()
-	out := lineReader(t, cmd)
+	out = lineReader(t, cmd)
 	require.NoError(t, cmd.Start())
 	start := time.Now()
-	line, err := out.ReadString('\n')
+	line, err = out.ReadString('\n')
 	require.NoError(t, err)
 	firstAt := time.Since(start)
 	assert.Equal(t, "first\n", line)
@@ -404,5 +428,6 @@ func TestStreamCLIExecInteractive(t *testing.T) {
 	n, _ := metric(t, p.scrape(), service.MetricRequestsByMode, "mode", service.ModeStreamed)
 	assert.Equal(t, 1.0, n)
 	n, _ = metric(t, p.scrape(), service.MetricRequestsByMode, "mode", service.ModeInteractive)
-	assert.Equal(t, 1.0, n)
+	assert.Equal(t, 2.0, n)
+	p.h.CheckNoLeaks(t, p.stateDir)
 }
