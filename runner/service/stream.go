@@ -368,13 +368,16 @@ func (w streamWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// runStage marks the start of the run stage: what comes after is its.
 func (o *streamOut) runStage() {
-	o.push(func(string) queued { return queued{runStage: true} })
-	o.mu.Lock()
-	o.stage = runner.StageRun
-	o.mu.Unlock()
+	o.push(func(string) queued {
+		o.stage = runner.StageRun
+		return queued{runStage: true}
+	})
 }
 
+// push queues what item returns, given the current stage, and wakes the
+// sender.
 func (o *streamOut) push(item func(stage string) queued) {
 	o.mu.Lock()
 	q := item(o.stage)
