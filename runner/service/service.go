@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -195,7 +194,7 @@ type Service struct {
 	// modes counts tasks by how they are answered (stream.go).
 	modes *prometheus.CounterVec
 	// sessions are the interactive sessions (ws.go) under way.
-	sessions sync.WaitGroup
+	sessions sessionCount
 }
 
 // New returns a Service that runs tasks with exec.

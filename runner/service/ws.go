@@ -102,8 +102,8 @@ func (s *Service) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Serve waits for sessions as it does for requests: a hijacked
 	// connection is no longer the http.Server's to wait for.
-	s.sessions.Add(1)
-	defer s.sessions.Done()
+	s.sessions.add()
+	defer s.sessions.done()
 
 	idle := s.idleTimeout()
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -320,14 +320,43 @@ func closeReason(msg string) string {
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // waitSessions waits for the interactive sessions to end, or ctx.
-func (s *Service) waitSessions(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.sessions.Wait()
-		close(done)
-	}()
+func (s *Service) waitSessions(ctx context.Context) error { return s.sessions.wait(ctx) }
+
+// sessionCount counts the sessions under way. Unlike a sync.WaitGroup,
+// it may be waited for while sessions still begin.
+type sessionCount struct {
+	mu   sync.Mutex
+	n    int
+	none chan struct{} // closed when n drops to zero
+}
+
+func (c *sessionCount) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		c.none = make(chan struct{})
+	}
+	c.n++
+}
+
+func (c *sessionCount) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n--; c.n == 0 {
+		close(c.none)
+	}
+}
+
+func (c *sessionCount) wait(ctx context.Context) error {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	none := c.none
+	c.mu.Unlock()
 	select {
-	case <-done:
+	case <-none:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
