@@ -637,3 +637,29 @@ func TestStreamAndSessionsOnTCPNeedTheToken(t *testing.T) {
 	assert.Equal(t, runner.OutcomeExited, res.Outcome)
 	assert.Equal(t, "in\nin\n", stdout.String(), "the request's stdin, streamed and then in a session")
 }
+
+func TestStreamClientThatReadsNothingIsGone(t *testing.T) {
+	cause := make(chan error, 1)
+	exec := &fakeExec{run: func(ctx context.Context, task runner.Task) (*runner.Result, error) {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 64 { // 4 MiB, far more than the socket buffers hold
+			_, _ = task.Stdout.Write(chunk)
+		}
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+		return &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCancelled, Cancelled: true}}, nil
+	}}
+	ts := startService(t, exec, WithIdleTimeout(300*time.Millisecond))
+	resp := ts.streamPost(t, context.Background(), shBody)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// The client reads nothing more. The write that timed out ends the
+	// task, or the server's noticing the connection it broke does.
+	start := time.Now()
+	select {
+	case err := <-cause:
+		assert.True(t, errors.Is(err, errClientGone) || errors.Is(err, context.Canceled), "%v", err)
+		assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "not before the idle time")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client that read nothing for the idle time kept its task")
+	}
+}
