@@ -556,6 +556,8 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	// An interactive caller's signals reach the task while it runs.
+	defer forwardSignals(ctx, log, task, c.spec.id)()
 	var status client.ExitStatus
 	exited := false
 	if !stage.Cancelled {

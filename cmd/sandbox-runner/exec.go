@@ -46,6 +46,7 @@ type execOptions struct {
 	pull        string
 	registry    registryFlags
 	via         viaOptions // --via, --socket: see via.go
+	interactive bool       // -i: see interactive.go
 
 	// changed tells whether a flag was given; unset limits come from the
 	// config file.
@@ -97,6 +98,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.pull, "pull", string(images.PullMissing), "when to pull the image: missing, always or never")
 	o.registry.register(fs)
 	o.via.register(fs)
+	o.registerInteractive(fs)
 	o.global.register(fs)
 	if code, ok := parse(fs, args, &o.global, std.out); !ok {
 		return code
@@ -266,6 +268,9 @@ func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Tas
 		t.Files = append(t.Files, f)
 	}
 
+	if o.interactive {
+		return t, o.interactiveStdin(&t, stdin, codeFromStdin)
+	}
 	switch {
 	case o.stdinFile == "-":
 		if codeFromStdin {

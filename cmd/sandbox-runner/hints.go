@@ -11,15 +11,16 @@ import (
 // to do instead. Keys are flag names without dashes; one letter is a
 // shorthand.
 var dockerFlags = map[string]string{
-	"pids-limit":   "did you mean --pids?",
-	"m":            "did you mean --memory? (sandbox-runner has no -m)",
-	"memory-swap":  "swap is always off in sandbox-runner: --memory is the whole limit",
-	"network":      "tasks never have a network in sandbox-runner (an empty network namespace, loopback only): drop --network",
-	"net":          "tasks never have a network in sandbox-runner (an empty network namespace, loopback only): drop --net",
-	"read-only":    "the root file system is always read-only in sandbox-runner: drop --read-only",
-	"rm":           "every task's container is always removed in sandbox-runner: drop --rm",
-	"user":         "tasks always run as an unprivileged user (uid 65534) with no capabilities in sandbox-runner: drop --user",
-	"u":            "tasks always run as an unprivileged user (uid 65534) with no capabilities in sandbox-runner: drop -u",
+	"pids-limit":  "did you mean --pids?",
+	"m":           "did you mean --memory? (sandbox-runner has no -m)",
+	"memory-swap": "swap is always off in sandbox-runner: --memory is the whole limit",
+	"network":     "tasks never have a network in sandbox-runner (an empty network namespace, loopback only): drop --network",
+	"net":         "tasks never have a network in sandbox-runner (an empty network namespace, loopback only): drop --net",
+	"read-only":   "the root file system is always read-only in sandbox-runner: drop --read-only",
+	"rm":          "every task's container is always removed in sandbox-runner: drop --rm",
+	"user":        "tasks always run as an unprivileged user (uid 65534) with no capabilities in sandbox-runner: drop --user",
+	"u":           "tasks always run as an unprivileged user (uid 65534) with no capabilities in sandbox-runner: drop -u",
+	// exec has -i; submit forwards stdin whenever it is not a terminal.
 	"i":            "stdin is always forwarded when it is not a terminal: pipe the input in, or give --stdin FILE",
 	"interactive":  "stdin is always forwarded when it is not a terminal: pipe the input in, or give --stdin FILE",
 	"t":            "tasks get no terminal in sandbox-runner: drop -t",

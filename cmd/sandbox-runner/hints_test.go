@@ -76,8 +76,8 @@ func TestDockerHabitFlags(t *testing.T) {
 		{[]string{"--read-only"}, "unknown flag --read-only: the root file system is always read-only"},
 		{[]string{"--rm"}, "unknown flag --rm: every task's container is always removed"},
 		{[]string{"--user", "1000"}, "unknown flag --user: tasks always run as an unprivileged user"},
-		{[]string{"-i"}, "unknown flag -i: stdin is always forwarded when it is not a terminal"},
-		{[]string{"-it"}, "unknown flag -i: stdin is always forwarded"},
+		// exec has -i (interactive.go), and no -t.
+		{[]string{"-it"}, "unknown flag -t: tasks get no terminal"},
 		{[]string{"-t"}, "unknown flag -t: tasks get no terminal"},
 		{[]string{"-w", "/src"}, "unknown flag -w: the working directory is always /tmp"},
 		// Known flags' values are skipped, not taken for flags.

@@ -36,6 +36,7 @@ type serveOptions struct {
 	queue         int
 	maxBody       string
 	grace         string
+	idleTimeout   string
 	pool          []string
 	poolInit      string
 	probeInterval string
@@ -52,6 +53,7 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.IntVar(&o.queue, "queue", 0, "tasks that may wait for a slot; more are refused with 429 (config queue; default 4 per slot)")
 	fs.StringVar(&o.maxBody, "max-body", "", "cap on a request body, e.g. 32m (config max_body; default 32m)")
 	fs.StringVar(&o.grace, "grace", "", "how long running tasks may finish after SIGTERM before they are killed (config grace; default 30s)")
+	fs.StringVar(&o.idleTimeout, "idle-timeout", "", "how long an interactive session's client (GET /v1/exec/ws) may send nothing, not even a ping, and a streamed answer's read nothing, before its task is killed (config idle_timeout; default 1m)")
 	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [service.pool.runtimes]; default: no pool)")
 	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary, PID 1 of every sandbox (same as the config's init; default: next to this binary)")
 	fs.StringVar(&o.probeInterval, "probe-interval", "", "how often containerd is probed for /metrics' sandbox_runner_containerd_up (config probe_interval; default 5s)")
@@ -100,6 +102,16 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 			return fmt.Errorf("--grace: %w", err)
 		}
 		opts = append(opts, service.WithGrace(d))
+	}
+	if s := first(o.idleTimeout, cfg.IdleTimeout); s != "" {
+		d, err := runner.ParseDuration(s)
+		if err == nil && d <= 0 {
+			err = usageError("%q: give a duration above zero, e.g. 1m", s)
+		}
+		if err != nil {
+			return fmt.Errorf("--idle-timeout: %w", err)
+		}
+		opts = append(opts, service.WithIdleTimeout(d))
 	}
 	var probeInterval time.Duration
 	if s := first(o.probeInterval, cfg.ProbeInterval); s != "" {

@@ -86,6 +86,10 @@ func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) 
 	if mode == viaAuto && !serviceAnswers(ctx, c) {
 		return 0, false
 	}
+	if o.interactive {
+		// Stdin goes as it comes: an interactive session (interactive.go).
+		return o.runInteractive(ctx, c, task, std, mode)
+	}
 
 	var stdin []byte
 	if task.Stdin != nil {
@@ -102,8 +106,21 @@ func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) 
 		}
 		stdin = b
 	}
-	res, err := c.Exec(ctx, service.NewRequest(*task, stdin))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req := service.NewRequest(*task, stdin)
+	var res *runner.Result
+	var err error
+	if o.json {
+		res, err = c.Exec(ctx, req)
+	} else {
+		// The output as it comes, as a direct run prints it.
+		res, err = c.ExecStream(ctx, req, closeWatch{std.out, cancel}, closeWatch{std.err, cancel})
+	}
 	switch {
+	case errors.Is(context.Cause(ctx), errOutputClosed):
+		// The service kills the task when the request goes away.
+		return exitBrokenPipe, true
 	case err != nil && mode == viaAuto && errors.Is(err, service.ErrUnreachable):
 		// Gone since it answered: nothing was sent, so run here.
 		if task.Stdin != nil {
@@ -116,6 +133,10 @@ func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) 
 		return runner.ExitCancelled, true
 	case err != nil:
 		return o.fail(std, err), true
+	}
+	if !o.json {
+		explain(std.err, res, task.Limits.Filled())
+		return res.ExitCode, true
 	}
 	code, err = printRemoteResult(std, res, task.Limits, o.json)
 	if err != nil {

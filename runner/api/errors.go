@@ -57,6 +57,9 @@ const (
 	KindShuttingDown     = "shutting_down"
 	KindNotFound         = "not_found" // no such endpoint
 	KindMethodNotAllowed = "method_not_allowed"
+	// KindIdle ends an interactive session whose client sent nothing for
+	// the idle timeout.
+	KindIdle = "idle"
 )
 
 // KindOf returns the kind of err: the one place an error's class becomes

@@ -121,6 +121,9 @@ type Service struct {
 	MaxBody string `toml:"max_body"`
 	// Grace is how long in-flight tasks may finish after SIGTERM.
 	Grace string `toml:"grace"`
+	// IdleTimeout is how long an interactive session's client may send
+	// nothing, or a streamed answer's read nothing, e.g. "1m".
+	IdleTimeout string `toml:"idle_timeout"`
 	// ProbeInterval is how often containerd is probed for the metrics'
 	// sandbox_runner_containerd_up, e.g. "5s".
 	ProbeInterval string `toml:"probe_interval"`
@@ -296,6 +299,13 @@ func (c *File) validate() error {
 	if c.Service.Grace != "" {
 		if _, err := runner.ParseDuration(c.Service.Grace); err != nil {
 			return fmt.Errorf("service.grace: %w", err)
+		}
+	}
+	if c.Service.IdleTimeout != "" {
+		if d, err := runner.ParseDuration(c.Service.IdleTimeout); err != nil {
+			return fmt.Errorf("service.idle_timeout: %w", err)
+		} else if d <= 0 {
+			return fmt.Errorf("service.idle_timeout %q: give a duration above zero, e.g. \"1m\": %w", c.Service.IdleTimeout, errdefs.ErrInvalidArgument)
 		}
 	}
 	if err := c.Service.Pool.validate("service.pool"); err != nil {

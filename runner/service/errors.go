@@ -23,6 +23,7 @@ const (
 	KindUnauthorized       = api.KindUnauthorized
 	KindNotFound           = api.KindNotFound
 	KindMethodNotAllowed   = api.KindMethodNotAllowed
+	KindIdle               = api.KindIdle
 )
 
 // ErrorResponse is the body of every answer that is not a success.

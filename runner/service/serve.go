@@ -86,6 +86,9 @@ func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 
 	gctx, cancel := context.WithTimeout(context.Background(), s.opts.grace)
 	err := srv.Shutdown(gctx)
+	if err == nil {
+		err = s.waitSessions(gctx)
+	}
 	cancel()
 	if err != nil {
 		running, _ := s.lim.counts()
@@ -93,6 +96,9 @@ func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 		cancelBase(errShutdownCancel)
 		kctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 		err = srv.Shutdown(kctx)
+		if err == nil {
+			err = s.waitSessions(kctx)
+		}
 		cancel()
 		if err != nil {
 			_ = srv.Close()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
@@ -78,6 +79,7 @@ type options struct {
 	probe         func(ctx context.Context) error
 	probeInterval time.Duration
 	bgCleanup     func() uint64
+	idle          time.Duration
 }
 
 type sweepResult struct {
@@ -189,6 +191,10 @@ type Service struct {
 	// draining is set once shutdown began: /readyz says so.
 	draining atomic.Bool
 	prober   *prober
+	// modes counts tasks by how they are answered (stream.go).
+	modes *prometheus.CounterVec
+	// sessions are the interactive sessions (ws.go) under way.
+	sessions sessionCount
 }
 
 // New returns a Service that runs tasks with exec.
@@ -220,6 +226,8 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("grace period %s: give zero or more", o.grace)
 	case o.probeInterval < 0:
 		return nil, fmt.Errorf("containerd probe interval %s: give zero (the default) or more", o.probeInterval)
+	case o.idle < 0:
+		return nil, fmt.Errorf("idle timeout %s: give zero (the default) or more", o.idle)
 	}
 	if o.probeInterval == 0 {
 		o.probeInterval = DefaultProbeInterval
@@ -239,6 +247,7 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 			return nil, fmt.Errorf("registering the pool's metrics: %w", err)
 		}
 	}
+	s.modes = newModeCounter(s.metrics.registry)
 	s.lim = newLimiter(o.maxConcurrent, o.queue, s.metrics.limiterChanged)
 	s.handler = s.routes()
 	return s, nil
@@ -251,12 +260,13 @@ func (s *Service) Handler() http.Handler { return s.handler }
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/exec", allow(http.MethodPost, s.handleExec))
+	mux.Handle("/v1/exec/ws", allow(http.MethodGet, s.handleWS))
 	mux.Handle("/v1/runtimes", allow(http.MethodGet, s.handleRuntimes))
 	mux.Handle("/healthz", allow(http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", allow(http.MethodGet, s.handleReady))
 	mux.Handle("/metrics", allow(http.MethodGet, promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, KindNotFound, fmt.Sprintf("no such endpoint %s: see /v1/exec, /v1/runtimes, /healthz, /readyz, /metrics", r.URL.Path))
+		writeError(w, http.StatusNotFound, KindNotFound, fmt.Sprintf("no such endpoint %s: see /v1/exec, /v1/exec/ws, /v1/runtimes, /healthz, /readyz, /metrics", r.URL.Path))
 	})
 	return s.authenticate(mux)
 }
@@ -316,6 +326,10 @@ func (s *Service) tokenOK(header string) bool {
 }
 
 func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
+	if wantsStream(r) {
+		s.handleStream(w, r)
+		return
+	}
 	received := time.Now()
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(received.Add(bodyTimeout))
@@ -364,6 +378,7 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	s.metrics.observeStage(StageQueueWait, queueWait)
+	s.modes.WithLabelValues(ModeBuffered).Inc()
 
 	times := &taskTimes{m: s.metrics}
 	started := time.Now()
