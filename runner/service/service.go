@@ -78,6 +78,8 @@ type options struct {
 	probe         func(ctx context.Context) error
 	probeInterval time.Duration
 	bgCleanup     func() uint64
+	// pistonVersions are the runtimes' versions in Piston's API.
+	pistonVersions map[string]string
 }
 
 type sweepResult struct {
@@ -189,6 +191,8 @@ type Service struct {
 	// draining is set once shutdown began: /readyz says so.
 	draining atomic.Bool
 	prober   *prober
+	// piston is Piston's API, served on a PistonListener.
+	piston *piston
 }
 
 // New returns a Service that runs tasks with exec.
@@ -240,7 +244,10 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 		}
 	}
 	s.lim = newLimiter(o.maxConcurrent, o.queue, s.metrics.limiterChanged)
-	s.handler = s.routes()
+	if err := s.newPiston(); err != nil {
+		return nil, err
+	}
+	s.handler = s.withPiston(s.routes())
 	return s, nil
 }
 
@@ -278,6 +285,10 @@ func allow(method string, h http.HandlerFunc) http.Handler {
 type needsTokenKey struct{}
 
 func (s *Service) connContext(ctx context.Context, c net.Conn) context.Context {
+	if ctx, ok := pistonContext(ctx, c); ok {
+		// Piston's API authenticates its own way (withPiston).
+		return ctx
+	}
 	if c.LocalAddr().Network() != "unix" {
 		return context.WithValue(ctx, needsTokenKey{}, true)
 	}
