@@ -122,7 +122,6 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 			return usageError("--piston-addr: %v", err)
 		}
 	}
-	opts = append(opts, service.WithPistonVersions(cfg.PistonVersions))
 	if tokenFile != "" {
 		token, err := service.ReadToken(tokenFile)
 		if err != nil {
@@ -153,6 +152,16 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
 		return err
 	}
+	// Piston's API gives each runtime a version: the config's, else the
+	// one the tag of the image it runs in starts with.
+	pistonVersions := map[string]string{}
+	for name, rt := range catalog {
+		pistonVersions[name] = service.ImageVersion(rt.Image)
+	}
+	for name, v := range cfg.PistonVersions {
+		pistonVersions[name] = v
+	}
+	opts = append(opts, service.WithPistonVersions(pistonVersions))
 	quietContainerd(o.global.logLevel)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
 		runner.WithPull(o.puller(conn.Client, log)), runner.WithOCIRuntimes(ocis))

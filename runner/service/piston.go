@@ -84,7 +84,7 @@ func pistonRuntimes(cat images.Catalog, versions map[string]string) ([]pistonRun
 		languages[pl.language] = true
 		v, ok := versions[name]
 		if !ok {
-			v = imageVersion(cat[name].Image)
+			v = ImageVersion(cat[name].Image)
 		}
 		sv, err := parseSemver(v)
 		if err != nil {
@@ -117,10 +117,11 @@ func hasRuntime(cat images.Catalog, name string) bool {
 	return ok
 }
 
-// imageVersion is the version an image's tag starts with, as three
-// numbers: python:3.11-slim is 3.11.0, gcc:14 is 14.0.0. A tag that
-// starts with no number (a Debian suite, "latest") gives 0.0.0.
-func imageVersion(ref string) string {
+// ImageVersion is the version an image's tag starts with, as three
+// numbers, which Piston's API gives a runtime by default: python:3.11-slim
+// is 3.11.0, gcc:14 is 14.0.0. A tag that starts with no number (a
+// Debian suite, "latest") gives 0.0.0.
+func ImageVersion(ref string) string {
 	ref, _, _ = strings.Cut(ref, "@")
 	tag := ""
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {

@@ -90,7 +90,7 @@ func TestImageVersion(t *testing.T) {
 		"localhost:5000/python":                        "0.0.0",
 		"docker.io/library/python@sha256:0123456789ab": "0.0.0",
 	} {
-		assert.Equal(t, want, imageVersion(ref), ref)
+		assert.Equal(t, want, ImageVersion(ref), ref)
 	}
 }
 
