@@ -156,6 +156,7 @@ func TestPistonClientAgainstServe(t *testing.T) {
 	})
 	t.Run("python with stdin and args", func(t *testing.T) {
 		a := answers[1]
+		t.Logf("the answer: %s", docs[1])
 		assert.Equal(t, "python", a.Language)
 		assert.Equal(t, "3.11.2", a.Version)
 		assert.Nil(t, a.Compile, "python has no compile stage")
