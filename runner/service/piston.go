@@ -682,6 +682,13 @@ func (s *Service) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	task, rt, err := s.decodePiston(body)
 	if err != nil {
 		status, _ := classify(err)
+		if status != http.StatusBadRequest {
+			// Not the request's fault, such as the host's facts
+			// being unreadable.
+			s.opts.log.Error("checking a task", "api", "piston", "error", err)
+			writePistonError(w, status, err.Error())
+			return
+		}
 		s.pistonReject(w, r, RejectInvalid, status, err.Error())
 		return
 	}
@@ -708,7 +715,7 @@ func (s *Service) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 // status and message to answer with.
 type runError struct {
 	status     int
-	kind, msg  string
+	msg        string
 	retryAfter bool
 }
 
@@ -729,15 +736,15 @@ func (s *Service) runAdmitted(r *http.Request, task runner.Task, received time.T
 	case errors.Is(err, errQueueFull):
 		s.metrics.rejected.WithLabelValues(RejectQueueFull).Inc()
 		log.Info("request refused", "reason", RejectQueueFull, "remote", r.RemoteAddr)
-		return nil, &runError{status: http.StatusTooManyRequests, kind: KindQueueFull, msg: err.Error(), retryAfter: true}
+		return nil, &runError{status: http.StatusTooManyRequests, msg: err.Error(), retryAfter: true}
 	case errors.Is(err, errShuttingDown):
 		s.metrics.rejected.WithLabelValues(RejectShuttingDown).Inc()
 		log.Info("request refused", "reason", RejectShuttingDown, "remote", r.RemoteAddr)
-		return nil, &runError{status: http.StatusServiceUnavailable, kind: KindShuttingDown, msg: err.Error(), retryAfter: true}
+		return nil, &runError{status: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: true}
 	case err != nil:
 		s.metrics.tasks.WithLabelValues(string(runner.OutcomeCancelled), rt).Inc()
 		log.Info("task cancelled while queued", "outcome", runner.OutcomeCancelled, "queue_ms", ms(queueWait))
-		return nil, &runError{status: http.StatusServiceUnavailable, kind: KindCancelled, msg: "cancelled while waiting for a slot"}
+		return nil, &runError{status: http.StatusServiceUnavailable, msg: "cancelled while waiting for a slot"}
 	}
 	defer release()
 	s.metrics.observeStage(StageQueueWait, queueWait)
@@ -760,7 +767,7 @@ func (s *Service) runAdmitted(r *http.Request, task runner.Task, received time.T
 		status, kind := classify(err)
 		s.metrics.tasks.WithLabelValues(OutcomeError, rt).Inc()
 		log.Error("task failed", append(attrs, "outcome", OutcomeError, "kind", kind, "error", err)...)
-		return nil, &runError{status: status, kind: kind, msg: err.Error()}
+		return nil, &runError{status: status, msg: err.Error()}
 	}
 	times.observeResult(res)
 	s.metrics.tasks.WithLabelValues(string(res.Outcome), rt).Inc()
