@@ -16,8 +16,15 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # systemd for systemd-analyze, which checks the units, docker.io for
 # the tests that run next to Docker, nats-server for the fleet's, and
 # prometheus for promtool, which checks and unit-tests contrib/prometheus;
-# crun, the OCI runtime tasks run under by default where it works.
-DEB_PACKAGES := gcc libc6-dev containerd runc crun busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus
+# crun, the OCI runtime tasks run under by default where it works;
+# nodejs for the npm package piston-client, which the Piston API's tests
+# drive (see PISTON_CLIENT_DIR).
+DEB_PACKAGES := gcc libc6-dev containerd runc crun busybox-static docker-registry debootstrap systemd docker.io nats-server prometheus nodejs
+# The Piston client the integration tests run, pinned with its
+# dependencies in package-lock.json and installed there by `make deps`
+# with npm: Debian's npm package, unless the installed nodejs brings its
+# own (NodeSource's does, and conflicts with Debian's).
+PISTON_CLIENT_DIR := integration/piston
 # The OCI runtimes `make test` runs the whole integration suite under,
 # each on the system's containerd and on containerd 2.x.
 OCI_RUNTIMES ?= crun runc
@@ -44,13 +51,17 @@ build: ## build bin/sandbox-runner (version stamped) and bin/sandbox-runner-init
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
 	$(CC) -static -O2 -Wall -Werror -s -o $(BIN)-init cmd/sandbox-runner-init/init.c
 
-deps: ## install DEB_PACKAGES (containerd, runc, crun, busybox-static, ...) when missing (root); changes nothing else on the host
+deps: ## install DEB_PACKAGES (containerd, runc, crun, busybox-static, ...) when missing (root), and the Piston test client into integration/piston/node_modules (npm ci); changes nothing else on the host
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@if [ -n "$(filter nodejs,$(DEB_PACKAGES))" ]; then \
+		command -v npm >/dev/null || { echo "installing: npm"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; } && \
+		cd $(PISTON_CLIENT_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 demo: build ## install what the demo needs, build the runtime images (cached), run real programs in each language (root)
@@ -153,4 +164,4 @@ install: build ## install the binary, the systemd units and the example config u
 	fi
 
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin $(PISTON_CLIENT_DIR)/node_modules

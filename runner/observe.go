@@ -43,6 +43,13 @@ func WithObserver(ctx context.Context, o Observer) context.Context {
 	return context.WithValue(ctx, observerKey{}, o)
 }
 
+// ObserverOf returns the context's Observer, or nil. Executors other
+// than the Runner report their own steps to it.
+func ObserverOf(ctx context.Context) Observer {
+	o, _ := ctx.Value(observerKey{}).(Observer)
+	return o
+}
+
 // observe reports the step of sandbox id that started at since to the context's
 // Observer, if there is one.
 func observe(ctx context.Context, id string, step Step, since time.Time) {

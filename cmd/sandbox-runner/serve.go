@@ -40,6 +40,7 @@ type serveOptions struct {
 	pool          []string
 	poolInit      string
 	probeInterval string
+	pistonAddr    string
 }
 
 func runServe(ctx context.Context, args []string, std stdio) int {
@@ -56,6 +57,7 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.idleTimeout, "idle-timeout", "", "how long an interactive session's client (GET /v1/exec/ws) may send nothing, not even a ping, and a streamed answer's read nothing, before its task is killed (config idle_timeout; default 1m)")
 	fs.StringArrayVar(&o.pool, "pool", nil, "keep N created sandboxes ready for RUNTIME, as RUNTIME=N; repeatable (config [service.pool.runtimes]; default: no pool)")
 	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary, PID 1 of every sandbox (same as the config's init; default: next to this binary)")
+	fs.StringVar(&o.pistonAddr, "piston-addr", "", "also answer Piston's v2 API (POST /api/v2/execute, GET /api/v2/runtimes) on this host:port, such as 127.0.0.1:2000; without authentication, so a loopback address only, unless --token-file is given (config piston_addr)")
 	fs.StringVar(&o.probeInterval, "probe-interval", "", "how often containerd is probed for /metrics' sandbox_runner_containerd_up (config probe_interval; default 5s)")
 	o.registry.register(fs)
 	o.global.register(fs)
@@ -126,6 +128,14 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	if listen.TCP != "" && tokenFile == "" {
 		return usageError("--tcp %s needs --token-file: every TCP request must carry the bearer token in it", listen.TCP)
 	}
+	// Piston's clients send no credentials: the API listens on a
+	// loopback address, or on another with the token required.
+	pistonAddr := first(o.pistonAddr, cfg.PistonAddr)
+	if pistonAddr != "" {
+		if err := service.CheckPistonAddr(pistonAddr, tokenFile != ""); err != nil {
+			return usageError("--piston-addr: %v", err)
+		}
+	}
 	if tokenFile != "" {
 		token, err := service.ReadToken(tokenFile)
 		if err != nil {
@@ -156,6 +166,16 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
 		return err
 	}
+	// Piston's API gives each runtime a version: the config's, else the
+	// one the tag of the image it runs in starts with.
+	pistonVersions := map[string]string{}
+	for name, rt := range catalog {
+		pistonVersions[name] = service.ImageVersion(rt.Image)
+	}
+	for name, v := range cfg.PistonVersions {
+		pistonVersions[name] = v
+	}
+	opts = append(opts, service.WithPistonVersions(pistonVersions))
 	quietContainerd(o.global.logLevel)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog),
 		runner.WithPull(o.puller(conn.Client, log)), runner.WithOCIRuntimes(ocis))
@@ -207,6 +227,17 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	ls, err := service.Listen(listen)
 	if err != nil {
 		return err
+	}
+	if pistonAddr != "" {
+		pl, err := service.ListenPiston(pistonAddr, tokenFile != "")
+		if err != nil {
+			for _, l := range ls {
+				_ = l.Close()
+			}
+			return err
+		}
+		ls = append(ls, pl)
+		log.Info("answering Piston's API", "address", pl.Addr().String(), "authentication", !service.IsLoopback(pl.Addr()))
 	}
 	log.Info("connected", "containerd", conn.Address, "version", conn.Version.Version, "namespace", o.global.namespace,
 		"state_dir", o.global.stateDir)

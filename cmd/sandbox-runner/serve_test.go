@@ -88,6 +88,16 @@ func TestServeTCPWithoutTokenFailsBeforeStarting(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
+func TestServePistonOffLoopbackWithoutTokenFailsBeforeStarting(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "s.sock")
+	code, _, stderr := runCLI(t, nil, "serve", "--socket", socket, "--piston-addr", "0.0.0.0:2000",
+		"--address", filepath.Join(t.TempDir(), "absent.sock"))
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, stderr, "--piston-addr: 0.0.0.0:2000 is not a loopback address: Piston's API has no authentication")
+	_, err := os.Stat(socket)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
 func TestServeBadSettings(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

@@ -130,6 +130,13 @@ type Service struct {
 	// RequiredRuntimes are the runtimes whose images must be in
 	// containerd's store for GET /readyz to answer ready.
 	RequiredRuntimes []string `toml:"required_runtimes"`
+	// PistonAddr, when set, is a host:port to answer Piston's v2 API on
+	// (POST /api/v2/execute, GET /api/v2/runtimes), such as
+	// "127.0.0.1:2000": a loopback address, or any with TokenFile.
+	PistonAddr string `toml:"piston_addr"`
+	// PistonVersions are the versions Piston's API gives runtimes, by
+	// runtime name; others take their image tag's.
+	PistonVersions map[string]string `toml:"piston_versions"`
 	// Pool is the warm pool of created, not yet started sandboxes.
 	Pool Pool `toml:"pool"`
 }

@@ -27,7 +27,9 @@ var notify = sdnotify.Notify
 // period, then cancels them (the runner kills and removes them), and
 // returns nil once every request has been answered. It tells systemd
 // READY=1 once it serves and STOPPING=1 when it begins to stop. Every
-// listener but a unix socket needs a token (WithToken). Serve closes ls.
+// listener but a unix socket or a loopback PistonListener needs a token
+// (WithToken); a PistonListener answers Piston's API only. Serve closes
+// ls.
 func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 	closeAll := func() {
 		for _, l := range ls {
@@ -39,7 +41,10 @@ func (s *Service) Serve(ctx context.Context, ls []net.Listener) error {
 	}
 	var addrs []string
 	for _, l := range ls {
-		if l.Addr().Network() != "unix" && s.opts.tokenSum == nil {
+		// Piston's clients send no credentials: its listener is open
+		// on a loopback address only.
+		pl, isPiston := l.(*PistonListener)
+		if l.Addr().Network() != "unix" && !(isPiston && pl.loopback) && s.opts.tokenSum == nil {
 			closeAll()
 			return fmt.Errorf("listening on %s %s needs a bearer token (token_file): refusing to serve it without authentication", l.Addr().Network(), l.Addr())
 		}

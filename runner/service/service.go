@@ -80,6 +80,8 @@ type options struct {
 	probeInterval time.Duration
 	bgCleanup     func() uint64
 	idle          time.Duration
+	// pistonVersions are the runtimes' versions in Piston's API.
+	pistonVersions map[string]string
 }
 
 type sweepResult struct {
@@ -195,6 +197,8 @@ type Service struct {
 	modes *prometheus.CounterVec
 	// sessions are the interactive sessions (ws.go) under way.
 	sessions sessionCount
+	// piston is Piston's API, served on a PistonListener.
+	piston *piston
 }
 
 // New returns a Service that runs tasks with exec.
@@ -249,7 +253,10 @@ func New(exec Executor, opts ...Option) (*Service, error) {
 	}
 	s.modes = newModeCounter(s.metrics.registry)
 	s.lim = newLimiter(o.maxConcurrent, o.queue, s.metrics.limiterChanged)
-	s.handler = s.routes()
+	if err := s.newPiston(); err != nil {
+		return nil, err
+	}
+	s.handler = s.withPiston(s.routes())
 	return s, nil
 }
 
@@ -288,6 +295,10 @@ func allow(method string, h http.HandlerFunc) http.Handler {
 type needsTokenKey struct{}
 
 func (s *Service) connContext(ctx context.Context, c net.Conn) context.Context {
+	if ctx, ok := pistonContext(ctx, c); ok {
+		// Piston's API authenticates its own way (withPiston).
+		return ctx
+	}
 	if c.LocalAddr().Network() != "unix" {
 		return context.WithValue(ctx, needsTokenKey{}, true)
 	}
