@@ -138,6 +138,8 @@ type sandbox struct {
 	streams   *streams
 	stdin     *gate
 	undo      cleanup
+	// limits are the task's, as claim handed them over.
+	limits Limits
 }
 
 // newSandbox makes the sandbox spec describes. On error it has removed
@@ -306,6 +308,7 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 			return fmt.Errorf("applying task limits: %w", err)
 		}
 	}
+	s.limits = limits
 	s.streams.stdout.reset(limits.OutputLimit, stdout)
 	s.streams.stderr.reset(limits.OutputLimit, stderr)
 	s.stdin.open(stdin)
