@@ -109,3 +109,16 @@ func TestCPUTimeCLI(t *testing.T) {
 		assert.Contains(t, r.stderr, "--cpu-time", r)
 	}
 }
+
+func TestCPUTimeInAPooledSandbox(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	// The pooled sandbox was made long before the task: its making is not
+	// charged, so the verdict matches the cold path's.
+	res := pooledRun(t, p, busyLoop, func(task *runner.Task) {
+		task.Limits.CPUTime = 300 * time.Millisecond
+		task.Limits.Timeout = 10 * time.Second
+	})
+	require.Equal(t, uint64(1), p.Stats()[0].Hits, "the task ran in the pooled sandbox")
+	requireCPUTimeExceeded(t, res, 300*time.Millisecond, 100*time.Millisecond)
+}

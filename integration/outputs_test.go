@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,4 +190,36 @@ func TestOutputsCLICopyOut(t *testing.T) {
 		assert.Equal(t, 2, r.code, "%v\n%s", bad, r)
 		assert.True(t, strings.Contains(r.stderr, "--output") || strings.Contains(r.stderr, "output pattern"), r)
 	}
+}
+
+func TestOutputsTakeTheColdPathAroundThePool(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	res := pooledRun(t, p, writeOutputs, func(task *runner.Task) { task.Outputs = outputPatterns })
+	requireOutputs(t, res)
+	st := p.Stats()[0]
+	assert.Equal(t, uint64(0), st.Hits, "a pooled /tmp goes with its sandbox: the cold path returns the files")
+	assert.Equal(t, uint64(1), st.Misses)
+}
+
+func TestOutputsCLIViaTheService(t *testing.T) {
+	p := startServe(t, serveSetup{})
+	bin := p.h.CLI(t)
+	dir := filepath.Join(t.TempDir(), "copied")
+	args := []string{"exec", "--via", "service", "--config", p.config, "--socket", p.socket, "--runtime", "sh", "--json", "--copy-out", dir, "-c", writeOutputs}
+	for _, pat := range outputPatterns {
+		args = append(args, "--output", pat)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s", out)
+	var res runner.Result
+	require.NoError(t, json.Unmarshal(out, &res))
+	requireOutputs(t, &res)
+	b, err := os.ReadFile(filepath.Join(dir, "out/b.bin"))
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0, 1, 2, 0xff}, b)
+	n, _ := metric(t, p.scrape(), service.MetricTasks, "outcome", "exited")
+	assert.Equal(t, 1.0, n, "the task ran in the service")
 }
