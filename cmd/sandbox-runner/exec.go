@@ -519,7 +519,8 @@ func explain(w io.Writer, res *runner.Result, l runner.Limits) {
 		}
 	}
 	if res.FilesTruncated {
-		fmt.Fprintf(w, "sandbox-runner: returned files truncated: at most %d files and %s together\n", l.OutputFiles, formatSize(l.OutputFilesSize))
+		// The caps are the runner's config's, which may be a service's.
+		fmt.Fprintln(w, "sandbox-runner: returned files truncated: a file was cut or left out at the caps on returned files ([limits] output_files and output_files_size)")
 	}
 }
 

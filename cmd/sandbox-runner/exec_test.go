@@ -509,3 +509,36 @@ func TestErrorKindNamesWhatFailed(t *testing.T) {
 		assert.Equal(t, tc.kind, errorKind(tc.err), "%v", tc.err)
 	}
 }
+
+func TestExplainCPUTimeAndReturnedFiles(t *testing.T) {
+	var b strings.Builder
+	res := &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCPUTimeExceeded, ExitCode: 152,
+		Usage: runner.Usage{CPU: 306 * time.Millisecond}}, FilesTruncated: true}
+	explain(&b, res, runner.Limits{CPUTime: 300 * time.Millisecond})
+	assert.Equal(t, "sandbox-runner: CPU time over its limit of 300ms (used 306ms); killed\n"+
+		"sandbox-runner: returned files truncated: a file was cut or left out at the caps on returned files ([limits] output_files and output_files_size)\n", b.String())
+
+	b.Reset()
+	// A result from a service whose limit this process does not know.
+	explain(&b, &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCPUTimeExceeded, Usage: runner.Usage{CPU: time.Second}}}, runner.Limits{})
+	assert.Equal(t, "sandbox-runner: CPU time over its limit (used 1s); killed\n", b.String())
+}
+
+func TestWriteFilesCopiesOutOrFails(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	o := &execOptions{copyOut: dir}
+	var stdout, stderr strings.Builder
+	std := stdio{out: &stdout, err: &stderr}
+	res := &runner.Result{Files: []runner.OutputFile{{Name: "a/b.txt", Content: []byte("b")}}}
+	assert.Equal(t, 3, o.writeFiles(std, res, 3), "the task's status when every file is written")
+	assert.Contains(t, stderr.String(), "1 file(s) written to "+dir)
+	got, err := os.ReadFile(filepath.Join(dir, "a/b.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "b", string(got))
+
+	stderr.Reset()
+	assert.Equal(t, exitRunner, o.writeFiles(std, res, 0), "an existing file is not overwritten")
+	assert.Contains(t, stderr.String(), "never overwritten")
+
+	assert.Equal(t, 7, (&execOptions{}).writeFiles(std, res, 7), "no --copy-out: nothing written")
+}
