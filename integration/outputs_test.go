@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/fleet/fleettest"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -222,4 +223,32 @@ func TestOutputsCLIViaTheService(t *testing.T) {
 	assert.Equal(t, []byte{0, 1, 2, 0xff}, b)
 	n, _ := metric(t, p.scrape(), service.MetricTasks, "outcome", "exited")
 	assert.Equal(t, 1.0, n, "the task ran in the service")
+}
+
+// TestOutputsAndCPUTimeThroughTheFleet: submit sends --cpu-time and
+// --output in the task message; the worker's answer carries the verdict
+// and the files, which --copy-out writes here.
+func TestOutputsAndCPUTimeThroughTheFleet(t *testing.T) {
+	srv := fleettest.Start(t)
+	e := newFleetEnv(t, srv.URL)
+	e.startWorker(e.h.StateDir(t))
+
+	code, _, stderr := e.cli("", "submit", "--config", e.config, "--nats", srv.URL, "--runtime", "sh",
+		"--cpu-time", "300ms", "--timeout", "10s", "-c", busyLoop)
+	assert.Equal(t, runner.ExitCPUTimeExceeded, code)
+	assert.Contains(t, stderr, "CPU time over its limit of 300ms")
+
+	dir := filepath.Join(t.TempDir(), "from-fleet")
+	args := []string{"submit", "--config", e.config, "--nats", srv.URL, "--runtime", "sh", "--json", "--copy-out", dir, "-c", writeOutputs}
+	for _, p := range outputPatterns {
+		args = append(args, "--output", p)
+	}
+	code, stdout, _ := e.cli("", args...)
+	require.Equal(t, 0, code)
+	var res runner.Result
+	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
+	requireOutputs(t, &res)
+	b, err := os.ReadFile(filepath.Join(dir, "out/sub/c.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "deep\n", string(b))
 }
