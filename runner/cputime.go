@@ -39,6 +39,7 @@ type cpuWatch struct {
 	limit time.Duration
 	cpus  int
 	base  time.Duration // the usage when the task started
+	used  time.Duration // since the start, when check found it over
 	pid   int
 	pidfd int // -1 when the kernel has no pidfd_open
 	timer *time.Timer
@@ -103,6 +104,7 @@ func (w *cpuWatch) check() bool {
 	}
 	used := u - w.base
 	if used >= w.limit {
+		w.used = used
 		return true
 	}
 	w.timer.Reset(w.next(w.limit - used))

@@ -601,6 +601,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 				break
 			}
 			stage.CPUTimeExceeded = true
+			log.Info("CPU-time limit passed", "container", c.spec.id, "limit", c.limits.CPUTime, "used", cpu.used, "before_start", cpu.base)
 			// Killed at once, by this process: the kill below goes
 			// through the runtime, which takes tens of milliseconds
 			// the task would spend running.
