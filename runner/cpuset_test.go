@@ -53,3 +53,18 @@ func TestPoolTakesTheSandboxOnTheLeastBusyCPU(t *testing.T) {
 	assert.Equal(t, []int{1}, p.take(pt).sandbox.cpus, "a busy CPU's sandbox is still better than none")
 	assert.Nil(t, p.take(pt))
 }
+
+// A claimed sandbox's CPUs count as busy until it is destroyed, so the
+// next sandbox goes elsewhere.
+func TestClaimedSandboxKeepsItsCPUsBusyUntilDestroyed(t *testing.T) {
+	c := &cpuSets{cpus: []int{0, 1}, held: make([]int, 2), busy: make([]int, 2)}
+	s := &sandbox{cpuSets: c, cpus: c.take(1)}
+	other := c.take(1)
+	c.give(other)
+	s.occupyCPUs()
+	assert.Equal(t, 1, c.load(s.cpus))
+	assert.Equal(t, other, c.take(1), "not onto the busy CPU")
+	s.giveCPUs()
+	assert.Equal(t, 0, c.load(s.cpus))
+	assert.Equal(t, []int{0, 1}, c.held)
+}

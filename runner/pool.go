@@ -181,7 +181,9 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 		return nil, err
 	}
 	var s *slot
-	if t.ID == "" && pt.compile == nil && !p.closed.Load() {
+	// A task that returns files takes the cold path: its /tmp must be a
+	// host mount that outlives its sandbox.
+	if t.ID == "" && pt.compile == nil && len(pt.outputs) == 0 && !p.closed.Load() {
 		s = p.take(pt)
 	}
 	if s == nil {

@@ -29,6 +29,10 @@ const (
 	OutcomeSignaled Outcome = "signaled"
 	// OutcomeTimedOut: the runner killed the task at its timeout.
 	OutcomeTimedOut Outcome = "timed_out"
+	// OutcomeCPUTimeExceeded: the runner killed the task when its CPU
+	// time (user and system, all its threads and processes) passed its
+	// limit, or the task ended past it.
+	OutcomeCPUTimeExceeded Outcome = "cpu_time_exceeded"
 	// OutcomeOOMKilled: the kernel killed a process of the task for going
 	// over its memory limit, as the cgroup's OOM counter shows.
 	OutcomeOOMKilled Outcome = "oom_killed"
@@ -53,6 +57,12 @@ type Result struct {
 	Stage
 	// Compile is the compile stage of a compiled runtime, nil otherwise.
 	Compile *Stage `json:"compile,omitempty"`
+	// Files are the files under /tmp that matched the task's Outputs
+	// when its run stage ended, in name order; nil when it gave none.
+	Files []OutputFile `json:"files,omitzero"`
+	// FilesTruncated is true when a file was cut or left out to fit the
+	// caps on the returned files.
+	FilesTruncated bool `json:"files_truncated,omitempty"`
 }
 
 // Stage is what happened in one stage (compile or run) of a task. Each
@@ -61,15 +71,19 @@ type Result struct {
 type Stage struct {
 	Outcome Outcome `json:"outcome"`
 	// ExitCode is the status a shell would see: the process's own, 124
-	// when timed out, 130 when cancelled, 128+N when signal N ended it.
+	// when timed out, 152 when over its CPU-time limit, 130 when
+	// cancelled, 128+N when signal N ended it.
 	ExitCode int `json:"exit_code"`
 	// Signal names the signal that ended the stage, if one did. containerd
 	// reports a death by signal N as status 128+N, so a process that
 	// itself exits with 128+N is reported as signaled too, as Docker does.
-	Signal    string `json:"signal,omitempty"`
-	TimedOut  bool   `json:"timed_out"`
-	OOMKilled bool   `json:"oom_killed"`
-	Cancelled bool   `json:"cancelled"`
+	Signal   string `json:"signal,omitempty"`
+	TimedOut bool   `json:"timed_out"`
+	// CPUTimeExceeded is true when the stage used more CPU time than its
+	// limit.
+	CPUTimeExceeded bool `json:"cpu_time_exceeded"`
+	OOMKilled       bool `json:"oom_killed"`
+	Cancelled       bool `json:"cancelled"`
 	// PidsLimitHit is true when the stage tried to create a process or
 	// thread past its pids limit (a fork bomb, or a runtime that needs a
 	// higher limit).
@@ -181,13 +195,16 @@ type resultJSON struct {
 	// OCIRuntime is the OCI runtime the task ran under.
 	OCIRuntime string `json:"oci_runtime,omitempty"`
 	stageJSON
-	Compile *Stage `json:"compile,omitempty"`
+	Compile        *Stage       `json:"compile,omitempty"`
+	Files          []OutputFile `json:"files,omitzero"`
+	FilesTruncated bool         `json:"files_truncated,omitempty"`
 }
 
 // MarshalJSON flattens the run stage into the result.
 func (r Result) MarshalJSON() ([]byte, error) {
 	return json.Marshal(resultJSON{
 		ID: r.ID, Runtime: r.Runtime, Image: r.Image, OCIRuntime: r.OCIRuntime, Compile: r.Compile,
+		Files: r.Files, FilesTruncated: r.FilesTruncated,
 		stageJSON: stageJSON{stageAlias: stageAlias(r.Stage), DurationMS: ms(r.Duration)},
 	})
 }
@@ -198,7 +215,8 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*r = Result{ID: j.ID, Runtime: j.Runtime, Image: j.Image, OCIRuntime: j.OCIRuntime, Compile: j.Compile, Stage: Stage(j.stageAlias)}
+	*r = Result{ID: j.ID, Runtime: j.Runtime, Image: j.Image, OCIRuntime: j.OCIRuntime, Compile: j.Compile, Stage: Stage(j.stageAlias),
+		Files: j.Files, FilesTruncated: j.FilesTruncated}
 	r.Duration = fromMS(j.DurationMS)
 	return nil
 }

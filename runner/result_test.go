@@ -93,7 +93,7 @@ func TestResultJSONKeys(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &doc))
 
 	assert.Equal(t, []string{
-		"cancelled", "duration_ms", "exit_code", "id", "image", "oci_runtime", "oom_killed",
+		"cancelled", "cpu_time_exceeded", "duration_ms", "exit_code", "id", "image", "oci_runtime", "oom_killed",
 		"outcome", "output_truncated", "pids_limit_hit", "runtime", "signal", "stderr", "stdout",
 		"timed_out", "usage",
 	}, slices.Sorted(maps.Keys(doc)))

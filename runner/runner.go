@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -269,6 +270,7 @@ type prepared struct {
 	args    []string
 	env     []string
 	oci     OCIRuntime
+	outputs []string
 }
 
 // Validate checks everything about t that can be checked without
@@ -302,6 +304,9 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 	if err := checkFiles(files); err != nil {
 		return nil, err
 	}
+	if err := checkOutputs(t.Outputs); err != nil {
+		return nil, err
+	}
 	for _, e := range t.Env {
 		if k, _, ok := cutEnv(e); !ok || k == "" {
 			return nil, invalid("environment entry %q is not KEY=VALUE", e)
@@ -332,6 +337,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 		compile: rt.CompileCommand(images.Vars{File: vars.File, MemoryBytes: limits.CompileMemory}),
 		args:    rt.Command(vars, t.Args),
 		env:     append(append([]string(nil), rt.Env...), t.Env...),
+		outputs: slices.Clone(t.Outputs),
 	}, nil
 }
 
@@ -414,18 +420,24 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image, OCIRuntime: p.oci.Name}
 	spec := sandboxSpec{id: p.id, task: p.id, dir: dir, image: p.image, img: info.img, limits: p.limits, oci: p.oci}
 	env := taskEnv(info.env, p.env)
-	if p.compile != nil {
+	if p.compile != nil || len(p.outputs) > 0 {
 		// The stages share /tmp: a tmpfs of the task's size, mounted on
-		// the host so it outlives the compile stage's container.
+		// the host so it outlives the compile stage's container, and the
+		// run stage's, whose files are returned.
 		if err := dir.mountScratch(p.limits.TmpSize); err != nil {
 			return nil, err
 		}
 		spec.scratch = true
+	}
+	if p.compile != nil {
 		cspec := spec
 		cspec.id = p.id + compileSuffix
 		// The compile stage has its own memory limit: compilers need
 		// more than the programs they build.
 		cspec.limits.Memory = p.limits.CompileMemory
+		// The CPU-time limit is the run stage's: a compiler is bounded by
+		// the compile timeout.
+		cspec.limits.CPUTime = 0
 		compile, err := r.runStage(ctx, log, cspec, initcmd.Command{Args: p.compile, Env: env},
 			p.limits.CompileTimeout, nil, t.Stdout, t.Stderr)
 		if err != nil {
@@ -450,6 +462,12 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 		return nil, err
 	}
 	res.Stage = *run
+	if len(p.outputs) > 0 {
+		// The run stage's sandbox is gone: nothing writes to /tmp now.
+		if res.Files, res.FilesTruncated, err = collectOutputs(dir.scratch(), p.outputs, p.limits); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -542,6 +560,15 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	if err != nil {
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
+	// The CPU-time budget counts from the start: a pooled sandbox's
+	// making is not the task's.
+	var cpu *cpuWatch
+	if c.limits.CPUTime > 0 {
+		if cpu, err = newCPUWatch(r.cgroupPath(c.spec.id), c.limits.CPUTime, r.host.cpus, task.Pid()); err != nil {
+			return nil, err
+		}
+		defer cpu.close()
+	}
 	start := time.Now()
 	stage := &Stage{}
 	if err := task.Start(ctx); err != nil {
@@ -560,7 +587,8 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	defer forwardSignals(ctx, log, task, c.spec.id)()
 	var status client.ExitStatus
 	exited := false
-	if !stage.Cancelled {
+	for waiting := !stage.Cancelled; waiting; {
+		waiting = false
 		select {
 		case status = <-exitC:
 			exited = true
@@ -571,6 +599,19 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 			stage.TimedOut = true
 		case <-ctx.Done():
 			stage.Cancelled = true
+		case <-cpu.C():
+			if !cpu.check() {
+				waiting = true
+				break
+			}
+			stage.CPUTimeExceeded = true
+			log.Info("CPU-time limit passed", "container", c.spec.id, "limit", c.limits.CPUTime, "used", cpu.used, "before_start", cpu.base)
+			// Killed at once, by this process: the kill below goes
+			// through the runtime, which takes tens of milliseconds
+			// the task would spend running.
+			if err := cpu.kill(); err != nil {
+				log.Warn("killing the task at its CPU-time limit", "container", c.spec.id, "error", err)
+			}
 		}
 	}
 	if !exited {
@@ -598,6 +639,10 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 		log.Warn("reading task usage", "container", c.spec.id, "error", err)
 	}
 	stage.Usage = usage
+	if cpu != nil && err == nil && !stage.TimedOut && !stage.Cancelled && cpu.over(usage.CPU) {
+		// Exited between two polls, past its limit: judged by what it used.
+		stage.CPUTimeExceeded = true
+	}
 	stage.PidsLimitHit = pidsLimitHit(r.cgroupPath(c.spec.id))
 	drain(task.IO(), drainWait)
 
@@ -628,6 +673,8 @@ func (res *Stage) classify(code int, oomKills uint64) {
 		res.Outcome, res.ExitCode = OutcomeTimedOut, ExitTimedOut
 	case res.Cancelled:
 		res.Outcome, res.ExitCode = OutcomeCancelled, ExitCancelled
+	case res.CPUTimeExceeded:
+		res.Outcome, res.ExitCode = OutcomeCPUTimeExceeded, ExitCPUTimeExceeded
 	case res.OOMKilled && code == 128+int(syscall.SIGKILL):
 		res.Outcome = OutcomeOOMKilled
 	case res.Signal != "":

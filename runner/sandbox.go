@@ -136,11 +136,14 @@ type sandbox struct {
 	cpus      []int    // the CPUs it may run on
 	cpuSets   *cpuSets // where they came from
 	cpuOnline string   // the file its /sys/devices/system/cpu/online is
+	claimed   bool     // a task runs on cpus
 	container client.Container
 	task      client.Task
 	streams   *streams
 	stdin     *gate
 	undo      cleanup
+	// limits are the task's, as claim handed them over.
+	limits Limits
 }
 
 // newSandbox makes the sandbox spec describes. On error it has removed
@@ -164,7 +167,7 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 	s.undo.add(func(context.Context) error { return os.RemoveAll(s.cmdDir) })
 	s.cpuSets, s.cpuOnline = r.cpus, spec.dir.cpuOnlineFile(spec.id)
 	s.cpus = r.cpus.take(cpuCount(spec.limits.CPUs))
-	s.undo.add(func(context.Context) error { s.cpuSets.give(s.cpus); return nil })
+	s.undo.add(func(context.Context) error { s.giveCPUs(); return nil })
 	if err := writeCPUOnline(s.cpuOnline, s.cpus); err != nil {
 		return nil, err
 	}
@@ -314,6 +317,8 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 	if err := s.retarget(ctx, limits); err != nil {
 		return err
 	}
+	s.occupyCPUs()
+	s.limits = limits
 	s.streams.stdout.reset(limits.OutputLimit, stdout)
 	s.streams.stderr.reset(limits.OutputLimit, stderr)
 	s.stdin.open(stdin)
@@ -361,4 +366,19 @@ func (s *sandbox) destroy(ctx context.Context, log *slog.Logger) {
 		log.Error("cleanup failed", "container", s.spec.id, "error", err)
 	}
 	observe(ctx, s.spec.id, StepTeardown, begun)
+}
+
+// occupyCPUs counts s's task as running on its CPUs, until giveCPUs.
+func (s *sandbox) occupyCPUs() {
+	s.cpuSets.run(s.cpus)
+	s.claimed = true
+}
+
+// giveCPUs hands s's CPUs back, and its task's place on them.
+func (s *sandbox) giveCPUs() {
+	if s.claimed {
+		s.cpuSets.done(s.cpus)
+		s.claimed = false
+	}
+	s.cpuSets.give(s.cpus)
 }

@@ -25,6 +25,10 @@ const (
 	DefaultTmpSize       = 64 << 20
 	DefaultMaxFiles      = 100
 	DefaultMaxFileSize   = 16 << 20 // all files together
+	// DefaultOutputFiles and DefaultOutputFilesSize cap the files a task
+	// returns (Task.Outputs): how many, and their bytes together.
+	DefaultOutputFiles     = 16
+	DefaultOutputFilesSize = 1 << 20
 )
 
 // Upper bounds that no task may ask for, whatever the host has.
@@ -32,6 +36,8 @@ const (
 	MaxTimeout     = 24 * time.Hour
 	MaxOutputLimit = 1 << 30
 	MaxPids        = 1 << 16
+	// MaxOutputFiles bounds Limits.OutputFiles.
+	MaxOutputFiles = 4096
 )
 
 // Task is one piece of code to run.
@@ -66,6 +72,10 @@ type Task struct {
 	Stdout, Stderr io.Writer
 	// Limits on the task; zero fields take the defaults.
 	Limits Limits
+	// Outputs are glob patterns under /tmp (such as "/tmp/out/*.png") of
+	// files to return in Result.Files when the task ends. See
+	// CheckOutputPattern.
+	Outputs []string
 }
 
 // File is one file of a task.
@@ -98,6 +108,16 @@ type Limits struct {
 	// task may write; at most Memory, which its pages count against.
 	// Default DefaultTmpSize, or Memory when that is less.
 	TmpSize int64
+	// CPUTime limits the CPU time (user and system, all threads and
+	// processes) the run stage may use from its start; the task is killed
+	// when it passes it. Zero: no limit, the wall clock alone.
+	CPUTime time.Duration
+	// OutputFiles caps how many files Outputs return; default
+	// DefaultOutputFiles.
+	OutputFiles int
+	// OutputFilesSize caps the bytes of the returned files together;
+	// default DefaultOutputFilesSize.
+	OutputFilesSize int64
 }
 
 // hostFacts bound the limits a task may ask for.
@@ -135,6 +155,12 @@ func (l Limits) Filled() Limits {
 		// against anyway.
 		l.TmpSize = min(DefaultTmpSize, l.Memory)
 	}
+	if l.OutputFiles == 0 {
+		l.OutputFiles = DefaultOutputFiles
+	}
+	if l.OutputFilesSize == 0 {
+		l.OutputFilesSize = DefaultOutputFilesSize
+	}
 	return l
 }
 
@@ -165,6 +191,12 @@ func (l Limits) withDefaults(host hostFacts) (Limits, error) {
 		return l, invalid("pids limit %d out of range: give 1 to %d", l.Pids, MaxPids)
 	case l.OutputLimit < 0 || l.OutputLimit > MaxOutputLimit:
 		return l, invalid("output limit %d out of range: give 1 to %d bytes", l.OutputLimit, MaxOutputLimit)
+	case l.CPUTime < 0 || l.CPUTime > MaxTimeout:
+		return l, invalid("cpu time %s out of range: give a duration above 0 and at most %s, or none for no CPU-time limit", l.CPUTime, MaxTimeout)
+	case l.OutputFiles < 0 || l.OutputFiles > MaxOutputFiles:
+		return l, invalid("output files %d out of range: give 1 to %d", l.OutputFiles, MaxOutputFiles)
+	case l.OutputFilesSize < 0 || l.OutputFilesSize > MaxOutputLimit:
+		return l, invalid("output files size %d out of range: give 1 to %d bytes", l.OutputFilesSize, MaxOutputLimit)
 	case l.TmpSize < 1<<20:
 		return l, invalid("tmp size %d bytes is too small: give at least 1MiB", l.TmpSize)
 	case l.TmpSize > l.Memory:

@@ -27,6 +27,10 @@ func TestLimitsDefaults(t *testing.T) {
 		Pids:           DefaultPids,
 		OutputLimit:    DefaultOutputLimit,
 		TmpSize:        DefaultTmpSize,
+		// No CPU-time limit: the wall clock alone.
+		CPUTime:         0,
+		OutputFiles:     DefaultOutputFiles,
+		OutputFilesSize: DefaultOutputFilesSize,
 	}, got)
 }
 
@@ -59,6 +63,10 @@ func TestLimitsKeepsGivenValues(t *testing.T) {
 		Pids:           MaxPids,
 		OutputLimit:    MaxOutputLimit,
 		TmpSize:        1 << 20,
+		// Given values are kept, as they are.
+		CPUTime:         MaxTimeout,
+		OutputFiles:     MaxOutputFiles,
+		OutputFilesSize: MaxOutputLimit,
 	}
 	got, err := in.withDefaults(testHost)
 	require.NoError(t, err)
@@ -96,6 +104,12 @@ func TestLimitsRejects(t *testing.T) {
 		{"output limit over max", Limits{OutputLimit: MaxOutputLimit + 1}},
 		{"tmp under 1MiB", Limits{TmpSize: 1<<20 - 1}},
 		{"negative tmp", Limits{TmpSize: -1}},
+		{"negative cpu time", Limits{CPUTime: -time.Millisecond}},
+		{"cpu time over max", Limits{CPUTime: MaxTimeout + time.Nanosecond}},
+		{"negative output files", Limits{OutputFiles: -1}},
+		{"output files over max", Limits{OutputFiles: MaxOutputFiles + 1}},
+		{"negative output files size", Limits{OutputFilesSize: -1}},
+		{"output files size over max", Limits{OutputFilesSize: MaxOutputLimit + 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.l.withDefaults(testHost)

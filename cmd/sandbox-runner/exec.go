@@ -42,6 +42,9 @@ type execOptions struct {
 	pids        int64
 	outputLimit string
 	tmpSize     string
+	cpuTime     string
+	outputs     []string
+	copyOut     string
 	json        bool
 	pull        string
 	registry    registryFlags
@@ -88,6 +91,13 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 	fs.StringVar(&o.outputLimit, "output-limit", v, "cap on each of stdout and stderr; the rest is read and dropped"+note)
 	v, note = def("64m")
 	fs.StringVar(&o.tmpSize, "tmp-size", v, "size of the writable /tmp, and the largest file the task may write"+note)
+	_, note = def("")
+	if runBy == "" {
+		note = " (default: none, the wall clock alone)"
+	}
+	fs.StringVar(&o.cpuTime, "cpu-time", "", "CPU-time limit (user and system, all threads and processes), e.g. 2s; killed past it with status 152"+note)
+	fs.StringArrayVar(&o.outputs, "output", nil, "glob pattern under /tmp (e.g. '/tmp/out/*.png') of files to return when the task ends; repeatable")
+	fs.StringVar(&o.copyOut, "copy-out", "", "write the returned files (--output) below this directory, made if missing; existing files are never overwritten")
 }
 
 func runExec(ctx context.Context, args []string, std stdio) int {
@@ -170,10 +180,27 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		if err := enc.Encode(res); err != nil {
 			return report(std.err, fmt.Errorf("writing result: %w", err))
 		}
-		return res.ExitCode
+		return o.writeFiles(std, res, res.ExitCode)
 	}
 	explain(std.err, res, r.Limits(task.Limits))
-	return res.ExitCode
+	return o.writeFiles(std, res, res.ExitCode)
+}
+
+// writeFiles writes the task's returned files below --copy-out, when it
+// was given, and returns code, or the runner's failure status when a
+// file could not be written.
+func (o *execOptions) writeFiles(std stdio, res *runner.Result, code int) int {
+	if o.copyOut == "" {
+		return code
+	}
+	written, err := runner.CopyOut(o.copyOut, res.Files)
+	if !o.json {
+		fmt.Fprintf(std.err, "sandbox-runner: %d file(s) written to %s\n", len(written), o.copyOut)
+	}
+	if err != nil {
+		return report(std.err, err)
+	}
+	return code
 }
 
 // errOutputClosed is why a task is cancelled when its output has no
@@ -219,6 +246,10 @@ func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Tas
 	if t.Limits, err = o.limits(); err != nil {
 		return t, err
 	}
+	if err := o.checkOutputs(); err != nil {
+		return t, err
+	}
+	t.Outputs = o.outputs
 	for _, e := range o.env {
 		if !strings.Contains(e, "=") {
 			v, ok := os.LookupEnv(e)
@@ -336,6 +367,14 @@ func (o *execOptions) limits() (runner.Limits, error) {
 			return l, usageError("--%s %q: give a size above zero", s.flag, s.value)
 		}
 	}
+	if set("cpu-time") {
+		if l.CPUTime, err = runner.ParseDuration(o.cpuTime); err != nil {
+			return l, fmt.Errorf("--cpu-time: %w", err)
+		}
+		if l.CPUTime <= 0 {
+			return l, usageError("--cpu-time %q: give a duration above zero, or leave it out for no CPU-time limit", o.cpuTime)
+		}
+	}
 	if set("cpus") {
 		if o.cpus <= 0 {
 			return l, usageError("--cpus %g: give a number of CPUs above zero, e.g. 0.5", o.cpus)
@@ -349,6 +388,28 @@ func (o *execOptions) limits() (runner.Limits, error) {
 		l.Pids = o.pids
 	}
 	return l, nil
+}
+
+// checkOutputs checks --output and --copy-out before anything runs.
+func (o *execOptions) checkOutputs() error {
+	if len(o.outputs) > runner.MaxOutputPatterns {
+		return usageError("%d --output patterns given: at most %d are allowed", len(o.outputs), runner.MaxOutputPatterns)
+	}
+	for _, p := range o.outputs {
+		if err := runner.CheckOutputPattern(p); err != nil {
+			return fmt.Errorf("--output: %w", err)
+		}
+	}
+	if o.copyOut == "" {
+		return nil
+	}
+	if len(o.outputs) == 0 {
+		return usageError("--copy-out %s: name the files to copy with --output PATTERN", o.copyOut)
+	}
+	if st, err := os.Lstat(o.copyOut); err == nil && !st.IsDir() {
+		return usageError("--copy-out %s is not a directory: give a directory, or a path to make one at", o.copyOut)
+	}
+	return nil
 }
 
 func readFile(path string) (runner.File, error) {
@@ -430,6 +491,12 @@ func explain(w io.Writer, res *runner.Result, l runner.Limits) {
 	switch res.Outcome {
 	case runner.OutcomeTimedOut:
 		fmt.Fprintf(w, "sandbox-runner: timed out after %s; killed\n", l.Timeout)
+	case runner.OutcomeCPUTimeExceeded:
+		limit := ""
+		if l.CPUTime > 0 {
+			limit = " of " + l.CPUTime.String()
+		}
+		fmt.Fprintf(w, "sandbox-runner: CPU time over its limit%s (used %s); killed\n", limit, res.Usage.CPU.Round(time.Millisecond))
 	case runner.OutcomeOOMKilled:
 		fmt.Fprintf(w, "sandbox-runner: killed: out of memory (limit %s)\n", formatSize(l.Memory))
 	case runner.OutcomeCancelled:
@@ -444,6 +511,10 @@ func explain(w io.Writer, res *runner.Result, l runner.Limits) {
 		if s.st.Truncated() {
 			fmt.Fprintf(w, "sandbox-runner: %s truncated: %d bytes over --output-limit dropped\n", s.name, s.st.Dropped)
 		}
+	}
+	if res.FilesTruncated {
+		// The caps are the runner's config's, which may be a service's.
+		fmt.Fprintln(w, "sandbox-runner: returned files truncated: a file was cut or left out at the caps on returned files ([limits] output_files and output_files_size)")
 	}
 }
 

@@ -58,6 +58,14 @@ func TestExecBadInputFailsBeforeConnecting(t *testing.T) {
 		{"zero pids", []string{"-r", "sh", "--pids", "0", "-c", "x"}, "--pids"},
 		{"zero output limit", []string{"-r", "sh", "--output-limit", "0", "-c", "x"}, "--output-limit"},
 		{"zero tmp size", []string{"-r", "sh", "--tmp-size", "0", "-c", "x"}, "--tmp-size"},
+		{"zero cpu time", []string{"-r", "sh", "--cpu-time", "0", "-c", "x"}, "--cpu-time"},
+		{"negative cpu time", []string{"-r", "sh", "--cpu-time", "-2s", "-c", "x"}, "--cpu-time"},
+		{"bad cpu time", []string{"-r", "sh", "--cpu-time", "soon", "-c", "x"}, "--cpu-time"},
+		{"cpu time over max", []string{"-r", "sh", "--cpu-time", "25h", "-c", "x"}, "cpu time"},
+		{"output outside /tmp", []string{"-r", "sh", "-c", "x", "--output", "/etc/*"}, `--output: output pattern "/etc/*" is not under /tmp`},
+		{"output with ..", []string{"-r", "sh", "-c", "x", "--output", "/tmp/../etc/*"}, `--output: output pattern "/tmp/../etc/*" holds a ".." part`},
+		{"copy-out without output", []string{"-r", "sh", "-c", "x", "--copy-out", t.TempDir()}, "--copy-out"},
+		{"copy-out to a file", []string{"-r", "sh", "-c", "x", "--output", "/tmp/*", "--copy-out", file}, "is not a directory"},
 		{"-c and FILE", []string{"-r", "python", "-c", "x", file}, "both -c and FILE"},
 		{"two FILEs", []string{"-r", "python", file, file}, "unexpected argument"},
 		{"missing FILE", []string{"-r", "python", filepath.Join(t.TempDir(), "nope.py")}, "code file"},
@@ -251,8 +259,10 @@ func execDefaults(set ...string) execOptions {
 }
 
 func TestTaskLimitsFromFlags(t *testing.T) {
-	o := execDefaults("timeout", "compile-timeout", "memory", "cpus", "pids", "output-limit", "tmp-size")
+	o := execDefaults("timeout", "compile-timeout", "memory", "cpus", "pids", "output-limit", "tmp-size", "cpu-time")
 	o.timeout, o.compileTO, o.memory, o.cpus, o.pids, o.outputLimit, o.tmpSize = "1.5", "2m", "256m", 0.5, 64, "4k", "8m"
+	o.cpuTime = "750ms"
+	o.outputs = []string{"/tmp/out/*.png"}
 	o.code, o.codeSet = "x", true
 	task, err := o.task(nil, -1, strings.NewReader(""))
 	require.NoError(t, err)
@@ -264,7 +274,9 @@ func TestTaskLimitsFromFlags(t *testing.T) {
 		Pids:           64,
 		OutputLimit:    4 << 10,
 		TmpSize:        8 << 20,
+		CPUTime:        750 * time.Millisecond,
 	}, task.Limits)
+	assert.Equal(t, []string{"/tmp/out/*.png"}, task.Outputs)
 }
 
 func TestTaskLimitsUnsetFlagsLeaveDefaults(t *testing.T) {
@@ -522,4 +534,37 @@ func TestJSONErrorWhenNothingAnswers(t *testing.T) {
 		assert.Equal(t, exitRunner, doc.ExitCode, args)
 		assert.NotEmpty(t, stderr, "stderr still says why")
 	}
+}
+
+func TestExplainCPUTimeAndReturnedFiles(t *testing.T) {
+	var b strings.Builder
+	res := &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCPUTimeExceeded, ExitCode: 152,
+		Usage: runner.Usage{CPU: 306 * time.Millisecond}}, FilesTruncated: true}
+	explain(&b, res, runner.Limits{CPUTime: 300 * time.Millisecond})
+	assert.Equal(t, "sandbox-runner: CPU time over its limit of 300ms (used 306ms); killed\n"+
+		"sandbox-runner: returned files truncated: a file was cut or left out at the caps on returned files ([limits] output_files and output_files_size)\n", b.String())
+
+	b.Reset()
+	// A result from a service whose limit this process does not know.
+	explain(&b, &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCPUTimeExceeded, Usage: runner.Usage{CPU: time.Second}}}, runner.Limits{})
+	assert.Equal(t, "sandbox-runner: CPU time over its limit (used 1s); killed\n", b.String())
+}
+
+func TestWriteFilesCopiesOutOrFails(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	o := &execOptions{copyOut: dir}
+	var stdout, stderr strings.Builder
+	std := stdio{out: &stdout, err: &stderr}
+	res := &runner.Result{Files: []runner.OutputFile{{Name: "a/b.txt", Content: []byte("b")}}}
+	assert.Equal(t, 3, o.writeFiles(std, res, 3), "the task's status when every file is written")
+	assert.Contains(t, stderr.String(), "1 file(s) written to "+dir)
+	got, err := os.ReadFile(filepath.Join(dir, "a/b.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "b", string(got))
+
+	stderr.Reset()
+	assert.Equal(t, exitRunner, o.writeFiles(std, res, 0), "an existing file is not overwritten")
+	assert.Contains(t, stderr.String(), "never overwritten")
+
+	assert.Equal(t, 7, (&execOptions{}).writeFiles(std, res, 7), "no --copy-out: nothing written")
 }

@@ -45,7 +45,7 @@ func TestExampleConfigWithEveryKeySetLoads(t *testing.T) {
 	l, err := f.TaskLimits("python")
 	require.NoError(t, err)
 	assert.Equal(t, runner.Limits{Timeout: time.Minute, CompileTimeout: time.Minute, Memory: 1 << 30, CPUs: 1,
-		Pids: 128, OutputLimit: 1 << 20, TmpSize: 64 << 20}, l)
+		Pids: 128, OutputLimit: 1 << 20, TmpSize: 64 << 20, CPUTime: 10 * time.Second, OutputFiles: 16, OutputFilesSize: 1 << 20}, l)
 }
 
 func TestExampleConfigDocumentsEveryKey(t *testing.T) {

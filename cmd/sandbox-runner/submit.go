@@ -153,7 +153,11 @@ func (o *submitOptions) submit(ctx context.Context, args []string, dash int, std
 	if ans.Truncated {
 		fmt.Fprintln(std.err, "sandbox-runner: the output was cut further to fit the NATS server's max_payload")
 	}
-	return printRemoteResult(std, res, task.Limits, e.json)
+	code, err := printRemoteResult(std, res, task.Limits, e.json)
+	if err != nil {
+		return 0, err
+	}
+	return e.writeFiles(std, res, code), nil
 }
 
 // anyRuns tells whether a live worker takes tasks of runtime.

@@ -142,7 +142,7 @@ func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) 
 	if err != nil {
 		return report(std.err, err), true
 	}
-	return code, true
+	return o.writeFiles(std, res, code), true
 }
 
 // printRemoteResult prints a result that ran elsewhere (the service, a

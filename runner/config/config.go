@@ -83,6 +83,12 @@ type Limits struct {
 	Pids           int64   `toml:"pids"`
 	OutputLimit    string  `toml:"output_limit"`
 	TmpSize        string  `toml:"tmp_size"`
+	// CPUTime is the run stage's CPU-time limit, e.g. "10s"; empty: none.
+	CPUTime string `toml:"cpu_time"`
+	// OutputFiles and OutputFilesSize cap the files a task returns: how
+	// many, and their bytes together (e.g. "1m").
+	OutputFiles     int    `toml:"output_files"`
+	OutputFilesSize string `toml:"output_files_size"`
 }
 
 // Runtime is one catalog entry as written.
@@ -376,10 +382,24 @@ func (l Limits) Parse(base runner.Limits) (runner.Limits, error) {
 			return out, fmt.Errorf("compile_timeout: %w", err)
 		}
 	}
+	if l.CPUTime != "" {
+		if out.CPUTime, err = runner.ParseDuration(l.CPUTime); err != nil {
+			return out, fmt.Errorf("cpu_time: %w", err)
+		}
+		if out.CPUTime <= 0 {
+			return out, fmt.Errorf("cpu_time %q: give a duration above zero, or leave it out for no CPU-time limit: %w", l.CPUTime, errdefs.ErrInvalidArgument)
+		}
+	}
+	if l.OutputFiles < 0 {
+		return out, fmt.Errorf("output_files cannot be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	if l.OutputFiles != 0 {
+		out.OutputFiles = l.OutputFiles
+	}
 	for _, s := range []struct {
 		key, value string
 		dst        *int64
-	}{{"memory", l.Memory, &out.Memory}, {"compile_memory", l.CompileMemory, &out.CompileMemory}, {"output_limit", l.OutputLimit, &out.OutputLimit}, {"tmp_size", l.TmpSize, &out.TmpSize}} {
+	}{{"memory", l.Memory, &out.Memory}, {"compile_memory", l.CompileMemory, &out.CompileMemory}, {"output_limit", l.OutputLimit, &out.OutputLimit}, {"tmp_size", l.TmpSize, &out.TmpSize}, {"output_files_size", l.OutputFilesSize, &out.OutputFilesSize}} {
 		if s.value == "" {
 			continue
 		}

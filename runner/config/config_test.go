@@ -31,6 +31,9 @@ cpus = 0.5
 pids = 64
 output_limit = "64k"
 tmp_size = "32m"
+cpu_time = "2s"
+output_files = 4
+output_files_size = "64k"
 
 [runtimes.python]
 image = "example.invalid/python:3"
@@ -60,7 +63,8 @@ func TestDecodeFull(t *testing.T) {
 
 	l, err := c.TaskLimits("python")
 	require.NoError(t, err)
-	assert.Equal(t, runner.Limits{Timeout: 10 * time.Second, Memory: 1 << 30, CPUs: 0.5, Pids: 64, OutputLimit: 64 << 10, TmpSize: 32 << 20}, l,
+	assert.Equal(t, runner.Limits{Timeout: 10 * time.Second, Memory: 1 << 30, CPUs: 0.5, Pids: 64, OutputLimit: 64 << 10, TmpSize: 32 << 20,
+		CPUTime: 2 * time.Second, OutputFiles: 4, OutputFilesSize: 64 << 10}, l,
 		"[runtimes.python.limits] overrides [limits] field by field")
 	l, err = c.TaskLimits("sh")
 	require.NoError(t, err)
@@ -104,6 +108,10 @@ func TestBadValues(t *testing.T) {
 		"size":          "[limits]\nmemory = \"12qb\"\n",
 		"duration":      "[limits]\ntimeout = \"soon\"\n",
 		"negative cpus": "[limits]\ncpus = -1.0\n",
+		"cpu time":      "[limits]\ncpu_time = \"lots\"\n",
+		"zero cpu time": "[limits]\ncpu_time = \"0s\"\n",
+		"output files":  "[limits]\noutput_files = -1\n",
+		"files size":    "[limits]\noutput_files_size = \"big\"\n",
 		"runtime limit": "[runtimes.sh.limits]\ntmp_size = \"lots\"\n",
 		"env":           "[runtimes.sh]\nenv = [\"NOEQUALS\"]\n",
 		"grace":         "[service]\ngrace = \"x\"\n",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -171,29 +172,40 @@ func encodeAnswer(a Answer, limit int) ([]byte, error) {
 		res.Compile = &c
 	}
 	a.Result, a.Truncated = &res, true
-	streams := []*runner.Stream{&res.Stdout, &res.Stderr}
+	// What can be cut: the streams, and the returned files' contents.
+	type part struct {
+		data *[]byte
+		cut  func(dropped int)
+	}
+	var parts []part
+	for _, st := range []*runner.Stream{&res.Stdout, &res.Stderr} {
+		parts = append(parts, part{&st.Data, func(n int) { st.Dropped += int64(n); res.OutputTruncated = true }})
+	}
 	if res.Compile != nil {
-		streams = append(streams, &res.Compile.Stdout, &res.Compile.Stderr)
+		for _, st := range []*runner.Stream{&res.Compile.Stdout, &res.Compile.Stderr} {
+			parts = append(parts, part{&st.Data, func(n int) { st.Dropped += int64(n); res.Compile.OutputTruncated = true }})
+		}
+	}
+	res.Files = slices.Clone(res.Files)
+	for i := range res.Files {
+		f := &res.Files[i]
+		parts = append(parts, part{&f.Content, func(int) { f.Truncated, res.FilesTruncated = true, true }})
 	}
 	for len(b) > limit {
-		// Halve the largest stream until the document fits; a stream
-		// that is not text costs 4/3 of its size in base64.
-		big := streams[0]
-		for _, s := range streams[1:] {
-			if len(s.Data) > len(big.Data) {
-				big = s
+		// Halve the largest part until the document fits; bytes that
+		// are not text cost 4/3 of their size in base64.
+		big := parts[0]
+		for _, p := range parts[1:] {
+			if len(*p.data) > len(*big.data) {
+				big = p
 			}
 		}
-		if len(big.Data) == 0 {
+		if len(*big.data) == 0 {
 			return nil, fmt.Errorf("the answer is %d bytes without any output, over the %d the NATS server takes", len(b), limit)
 		}
-		keep := cutUTF8(big.Data, len(big.Data)/2)
-		big.Dropped += int64(len(big.Data) - len(keep))
-		big.Data = keep
-		res.OutputTruncated = true
-		if res.Compile != nil {
-			res.Compile.OutputTruncated = res.Compile.Stdout.Truncated() || res.Compile.Stderr.Truncated()
-		}
+		keep := cutUTF8(*big.data, len(*big.data)/2)
+		big.cut(len(*big.data) - len(keep))
+		*big.data = keep
 		if b, err = json.Marshal(a); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
@@ -23,7 +24,8 @@ func TestTaskRoundTrip(t *testing.T) {
 		Files:   []runner.File{{Name: "main.py", Content: []byte("print(1)")}, {Name: "data.bin", Content: []byte{0, 0xff}}},
 		Args:    []string{"-v"},
 		Env:     []string{"A=b"},
-		Limits:  runner.Limits{Memory: 256 << 20, CPUs: 0.5},
+		Limits:  runner.Limits{Memory: 256 << 20, CPUs: 0.5, CPUTime: 1500 * time.Millisecond},
+		Outputs: []string{"/tmp/out/*.png"},
 	}, []byte("stdin"))
 	b, err := EncodeTask(Task{ID: "t-1", Request: req})
 	require.NoError(t, err)
@@ -38,6 +40,10 @@ func TestTaskRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []byte{0, 0xff}, task.Files[1].Content)
 	assert.Equal(t, int64(256<<20), task.Limits.Memory)
+	assert.Equal(t, 1500*time.Millisecond, task.Limits.CPUTime, "the task message carries the CPU-time limit")
+	assert.Equal(t, []string{"/tmp/out/*.png"}, task.Outputs, "and the output patterns")
+	assert.Contains(t, string(b), `"cpu_time":"1.5s"`)
+	assert.Contains(t, string(b), `"outputs":["/tmp/out/*.png"]`)
 }
 
 func TestTaskSchema(t *testing.T) {
@@ -131,6 +137,27 @@ func TestEncodeAnswerFitsTheLimit(t *testing.T) {
 
 	_, err = encodeAnswer(a, 100)
 	assert.Error(t, err, "nothing left to cut")
+}
+
+func TestEncodeAnswerCutsReturnedFilesToo(t *testing.T) {
+	big := []byte(strings.Repeat("\xff", 30000))
+	res := &runner.Result{ID: "sr-1", Stage: runner.Stage{Outcome: runner.OutcomeExited},
+		Files: []runner.OutputFile{{Name: "small.txt", Content: []byte("ok"), Size: 2}, {Name: "big.bin", Content: big, Size: 30000}}}
+	b, err := encodeAnswer(Answer{TaskID: "t", Result: res}, 8000)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(b), 8000)
+	got, err := DecodeAnswer(b)
+	require.NoError(t, err)
+	assert.True(t, got.Truncated)
+	assert.True(t, got.Result.FilesTruncated)
+	assert.False(t, got.Result.OutputTruncated, "no output was cut")
+	require.Len(t, got.Result.Files, 2)
+	assert.Equal(t, runner.OutputFile{Name: "small.txt", Content: []byte("ok"), Size: 2}, got.Result.Files[0])
+	assert.True(t, got.Result.Files[1].Truncated)
+	assert.Equal(t, int64(30000), got.Result.Files[1].Size, "the whole size is still said")
+	assert.Less(t, len(got.Result.Files[1].Content), 6000)
+	assert.Len(t, res.Files[1].Content, 30000, "the caller's result is left alone")
+	assert.False(t, res.Files[1].Truncated)
 }
 
 func TestValidateID(t *testing.T) {

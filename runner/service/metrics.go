@@ -42,6 +42,8 @@ const (
 	LimitMemory = "memory"
 	LimitPids   = "pids"
 	LimitOutput = "output"
+	// LimitOutputFiles: returned files cut or left out at their caps.
+	LimitOutputFiles = "output_files"
 )
 
 // OutcomeError is the outcome label of a task the runner failed to run
@@ -188,7 +190,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 		}),
 		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricLimitHits,
-			Help: "Task stages that hit a limit, by limit (memory: OOM-killed; pids: a fork past the pids limit; output: output cut at its cap) and runtime. Timeouts are the tasks_total outcome timed_out.",
+			Help: "Task stages that hit a limit, by limit (memory: OOM-killed; pids: a fork past the pids limit; output: output cut at its cap; output_files: returned files cut or left out at their caps) and runtime. Timeouts and CPU-time kills are the tasks_total outcomes timed_out and cpu_time_exceeded.",
 		}, []string{"limit", "runtime"}),
 		taskCPU: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricTaskCPU,
@@ -265,6 +267,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	for _, o := range []string{
 		string(runner.OutcomeExited), string(runner.OutcomeSignaled), string(runner.OutcomeTimedOut),
 		string(runner.OutcomeOOMKilled), string(runner.OutcomeCancelled), string(runner.OutcomeCompileFailed), OutcomeError,
+		string(runner.OutcomeCPUTimeExceeded),
 	} {
 		for _, rt := range cfg.runtimes {
 			m.tasks.WithLabelValues(o, rt)
@@ -273,7 +276,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	for _, rt := range cfg.runtimes {
 		m.taskCPU.WithLabelValues(rt)
 	}
-	for _, l := range []string{LimitMemory, LimitPids, LimitOutput} {
+	for _, l := range []string{LimitMemory, LimitPids, LimitOutput, LimitOutputFiles} {
 		for _, rt := range cfg.runtimes {
 			m.limitHits.WithLabelValues(l, rt)
 		}
@@ -324,6 +327,9 @@ func (m *metrics) probed(d time.Duration, err error) {
 func (m *metrics) observeResult(rt string, res *runner.Result) {
 	if res.OCIRuntime != "" {
 		m.tasksByOCI.WithLabelValues(string(res.Outcome), res.OCIRuntime).Inc()
+	}
+	if res.FilesTruncated {
+		m.limitHits.WithLabelValues(LimitOutputFiles, rt).Inc()
 	}
 	stages := []*runner.Stage{&res.Stage}
 	switch {

@@ -132,6 +132,18 @@ func TestCompileStageLimitsAreCountedOnce(t *testing.T) {
 		"two stages that both hit the cap: twice")
 }
 
+func TestCPUTimeAndFilesAreCounted(t *testing.T) {
+	m := newMetrics(metricsConfig{slots: 1, queue: 1, runtimes: []string{"sh"}})
+	mfs := gather(t, m)
+	assert.Equal(t, 0.0, seriesValue(t, mfs, MetricTasks, map[string]string{"outcome": "cpu_time_exceeded", "runtime": "sh"}),
+		"the outcome's series exists from the start")
+	assert.Equal(t, 0.0, seriesValue(t, mfs, MetricLimitHits, map[string]string{"limit": LimitOutputFiles, "runtime": "sh"}))
+
+	m.observeResult("sh", &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCPUTimeExceeded, CPUTimeExceeded: true}, FilesTruncated: true})
+	mfs = gather(t, m)
+	assert.Equal(t, 1.0, seriesValue(t, mfs, MetricLimitHits, map[string]string{"limit": LimitOutputFiles, "runtime": "sh"}))
+}
+
 func gather(t *testing.T, m *metrics) map[string]*dto.MetricFamily {
 	t.Helper()
 	list, err := m.registry.Gather()

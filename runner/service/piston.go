@@ -626,13 +626,16 @@ func (s *Service) decodePiston(body []byte) (runner.Task, *pistonRuntime, error)
 		}
 		*m.dst = int64(*m.v)
 	}
-	for _, c := range []struct {
-		field string
-		v     *float64
-	}{{"compile_cpu_time", req.CompileCPUTime}, {"run_cpu_time", req.RunCPUTime}} {
-		if c.v != nil && *c.v != 0 && *c.v != -1 {
-			return t, nil, badField(c.field, "%v: this service has no CPU-time limit for Piston's API: leave it out; the wall-clock timeouts apply", *c.v)
+	// The run stage's CPU time is the runner's cpu_time limit; a compile
+	// stage has none (its compile_timeout bounds it).
+	if c := req.CompileCPUTime; c != nil && *c != 0 && *c != -1 {
+		return t, nil, badField("compile_cpu_time", "%v: the compile stage has no CPU-time limit here: leave it out; compile_timeout applies", *c)
+	}
+	if c := req.RunCPUTime; c != nil && *c != 0 && *c != -1 {
+		if *c < 0 || math.IsInf(*c, 0) || *c > float64(runner.MaxTimeout/time.Millisecond) {
+			return t, nil, badField("run_cpu_time", "%v: give milliseconds above zero, up to %d, or -1 (or leave it out) for none", *c, runner.MaxTimeout/time.Millisecond)
 		}
+		t.Limits.CPUTime = time.Duration(*c * float64(time.Millisecond))
 	}
 	return t, rt, runner.Validate(t, s.opts.catalog)
 }
@@ -866,6 +869,9 @@ func pistonStageOf(st runner.Stage, output string) pistonStage {
 	case runner.OutcomeTimedOut:
 		ps.Signal = &kill
 		set("TO", "Time limit exceeded (wall clock)")
+	case runner.OutcomeCPUTimeExceeded:
+		ps.Signal = &kill
+		set("TO", "Time limit exceeded (CPU time)")
 	case runner.OutcomeOOMKilled:
 		ps.Signal = &kill
 		set("SG", "Out of memory: killed at the memory limit")

@@ -148,7 +148,7 @@ func TestPistonExecuteMapsTheRequestOntoATask(t *testing.T) {
 			{"name": "lib/util.py", "content": "x = 1", "encoding": "utf8"}
 		],
 		"stdin": "abc", "args": ["1", "two words"],
-		"compile_timeout": 10000, "run_timeout": 1500,
+		"compile_timeout": 10000, "run_timeout": 1500, "run_cpu_time": 700,
 		"compile_memory_limit": -1, "run_memory_limit": 104857600
 	}`)
 	require.Equal(t, http.StatusOK, a.status, "%s", a)
@@ -166,6 +166,7 @@ func TestPistonExecuteMapsTheRequestOntoATask(t *testing.T) {
 	assert.Equal(t, "abc\n", string(stdin), "stdin ends with a newline, as Piston gives it")
 	assert.Equal(t, []string{"1", "two words"}, task.Args)
 	assert.Equal(t, 1500*time.Millisecond, task.Limits.Timeout)
+	assert.Equal(t, 700*time.Millisecond, task.Limits.CPUTime, "run_cpu_time is the CPU-time limit")
 	assert.Equal(t, 10*time.Second, task.Limits.CompileTimeout)
 	assert.Equal(t, int64(100<<20), task.Limits.Memory)
 	assert.Equal(t, int64(700<<20), task.Limits.CompileMemory, "-1 is the runtime's default")
@@ -221,7 +222,8 @@ func TestPistonExecuteRefusesBadRequestsInPistonsShape(t *testing.T) {
 		{`{"language":"python","version":"*","files":[{"content":"x"}],"run_memory_limit":-2}`, "run_memory_limit: -2: give a whole number of bytes above zero, or -1"},
 		{`{"language":"python","version":"*","files":[{"content":"x"}],"compile_memory_limit":1.5}`, "compile_memory_limit: 1.5: give a whole number of bytes"},
 		{`{"language":"python","version":"*","files":[{"content":"x"}],"run_memory_limit":1024}`, "memory"},
-		{`{"language":"python","version":"*","files":[{"content":"x"}],"run_cpu_time":1000}`, "run_cpu_time: 1000: this service has no CPU-time limit"},
+		{`{"language":"python","version":"*","files":[{"content":"x"}],"compile_cpu_time":1000}`, "compile_cpu_time: 1000: the compile stage has no CPU-time limit"},
+		{`{"language":"python","version":"*","files":[{"content":"x"}],"run_cpu_time":-5}`, "run_cpu_time: -5: give milliseconds"},
 		{`{"language":"python","version":"*","files":[{"content":"x"}],"args":["a\u0000b"]}`, "args[0]: holds a NUL byte"},
 		{`{"language":"python","version":"*","files":[{"content":"x"}],"args":[1]}`, "args: expected a string, got number"},
 		{`{"language":"python","version":"*","files":[{"name":"../x.py","content":"x"}]}`, "../x.py"},
@@ -275,6 +277,9 @@ func TestPistonResultsInPistonsShape(t *testing.T) {
 		{"timed out", "python", func(ctx context.Context, task runner.Task) (*runner.Result, error) {
 			return &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeTimedOut, TimedOut: true, ExitCode: runner.ExitTimedOut}}, nil
 		}, `{"language":"python","version":"3.11.0","run":{"stdout":"","stderr":"","output":"","code":null,"signal":"SIGKILL","message":"Time limit exceeded (wall clock)","status":"TO","memory":null,"cpu_time":0,"wall_time":0}}`},
+		{"cpu time", "python", func(ctx context.Context, task runner.Task) (*runner.Result, error) {
+			return &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeCPUTimeExceeded, CPUTimeExceeded: true, ExitCode: 152}}, nil
+		}, `{"language":"python","version":"3.11.0","run":{"stdout":"","stderr":"","output":"","code":null,"signal":"SIGKILL","message":"Time limit exceeded (CPU time)","status":"TO","memory":null,"cpu_time":0,"wall_time":0}}`},
 		{"signaled", "python", func(ctx context.Context, task runner.Task) (*runner.Result, error) {
 			return &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeSignaled, Signal: "SIGSEGV", ExitCode: 139}}, nil
 		}, `{"language":"python","version":"3.11.0","run":{"stdout":"","stderr":"","output":"","code":null,"signal":"SIGSEGV","message":"Caught fatal signal 11","status":"SG","memory":null,"cpu_time":0,"wall_time":0}}`},

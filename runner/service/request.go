@@ -52,6 +52,9 @@ type Request struct {
 	// or "runsc" (gVisor). Default: the runtime's as configured, else
 	// the service's.
 	OCIRuntime string `json:"oci_runtime,omitempty"`
+	// Outputs are glob patterns under /tmp, such as "/tmp/out/*.png", of
+	// the files to return in the result's files when the task ends.
+	Outputs []string `json:"outputs,omitempty"`
 }
 
 // File is one file of a Request.
@@ -77,6 +80,7 @@ type Limits struct {
 	Pids           Limit `json:"pids,omitzero"`
 	OutputLimit    Limit `json:"output_limit,omitzero"`
 	TmpSize        Limit `json:"tmp_size,omitzero"`
+	CPUTime        Limit `json:"cpu_time,omitzero"`
 }
 
 // Limit is one limit as written: a JSON string or a JSON number. It is
@@ -296,6 +300,17 @@ func (r *Request) Task(base runner.Limits) (runner.Task, error) {
 		}
 		t.Env = append(t.Env, k+"="+v)
 	}
+	if len(r.Outputs) > runner.MaxOutputPatterns {
+		return t, badField("outputs", "%d patterns given: at most %d are allowed", len(r.Outputs), runner.MaxOutputPatterns)
+	}
+	for i, p := range r.Outputs {
+		if err := runner.CheckOutputPattern(p); err != nil {
+			return t, fmt.Errorf("outputs[%d]: %w", i, err)
+		}
+	}
+	if len(r.Outputs) > 0 {
+		t.Outputs = slices.Clone(r.Outputs)
+	}
 	var err error
 	t.Limits, err = r.Limits.apply(base)
 	return t, err
@@ -326,12 +341,16 @@ func (l Limits) apply(base runner.Limits) (runner.Limits, error) {
 	}{
 		{"limits.timeout", l.Timeout, &out.Timeout},
 		{"limits.compile_timeout", l.CompileTimeout, &out.CompileTimeout},
+		{"limits.cpu_time", l.CPUTime, &out.CPUTime},
 	} {
 		if d.v.IsZero() {
 			continue
 		}
 		if *d.dst, err = parseDuration(d.field, d.v); err != nil {
 			return out, err
+		}
+		if *d.dst > runner.MaxTimeout {
+			return out, badField(d.field, "%q: give at most %s", d.v.text, runner.MaxTimeout)
 		}
 	}
 	for _, s := range []struct {
@@ -442,7 +461,7 @@ func parseWhole(s string) (int64, error) {
 // Task.Stdin, Stdout and Stderr are ignored. Limits left zero are left
 // out, so the service's defaults apply.
 func NewRequest(t runner.Task, stdin []byte) Request {
-	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args, Pull: string(t.Pull), OCIRuntime: t.OCIRuntime}
+	r := Request{Runtime: t.Runtime, Image: t.Image, Args: t.Args, Pull: string(t.Pull), OCIRuntime: t.OCIRuntime, Outputs: t.Outputs}
 	for _, f := range t.Files {
 		content, enc := encodeContent(f.Content)
 		r.Files = append(r.Files, File{Name: f.Name, Content: content, Encoding: enc, Executable: f.Executable})
@@ -463,6 +482,9 @@ func NewRequest(t runner.Task, stdin []byte) Request {
 	}
 	if l.CompileTimeout != 0 {
 		r.Limits.CompileTimeout = LimitString(l.CompileTimeout.String())
+	}
+	if l.CPUTime != 0 {
+		r.Limits.CPUTime = LimitString(l.CPUTime.String())
 	}
 	for _, s := range []struct {
 		v   int64

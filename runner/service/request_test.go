@@ -38,7 +38,8 @@ func TestDecodeRequestFull(t *testing.T) {
 		"env": {"B": "2", "A": "1=one"},
 		"pull": "never",
 		"limits": {"timeout": "1m30s", "compile_timeout": 90, "memory": "256m", "cpus": 0.5,
-		           "pids": "64", "output_limit": 4096, "tmp_size": "2m"}
+		           "pids": "64", "output_limit": 4096, "tmp_size": "2m", "cpu_time": 2.5},
+		"outputs": ["/tmp/out/*.png", "/tmp/result.json"]
 	}`)
 	require.NoError(t, err)
 	assert.Equal(t, "python", task.Runtime)
@@ -56,8 +57,9 @@ func TestDecodeRequestFull(t *testing.T) {
 	assert.Equal(t, []string{"A=1=one", "B=2"}, task.Env, "sorted by name")
 	assert.Equal(t, runner.Limits{
 		Timeout: 90 * time.Second, CompileTimeout: 90 * time.Second, Memory: 256 << 20, CPUs: 0.5,
-		Pids: 64, OutputLimit: 4096, TmpSize: 2 << 20,
+		Pids: 64, OutputLimit: 4096, TmpSize: 2 << 20, CPUTime: 2500 * time.Millisecond,
 	}, task.Limits)
+	assert.Equal(t, []string{"/tmp/out/*.png", "/tmp/result.json"}, task.Outputs)
 }
 
 func TestDecodeRequestLimitsKeepDefaultsWhenLeftOut(t *testing.T) {
@@ -113,6 +115,17 @@ func TestDecodeRequestRefusals(t *testing.T) {
 		{"zero cpus", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"cpus": 0}}`, "limits.cpus:"},
 		{"fractional pids", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"pids": 1.5}}`, `limits.pids: "1.5": give a whole number`},
 		{"negative pids", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"pids": -3}}`, "limits.pids:"},
+		{"zero cpu time", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"cpu_time": 0}}`, "limits.cpu_time: \"0\": give a duration above zero"},
+		{"negative cpu time", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"cpu_time": "-1s"}}`, "limits.cpu_time:"},
+		{"bad cpu time", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"cpu_time": "lots"}}`, `limits.cpu_time: duration "lots"`},
+		{"cpu time over max", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"cpu_time": "25h"}}`, `limits.cpu_time: "25h": give at most 24h0m0s`},
+		{"bool cpu time", `{"runtime": "sh", "files": [{"content": "x"}], "limits": {"cpu_time": false}}`, "limits.cpu_time: expected a string or a number"},
+		{"outputs not a list", `{"runtime": "sh", "files": [{"content": "x"}], "outputs": "/tmp/a"}`, "outputs: expected an array"},
+		{"output outside /tmp", `{"runtime": "sh", "files": [{"content": "x"}], "outputs": ["/tmp/a", "/etc/passwd"]}`, `outputs[1]: output pattern "/etc/passwd" is not under /tmp`},
+		{"output with ..", `{"runtime": "sh", "files": [{"content": "x"}], "outputs": ["/tmp/../etc/*"]}`, `outputs[0]: output pattern "/tmp/../etc/*" holds a ".." part`},
+		{"relative output", `{"runtime": "sh", "files": [{"content": "x"}], "outputs": ["out/*.png"]}`, `outputs[0]:`},
+		{"bad output pattern", `{"runtime": "sh", "files": [{"content": "x"}], "outputs": ["/tmp/[x"]}`, `outputs[0]:`},
+		{"too many outputs", `{"runtime": "sh", "files": [{"content": "x"}], "outputs": ["/tmp/1","/tmp/2","/tmp/3","/tmp/4","/tmp/5","/tmp/6","/tmp/7","/tmp/8","/tmp/9","/tmp/10","/tmp/11","/tmp/12","/tmp/13","/tmp/14","/tmp/15","/tmp/16","/tmp/17","/tmp/18","/tmp/19","/tmp/20","/tmp/21","/tmp/22","/tmp/23","/tmp/24","/tmp/25","/tmp/26","/tmp/27","/tmp/28","/tmp/29","/tmp/30","/tmp/31","/tmp/32","/tmp/33"]}`, "outputs: 33 patterns given: at most 32"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodeTask(t, tc.body)
@@ -132,7 +145,8 @@ func TestNewRequestRoundTrip(t *testing.T) {
 		Args:  []string{"x"},
 		Env:   []string{"A=1", "B=x=y"},
 		Limits: runner.Limits{Timeout: 1500 * time.Millisecond, CompileTimeout: time.Minute, Memory: 64 << 20,
-			CPUs: 0.25, Pids: 16, OutputLimit: 100, TmpSize: 1 << 20},
+			CPUs: 0.25, Pids: 16, OutputLimit: 100, TmpSize: 1 << 20, CPUTime: 750 * time.Millisecond},
+		Outputs: []string{"/tmp/out/*.png", "/tmp/log.txt"},
 	}
 	req := NewRequest(task, []byte("in\n"))
 	b, err := json.Marshal(req)
