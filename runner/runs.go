@@ -212,8 +212,8 @@ func (r *Runner) runBatch(ctx context.Context, b Batch, runOne func(context.Cont
 	if p.compile == nil {
 		err := r.eachRun(ctx, &b, res, func(ctx context.Context, i int) (*Result, error) {
 			// Without an id of the batch's, a run may take a pooled
-		// sandbox, which has its own.
-		return runOne(ctx, b.runTask(i, runID(b.ID, i)))
+			// sandbox, which has its own.
+			return runOne(ctx, b.runTask(i, runID(b.ID, i)))
 		})
 		return res, err
 	}
