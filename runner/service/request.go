@@ -52,6 +52,9 @@ type Request struct {
 	// or "runsc" (gVisor). Default: the runtime's as configured, else
 	// the service's.
 	OCIRuntime string `json:"oci_runtime,omitempty"`
+	// Runs, when given, make the request a batch: the program is
+	// compiled once and run on each input (see RunRequest).
+	Runs []RunRequest `json:"runs,omitempty"`
 }
 
 // File is one file of a Request.

@@ -78,6 +78,7 @@ type options struct {
 	probe         func(ctx context.Context) error
 	probeInterval time.Duration
 	bgCleanup     func() uint64
+	maxRuns       int
 }
 
 type sweepResult struct {
@@ -334,7 +335,15 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, RejectInvalid, http.StatusBadRequest, KindInvalidInput, fmt.Sprintf("reading the request body: %v", err))
 		return
 	}
-	task, err := s.decode(body)
+	req, err := DecodeRequest(body)
+	if err == nil && req.Runs != nil {
+		s.handleBatch(w, r, req, received)
+		return
+	}
+	var task runner.Task
+	if err == nil {
+		task, err = s.task(req)
+	}
 	if err != nil {
 		s.reject(w, r, RejectInvalid, http.StatusBadRequest, KindInvalidInput, err.Error())
 		return
@@ -399,13 +408,10 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) runtimeLabel(name string) string { return runtimeLabel(s.opts.catalog, name) }
 
-// decode turns a body into a task with the runtime's default limits,
+// task turns a request into a task with the runtime's default limits,
 // checked as the runner will check it.
-func (s *Service) decode(body []byte) (runner.Task, error) {
-	req, err := DecodeRequest(body)
-	if err != nil {
-		return runner.Task{}, err
-	}
+func (s *Service) task(req *Request) (runner.Task, error) {
+	var err error
 	var base runner.Limits
 	if _, lerr := s.opts.catalog.Lookup(req.Runtime); lerr == nil && req.Runtime != "" {
 		if base, err = s.opts.limits(req.Runtime); err != nil {
