@@ -46,6 +46,7 @@ type execOptions struct {
 	pull        string
 	registry    registryFlags
 	via         viaOptions // --via, --socket: see via.go
+	runs        batchFlags // --input, --parallel: see runs.go
 
 	// changed tells whether a flag was given; unset limits come from the
 	// config file.
@@ -95,6 +96,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	o.registerTask(fs, "")
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
 	fs.StringVar(&o.pull, "pull", string(images.PullMissing), "when to pull the image: missing, always or never")
+	o.runs.register(fs)
 	o.registry.register(fs)
 	o.via.register(fs)
 	o.global.register(fs)
@@ -109,6 +111,10 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	task, err := o.task(fs.Args(), fs.ArgsLenAtDash(), std.in)
+	if err == nil && len(o.runs.inputs) > 0 {
+		// One program, many inputs (runs.go).
+		return o.execBatch(ctx, task, catalog, std)
+	}
 	if err == nil {
 		err = runner.Validate(task, catalog)
 	}
