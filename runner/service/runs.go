@@ -282,3 +282,37 @@ func newRunsCounter(runtimes []string) *prometheus.CounterVec {
 	}
 	return c
 }
+
+// countingExecutor is what Metrics.Executor returns: tasks counted, and
+// batches run by the wrapped executor (when it runs them) with their
+// runs counted.
+type countingExecutor struct {
+	Executor
+	m     *Metrics
+	inner Executor
+}
+
+// RunBatch runs b with the wrapped executor, counting its runs.
+func (c countingExecutor) RunBatch(ctx context.Context, b runner.Batch) (*runner.BatchResult, error) {
+	bx, ok := c.inner.(BatchExecutor)
+	if !ok {
+		return nil, fmt.Errorf("runs: this executor cannot run batches: %w", runner.ErrInvalidTask)
+	}
+	rt := runtimeLabel(c.m.catalog, b.Runtime)
+	c.m.m.inFlight.Set(float64(c.m.running.Add(1)))
+	defer func() { c.m.m.inFlight.Set(float64(c.m.running.Add(-1))) }()
+	times := &taskTimes{m: c.m.m}
+	tctx := runner.WithCleanupHook(runner.WithObserver(ctx, times), func(error) { c.m.m.cleanupFailed.Add(1) })
+	started := time.Now()
+	res, err := bx.RunBatch(tctx, b)
+	c.m.m.taskDuration.Observe(time.Since(started).Seconds())
+	switch {
+	case err != nil && ctx.Err() != nil:
+		c.m.m.runs.WithLabelValues(string(runner.OutcomeCancelled), rt).Add(float64(len(b.Runs)))
+	case err != nil:
+		c.m.m.runs.WithLabelValues(OutcomeError, rt).Add(float64(len(b.Runs)))
+	default:
+		c.m.m.observeBatch(rt, res)
+	}
+	return res, err
+}

@@ -187,3 +187,20 @@ func TestExecBatchWithoutBatchExecutor(t *testing.T) {
 	assert.Equal(t, http.StatusNotImplemented, a.status, "%s", a)
 	assert.True(t, strings.HasPrefix(a.errorDoc(t).Error, "runs:"))
 }
+
+func TestMetricsExecutorRunsAndCountsBatches(t *testing.T) {
+	m, err := NewMetrics()
+	require.NoError(t, err)
+	wrapped := m.Executor(&fakeBatchExec{})
+	bx, ok := wrapped.(BatchExecutor)
+	require.True(t, ok, "a worker's counted executor still runs batches")
+	res, err := bx.RunBatch(context.Background(), runner.Batch{Task: runner.Task{Runtime: "python"},
+		Runs: []runner.Run{{Stdin: strings.NewReader("a")}, {Stdin: strings.NewReader("b")}}})
+	require.NoError(t, err)
+	require.Len(t, res.Runs, 2)
+	mfs := scrapeHandler(t, m.Handler())
+	assert.Equal(t, 2.0, metricValue(t, mfs, MetricRuns, "outcome", "exited"))
+
+	_, err = m.Executor(&fakeExec{}).(BatchExecutor).RunBatch(context.Background(), runner.Batch{Runs: []runner.Run{{}}})
+	assert.ErrorIs(t, err, runner.ErrInvalidTask, "an executor without batches says so")
+}
