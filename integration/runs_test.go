@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -208,6 +209,24 @@ func TestRunsThroughTheService(t *testing.T) {
 	assert.Equal(t, 2.0, v)
 	v, _ = metric(t, mfs, service.MetricRejected, "reason", service.RejectInvalid)
 	assert.Equal(t, 2.0, v)
+}
+
+func TestRunsClientHangsUpMidBatch(t *testing.T) {
+	p := startServe(t, serveSetup{config: runsServeConfig, args: []string{"--max-concurrent", "2"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Once two runs are going, the client goes away.
+		p.waitMetric(service.MetricInFlight, "", "", 2)
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+	}()
+	_, err := p.do(ctx, http.MethodPost, "/v1/exec", runsBody(t, `build() { echo 'echo started; sleep 20' > /tmp/prog; }`, `[{}, {}, {}]`))
+	require.ErrorIs(t, err, context.Canceled)
+	// Every run is killed or never starts; the leak check at the end
+	// finds nothing of the compile stage or the runs.
+	p.waitMetric(service.MetricRuns, "outcome", "cancelled", 3)
+	p.waitMetric(service.MetricInFlight, "", "", 0)
 }
 
 // runsCLIConfig is the CLI's config with shcc.

@@ -111,6 +111,9 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	task, err := o.task(fs.Args(), fs.ArgsLenAtDash(), std.in)
+	if err == nil && len(o.runs.inputs) == 0 && fs.Changed("parallel") {
+		err = usageError("--parallel without --input: it says how many inputs run at once")
+	}
 	if err == nil && len(o.runs.inputs) > 0 {
 		// One program, many inputs (runs.go).
 		return o.execBatch(ctx, task, catalog, std)

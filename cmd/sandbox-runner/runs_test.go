@@ -31,6 +31,7 @@ func TestExecInputsBadInputFailsBeforeConnecting(t *testing.T) {
 		{"over the default bound", append([]string{"-r", "sh", "-c", "x"}, many...), "runs: 65 given: give 1 to 64"},
 		{"over the configured bound", []string{"--config", cfg, "-r", "sh", "-c", "x", "--input", in, "--input", in, "--input", in}, "runs: 3 given: give 1 to 2"},
 		{"bad limit", []string{"-r", "sh", "-c", "x", "--input", in, "--memory", "1k"}, "memory limit 1024 bytes is too small"},
+		{"parallel without inputs", []string{"-r", "sh", "-c", "x", "--parallel", "2"}, "--parallel without --input"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"exec", "--address", noDaemon}, tc.args...)
