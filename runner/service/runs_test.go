@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -203,4 +204,45 @@ func TestMetricsExecutorRunsAndCountsBatches(t *testing.T) {
 
 	_, err = m.Executor(&fakeExec{}).(BatchExecutor).RunBatch(context.Background(), runner.Batch{Runs: []runner.Run{{}}})
 	assert.ErrorIs(t, err, runner.ErrInvalidTask, "an executor without batches says so")
+}
+
+// FuzzDecodeBatchRequest: a body with runs is refused as invalid input,
+// or accepted again, as the same batch, once re-encoded.
+func FuzzDecodeBatchRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"runtime": "c", "files": [{"content": "x"}], "runs": [{"stdin": "1", "args": ["a"], "limits": {"memory": "64m", "timeout": 2}}]}`,
+		`{"runtime": "c", "files": [{"content": "x"}], "runs": [{"args": []}, {"args": null}, {"stdin": "AA==", "stdin_encoding": "base64"}]}`,
+		`{"runtime": "c", "files": [{"content": "x"}], "runs": [{"limits": {"compile_memory": "1g"}}]}`,
+		`{"runtime": "c", "files": [{"content": "x"}], "stdin": "x", "runs": [{}]}`,
+		`{"runtime": "c", "files": [{"content": "x"}], "runs": []}`,
+		`{"runs": [null, {}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodeRequest(body)
+		if err != nil || req.Runs == nil {
+			return
+		}
+		b, err := req.Batch(runner.Limits{})
+		if err != nil {
+			if !errors.Is(err, runner.ErrInvalidTask) {
+				t.Fatalf("refusal %v is not ErrInvalidTask", err)
+			}
+			return
+		}
+		again, err := json.Marshal(req)
+		require.NoError(t, err)
+		req2, err := DecodeRequest(again)
+		require.NoError(t, err, "decoding %s again", again)
+		b2, err := req2.Batch(runner.Limits{})
+		require.NoError(t, err, "%s is refused the second time", again)
+		require.Len(t, b2.Runs, len(b.Runs))
+		for i := range b.Runs {
+			assert.Equal(t, readAll(b.Runs[i].Stdin), readAll(b2.Runs[i].Stdin))
+			b.Runs[i].Stdin, b2.Runs[i].Stdin = nil, nil
+		}
+		b.Stdin, b2.Stdin = nil, nil
+		assert.Equal(t, b, b2)
+	})
 }
