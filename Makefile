@@ -42,7 +42,7 @@ IMAGE_CACHE ?= /var/cache/sandbox-runner
 CTRD2_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2; exit}' go.mod)
 CTRD2_DIR     := bin/containerd-$(CTRD2_VERSION)
 
-.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 containerd2 bench lint install clean
+.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 containerd2 bench bench-runs lint install clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -138,6 +138,10 @@ $(CTRD2_DIR)/containerd: integration/ctrd2/go.mod integration/ctrd2/go.sum
 BENCH_ITERATIONS ?= 40
 bench: build ## compare exec, the warm service, ctr run and docker run on a private containerd (root); writes bin/bench.json
 	$(GO) run ./integration/cmd/bench --cli $(BIN) --init $(BIN)-init --iterations $(BENCH_ITERATIONS) --json bin/bench.json
+
+BENCH_RUNS ?= 20
+bench-runs: build ## one C++ program on BENCH_RUNS inputs: one request with "runs" (1 compile) against as many requests, through the service on a private containerd (root; the cpp image from IMAGE_CACHE); writes bin/bench-runs.json
+	$(GO) run ./integration/cmd/benchruns --cli $(BIN) --init $(BIN)-init --runs $(BENCH_RUNS) --cache-dir $(IMAGE_CACHE) --json bin/bench-runs.json
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

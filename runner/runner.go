@@ -104,6 +104,7 @@ type options struct {
 	init        string
 	uids        UIDRange
 	oci         *OCIRuntimes
+	maxRuns     int
 }
 
 // WithNamespace sets the containerd namespace every object lives in.

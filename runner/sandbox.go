@@ -125,6 +125,9 @@ type sandboxSpec struct {
 	// of a compiled task; else /tmp is a tmpfs of the sandbox's own.
 	scratch     bool
 	annotations map[string]string
+	// binds are further read-only binds, such as a batch's compiled
+	// program in each run's /tmp (see artifacts).
+	binds []oci.Bind
 }
 
 // sandbox is one container and its task, created and not yet started:
@@ -194,11 +197,11 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string, cpus []int, cpuOnlineF
 		UID:        spec.dir.uid,
 		GID:        spec.dir.uid,
 		CodeSource: spec.dir.code(),
-		ReadOnlyBinds: []oci.Bind{
+		ReadOnlyBinds: append([]oci.Bind{
 			{Source: init, Destination: initcmd.Path},
 			{Source: cmdDir, Destination: initcmd.Dir},
 			{Source: cpuOnlineFile, Destination: cpuOnline},
-		},
+		}, spec.binds...),
 		Annotations: spec.annotations,
 		Resources:   resources(spec.limits, cpus),
 	}

@@ -211,6 +211,9 @@ func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []
 	if g.uids != (runner.UIDRange{}) {
 		opts = append(opts, runner.WithUIDRange(g.uids))
 	}
+	if g.file.MaxRuns > 0 {
+		opts = append(opts, runner.WithMaxRuns(g.file.MaxRuns))
+	}
 	return opts
 }
 

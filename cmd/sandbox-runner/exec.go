@@ -50,6 +50,7 @@ type execOptions struct {
 	registry    registryFlags
 	via         viaOptions // --via, --socket: see via.go
 	interactive bool       // -i: see interactive.go
+	runs        batchFlags // --input, --parallel: see runs.go
 
 	// changed tells whether a flag was given; unset limits come from the
 	// config file.
@@ -106,6 +107,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	o.registerTask(fs, "")
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
 	fs.StringVar(&o.pull, "pull", string(images.PullMissing), "when to pull the image: missing, always or never")
+	o.runs.register(fs)
 	o.registry.register(fs)
 	o.via.register(fs)
 	o.registerInteractive(fs)
@@ -121,6 +123,13 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 		return o.fail(std, err)
 	}
 	task, err := o.task(fs.Args(), fs.ArgsLenAtDash(), std.in)
+	if err == nil && len(o.runs.inputs) == 0 && fs.Changed("parallel") {
+		err = usageError("--parallel without --input: it says how many inputs run at once")
+	}
+	if err == nil && len(o.runs.inputs) > 0 {
+		// One program, many inputs (runs.go).
+		return o.execBatch(ctx, task, catalog, std)
+	}
 	if err == nil {
 		err = runner.Validate(task, catalog)
 	}

@@ -83,6 +83,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		service.WithLogger(log),
 		service.WithCatalog(catalog),
 		service.WithLimits(o.global.file.TaskLimits),
+		service.WithMaxRuns(o.global.file.MaxRuns),
 		service.WithMaxConcurrent(firstInt(changed("max-concurrent"), o.maxConcurrent, cfg.MaxConcurrent, runtime.NumCPU())),
 	}
 	switch {

@@ -106,7 +106,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	if err != nil {
 		return err
 	}
-	fopts = append(fopts, fleet.WithCatalog(catalog), fleet.WithLimits(o.global.file.TaskLimits),
+	fopts = append(fopts, fleet.WithCatalog(catalog), fleet.WithLimits(o.global.file.TaskLimits), fleet.WithMaxRuns(o.global.file.MaxRuns),
 		fleet.WithLogger(log), fleet.WithVersion(version))
 	// No NATS server is a config error: say so (exit 2, which the
 	// systemd unit does not restart on) before waiting for containerd.

@@ -51,6 +51,9 @@ type File struct {
 	// name none and whose runtime sets none. Default: the fastest usable
 	// one of crun and runc.
 	OCIRuntime string `toml:"oci_runtime"`
+	// MaxRuns bounds the runs of one batch (the API's "runs", exec
+	// --input). Default runner.DefaultMaxRuns.
+	MaxRuns int `toml:"max_runs"`
 	// Registry says how images are pulled.
 	Registry Registry `toml:"registry"`
 	// Limits are the defaults of every task.
@@ -326,6 +329,9 @@ func (c *File) validate() error {
 	}
 	if err := c.Fleet.Pool.validate("fleet.pool"); err != nil {
 		return err
+	}
+	if c.MaxRuns < 0 {
+		return fmt.Errorf("max_runs %d cannot be negative: give 1 or more, or leave it out for %d: %w", c.MaxRuns, runner.DefaultMaxRuns, errdefs.ErrInvalidArgument)
 	}
 	if c.Service.MaxConcurrent < 0 || (c.Service.Queue != nil && *c.Service.Queue < 0) {
 		return fmt.Errorf("service.max_concurrent and service.queue cannot be negative: %w", errdefs.ErrInvalidArgument)

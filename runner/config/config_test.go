@@ -219,3 +219,13 @@ func TestBadOCIRuntimeKeys(t *testing.T) {
 		assert.ErrorContains(t, err, want, doc)
 	}
 }
+
+func TestMaxRuns(t *testing.T) {
+	c, err := Decode(strings.NewReader("max_runs = 200\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 200, c.MaxRuns)
+	_, err = Decode(strings.NewReader("max_runs = -1\n"))
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err))
+	assert.Contains(t, err.Error(), "max_runs -1 cannot be negative")
+}

@@ -106,8 +106,10 @@ type Answer struct {
 	// was answered: 1 unless an earlier attempt failed or its worker died.
 	Deliveries int            `json:"deliveries"`
 	Result     *runner.Result `json:"result,omitempty"`
-	Error      string         `json:"error,omitempty"`
-	Kind       string         `json:"kind,omitempty"`
+	// Batch is the result of a task whose request has runs (runs.go).
+	Batch *runner.BatchResult `json:"batch,omitempty"`
+	Error string              `json:"error,omitempty"`
+	Kind  string              `json:"kind,omitempty"`
 	// DeadLettered is set when the task went to the dead-letter stream.
 	DeadLettered bool `json:"dead_lettered,omitempty"`
 	// Truncated is set when the result's output was cut further than its
@@ -118,7 +120,7 @@ type Answer struct {
 // Err returns the answer's error, which matches the runner's sentinels
 // of its kind with errors.Is, or nil when the task ran.
 func (a *Answer) Err() error {
-	if a.Result != nil && a.Error == "" {
+	if (a.Result != nil || a.Batch != nil) && a.Error == "" {
 		return nil
 	}
 	msg := a.Error
@@ -135,7 +137,7 @@ func DecodeAnswer(b []byte) (*Answer, error) {
 	if err := json.Unmarshal(b, &a); err != nil {
 		return nil, fmt.Errorf("decoding the answer: %w", err)
 	}
-	if a.Result == nil && a.Error == "" {
+	if a.Result == nil && a.Batch == nil && a.Error == "" {
 		return nil, errors.New("decoding the answer: it holds neither a result nor an error")
 	}
 	return &a, nil
@@ -162,6 +164,9 @@ func Kind(err error) string { return api.KindOf(err) }
 // for headers): the kept heads of the streams shrink, the bytes cut are
 // counted as dropped, and the answer says it was truncated.
 func encodeAnswer(a Answer, limit int) ([]byte, error) {
+	if a.Batch != nil {
+		return encodeBatchAnswer(a, limit)
+	}
 	b, err := json.Marshal(a)
 	if err != nil || len(b) <= limit || a.Result == nil {
 		return b, err

@@ -261,3 +261,48 @@ func TestClusterSettlingIsRetriedOnlyForPlacement(t *testing.T) {
 	assert.False(t, clusterSettling(fmt.Errorf("creating stream X: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeBadRequest})))
 	assert.False(t, clusterSettling(errors.New("connection refused")))
 }
+
+func TestBatchTaskRoundTrip(t *testing.T) {
+	req := service.NewBatchRequest(runner.Task{Runtime: "cpp", Files: []runner.File{{Content: []byte("int main(){}")}}},
+		[][]byte{[]byte("1 2\n"), {0xff}})
+	b, err := EncodeTask(Task{ID: "t-1", Request: req})
+	require.NoError(t, err)
+	got, err := DecodeTask(b)
+	require.NoError(t, err)
+	batch, err := got.Request.Batch(runner.Limits{})
+	require.NoError(t, err)
+	require.Len(t, batch.Runs, 2)
+
+	_, err = DecodeTask([]byte(`{"id": "t-1", "request": {"runtime": "c", "files": [{"content": "x"}], "runs": [{"stdin": 5}]}}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "runs.stdin")
+}
+
+func TestEncodeBatchAnswerFitsTheLimit(t *testing.T) {
+	res := &runner.BatchResult{ID: "sr-1", Compile: &runner.Stage{Stderr: runner.Stream{Data: []byte(strings.Repeat("w", 3000))}}}
+	for range 3 {
+		res.Runs = append(res.Runs, &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeExited,
+			Stdout: runner.Stream{Data: []byte(strings.Repeat("é", 5000))}}})
+	}
+	a := Answer{TaskID: "t", Batch: res}
+	whole, err := encodeAnswer(a, 1<<20)
+	require.NoError(t, err)
+	got, err := DecodeAnswer(whole)
+	require.NoError(t, err)
+	require.NoError(t, got.Err())
+	assert.False(t, got.Truncated)
+
+	b, err := encodeAnswer(a, 12000)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(b), 12000)
+	got, err = DecodeAnswer(b)
+	require.NoError(t, err)
+	assert.True(t, got.Truncated)
+	for _, run := range got.Batch.Runs {
+		assert.True(t, utf8.Valid(run.Stdout.Data))
+		assert.Equal(t, int64(10000), int64(len(run.Stdout.Data))+run.Stdout.Dropped, "every byte is kept or counted")
+		assert.True(t, run.OutputTruncated)
+	}
+	assert.Len(t, res.Runs[0].Stdout.Data, 10000, "the caller's result is left alone")
+	assert.Len(t, res.Compile.Stderr.Data, 3000, "the caller's result is left alone")
+}

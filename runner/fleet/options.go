@@ -52,6 +52,7 @@ type options struct {
 	pollWait      time.Duration
 	id            string
 	version       string
+	maxRuns       int
 
 	log *slog.Logger
 }

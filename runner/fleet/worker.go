@@ -407,6 +407,10 @@ func (w *Worker) handle(runCtx context.Context, tc *taskConsumer, msg jetstream.
 		w.fail(opCtx, log, d, decodeErr)
 		return
 	}
+	if task.Request.Runs != nil {
+		w.handleBatch(runCtx, tc, msg, d, log, task.Request)
+		return
+	}
 	rt, err := w.runnerTask(task.Request, d.runtime)
 	if err != nil {
 		w.fail(opCtx, log, d, err)

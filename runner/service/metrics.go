@@ -35,6 +35,7 @@ const (
 	MetricTaskCPU       = "sandbox_runner_task_cpu_seconds_total"
 	MetricTasksByOCI    = "sandbox_runner_tasks_by_oci_runtime_total"
 	MetricTaskMemory    = "sandbox_runner_task_memory_peak_bytes"
+	MetricRuns          = "sandbox_runner_runs_total"
 )
 
 // Limit labels of MetricLimitHits.
@@ -135,6 +136,7 @@ type metrics struct {
 	taskCPU       *prometheus.CounterVec
 	tasksByOCI    *prometheus.CounterVec
 	taskMemory    prometheus.Histogram
+	runs          *prometheus.CounterVec
 	// cleanupFailed counts the failed teardowns of tasks; background
 	// adds those the service does not see (a warm pool's).
 	cleanupFailed atomic.Uint64
@@ -205,6 +207,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 			Help:    "Peak memory of each task stage, where the kernel records it (cgroup v1; v2 from Linux 5.19).",
 			Buckets: prometheus.ExponentialBuckets(1<<20, 2, 13), // 1 MiB to 4 GiB
 		}),
+		runs:       newRunsCounter(cfg.runtimes),
 		background: cfg.background,
 		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricSweeps,
@@ -243,7 +246,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(cfg.version, runtime.Version()).Set(1)
 	m.registry.MustRegister(m.tasks, m.rejected, m.stageDuration, m.taskDuration, m.inFlight, m.queueDepth,
-		slotsGauge, queueGauge, m.limitHits, m.taskCPU, m.tasksByOCI, m.taskMemory, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
+		slotsGauge, queueGauge, m.limitHits, m.taskCPU, m.tasksByOCI, m.taskMemory, m.runs, cleanupCounter, m.sweeps, m.sweepFailures, m.found, m.removed, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.probe {

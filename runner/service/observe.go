@@ -141,7 +141,7 @@ func (m *Metrics) StartProbe() (stop func()) {
 // its failed teardowns. A task whose context ends before it does counts
 // as cancelled.
 func (m *Metrics) Executor(exec Executor) Executor {
-	return executorFunc(func(ctx context.Context, t runner.Task) (*runner.Result, error) {
+	return countingExecutor{m: m, inner: exec, Executor: executorFunc(func(ctx context.Context, t runner.Task) (*runner.Result, error) {
 		rt := runtimeLabel(m.catalog, t.Runtime)
 		m.m.inFlight.Set(float64(m.running.Add(1)))
 		defer func() { m.m.inFlight.Set(float64(m.running.Add(-1))) }()
@@ -161,7 +161,7 @@ func (m *Metrics) Executor(exec Executor) Executor {
 			m.m.observeResult(rt, res)
 		}
 		return res, err
-	})
+	})}
 }
 
 type executorFunc func(ctx context.Context, t runner.Task) (*runner.Result, error)

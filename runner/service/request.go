@@ -55,6 +55,9 @@ type Request struct {
 	// Outputs are glob patterns under /tmp, such as "/tmp/out/*.png", of
 	// the files to return in the result's files when the task ends.
 	Outputs []string `json:"outputs,omitempty"`
+	// Runs, when given, make the request a batch: the program is
+	// compiled once and run on each input (see RunRequest).
+	Runs []RunRequest `json:"runs,omitempty"`
 }
 
 // File is one file of a Request.

@@ -82,6 +82,7 @@ type options struct {
 	idle          time.Duration
 	// pistonVersions are the runtimes' versions in Piston's API.
 	pistonVersions map[string]string
+	maxRuns        int
 }
 
 type sweepResult struct {
@@ -359,7 +360,15 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, RejectInvalid, http.StatusBadRequest, KindInvalidInput, fmt.Sprintf("reading the request body: %v", err))
 		return
 	}
-	task, err := s.decode(body)
+	req, err := DecodeRequest(body)
+	if err == nil && req.Runs != nil {
+		s.handleBatch(w, r, req, received)
+		return
+	}
+	var task runner.Task
+	if err == nil {
+		task, err = s.task(req)
+	}
 	if err != nil {
 		s.reject(w, r, RejectInvalid, http.StatusBadRequest, KindInvalidInput, err.Error())
 		return
@@ -425,13 +434,23 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) runtimeLabel(name string) string { return runtimeLabel(s.opts.catalog, name) }
 
-// decode turns a body into a task with the runtime's default limits,
+// task turns a request into a task with the runtime's default limits,
 // checked as the runner will check it.
+// decode reads a single task's request: a streamed answer or an
+// interactive session runs one task, never a batch.
 func (s *Service) decode(body []byte) (runner.Task, error) {
 	req, err := DecodeRequest(body)
 	if err != nil {
 		return runner.Task{}, err
 	}
+	if req.Runs != nil {
+		return runner.Task{}, fmt.Errorf("runs: a batch is answered as one document: send it to POST /v1/exec without Accept: %s, not as a stream or a session", ContentTypeNDJSON)
+	}
+	return s.task(req)
+}
+
+func (s *Service) task(req *Request) (runner.Task, error) {
+	var err error
 	var base runner.Limits
 	if _, lerr := s.opts.catalog.Lookup(req.Runtime); lerr == nil && req.Runtime != "" {
 		if base, err = s.opts.limits(req.Runtime); err != nil {
