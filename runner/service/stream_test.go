@@ -190,6 +190,13 @@ func TestStreamRefusalsAndFailures(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 
+	// A batch is one document, never a stream.
+	resp = ts.streamPost(t, context.Background(), `{"runtime": "sh", "files": [{"content": "x"}], "runs": [{"stdin": "1"}]}`)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	var refused ErrorResponse
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&refused))
+	assert.Contains(t, refused.Error, "runs: a batch is answered as one document")
+
 	// Failed before any output: the status it has unstreamed.
 	mu.Lock()
 	fail = runner.ErrImageNotFound
