@@ -94,6 +94,9 @@ type Progress struct {
 	Elapsed time.Duration
 	// Done is set on the last report, whatever the outcome.
 	Done bool
+	// Failed is set on the last report of a pull that did not complete
+	// (an error, or the caller gave up).
+	Failed bool
 }
 
 // BlobStatus is where one blob of a pull is.
@@ -400,7 +403,7 @@ func (t *tracker) poll(ctx context.Context) {
 func (t *tracker) snapshot(done, ok bool) Progress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := Progress{Ref: t.ref, Elapsed: time.Since(t.start), Done: done}
+	p := Progress{Ref: t.ref, Elapsed: time.Since(t.start), Done: done, Failed: done && !ok}
 	for _, b := range t.blobs {
 		bp := b.BlobProgress
 		// On the last report, a layer the unpacker never had to fetch

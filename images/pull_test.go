@@ -104,4 +104,6 @@ func TestTrackerSnapshot(t *testing.T) {
 	// At the end of a good pull, a layer never fetched was there already.
 	assert.Equal(t, BlobExists, tr.snapshot(true, true).Blobs[2].Status)
 	assert.Equal(t, BlobWaiting, tr.snapshot(true, false).Blobs[2].Status)
+	assert.True(t, tr.snapshot(true, false).Failed, "a pull that did not complete says so on its last report")
+	assert.False(t, tr.snapshot(true, true).Failed)
 }

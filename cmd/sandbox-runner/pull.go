@@ -92,7 +92,11 @@ func progressLines(pr images.Progress) []string {
 			}
 		}
 	}
-	if pr.Done {
+	switch {
+	case pr.Failed:
+		// Ctrl-C or an error: the last drawing says so, not "done".
+		state = "stopped"
+	case pr.Done:
 		state = "done"
 	}
 	lines := []string{fmt.Sprintf("%s: %s (%s)", pr.Ref, state, pr.Elapsed.Round(100*time.Millisecond))}

@@ -33,6 +33,8 @@ func TestProgressLines(t *testing.T) {
 
 	assert.Equal(t, []string{"x.test/a:1: resolving (0s)"}, progressLines(images.Progress{Ref: "x.test/a:1"}))
 	assert.Contains(t, progressLines(images.Progress{Ref: "r", Done: true})[0], "done")
+	// Ctrl-C or an error: the last drawing does not say done.
+	assert.Equal(t, "r: stopped (0s)", progressLines(images.Progress{Ref: "r", Done: true, Failed: true})[0])
 	allIn := images.Progress{Ref: "r", Blobs: []images.BlobProgress{{Kind: "layer", Status: images.BlobDone}, {Kind: "config", Status: images.BlobExists}}}
 	assert.Contains(t, progressLines(allIn)[0], "unpacking")
 }
