@@ -228,6 +228,13 @@ func TestCLIExecOOM(t *testing.T) {
 	assert.Contains(t, r.stderr, "out of memory", r)
 }
 
+func TestCLIExecSaysThePidsLimitWasHit(t *testing.T) {
+	c := newCLI(t)
+	r := c.exec(nil, "--pids", "8", "--timeout", "10s", "-c", `i=0; while [ $i -lt 16 ]; do sleep 5 & i=$((i + 1)); done; echo forked`)
+	assert.Contains(t, r.stderr, "can't fork", r)
+	assert.Contains(t, r.stderr, "sandbox-runner: the task hit its limit of 8 processes and threads (--pids)", r)
+}
+
 func TestCLIExecLimitFlags(t *testing.T) {
 	c := newCLI(t)
 	r := c.exec(nil, "--memory", "64m", "--cpus", "0.5", "--pids", "32", "--tmp-size", "2m", "-c", cgroupValue+`

@@ -521,6 +521,12 @@ func explain(w io.Writer, res *runner.Result, l runner.Limits) {
 			fmt.Fprintf(w, "sandbox-runner: %s truncated: %d bytes over --output-limit dropped\n", s.name, s.st.Dropped)
 		}
 	}
+	if res.PidsLimitHit {
+		fmt.Fprintf(w, "sandbox-runner: the task hit its limit of %d processes and threads (--pids): a fork or thread creation failed\n", l.Pids)
+	}
+	if c := res.Compile; c != nil && c.PidsLimitHit {
+		fmt.Fprintf(w, "sandbox-runner: the compile stage hit its limit of %d processes and threads (--pids)\n", l.Pids)
+	}
 	if res.FilesTruncated {
 		// The caps are the runner's config's, which may be a service's.
 		fmt.Fprintln(w, "sandbox-runner: returned files truncated: a file was cut or left out at the caps on returned files ([limits] output_files and output_files_size)")

@@ -568,3 +568,10 @@ func TestWriteFilesCopiesOutOrFails(t *testing.T) {
 
 	assert.Equal(t, 7, (&execOptions{}).writeFiles(std, res, 7), "no --copy-out: nothing written")
 }
+
+func TestExplainPidsLimitHit(t *testing.T) {
+	var b strings.Builder
+	res := &runner.Result{Stage: runner.Stage{Outcome: runner.OutcomeExited, ExitCode: 1, PidsLimitHit: true}}
+	explain(&b, res, runner.Limits{Pids: 16})
+	assert.Equal(t, "sandbox-runner: the task hit its limit of 16 processes and threads (--pids): a fork or thread creation failed\n", b.String())
+}
