@@ -697,93 +697,16 @@ func (s *Service) handlePistonExecute(w http.ResponseWriter, r *http.Request) {
 	}
 	out := &combinedOutput{}
 	task.Stdout, task.Stderr = out, out
-	res, err := s.runAdmitted(r, task, received, out, "piston")
-	if err != nil {
-		var re *runError
-		if errors.As(err, &re) {
-			if re.retryAfter {
-				w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-			}
-			writePistonError(w, re.status, re.msg)
-			return
+	res, e := s.runAdmitted(r.Context(), r, task, admission{received: received, api: "piston", obs: out})
+	if e != nil {
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
 		}
-		writePistonError(w, http.StatusInternalServerError, err.Error())
+		writePistonError(w, e.Status, e.Message)
 		return
 	}
 	w.Header().Set("X-Sandbox-Runner-Task", res.ID)
 	writeJSON(w, http.StatusOK, pistonResult(rt, res, out))
-}
-
-// runError is a task that did not run, or that the runner failed: the
-// status and message to answer with.
-type runError struct {
-	status     int
-	msg        string
-	retryAfter bool
-}
-
-func (e *runError) Error() string { return e.msg }
-
-// runAdmitted runs a decoded task as POST /v1/exec does: it waits for a
-// slot (or is refused when the queue is full or the service stops),
-// runs the task on the request's context (a client that hangs up
-// cancels it, and the runner kills and removes it), and records the
-// metrics and the log line. api names the API in the log. obs, when not
-// nil, also hears the task's steps.
-func (s *Service) runAdmitted(r *http.Request, task runner.Task, received time.Time, obs runner.Observer, api string) (*runner.Result, error) {
-	log := s.opts.log.With("request", runner.NewID(), "runtime", task.Runtime, "api", api)
-	rt := s.runtimeLabel(task.Runtime)
-	release, err := s.lim.acquire(r.Context())
-	queueWait := time.Since(received)
-	switch {
-	case errors.Is(err, errQueueFull):
-		s.metrics.rejected.WithLabelValues(RejectQueueFull).Inc()
-		log.Info("request refused", "reason", RejectQueueFull, "remote", r.RemoteAddr)
-		return nil, &runError{status: http.StatusTooManyRequests, msg: err.Error(), retryAfter: true}
-	case errors.Is(err, errShuttingDown):
-		s.metrics.rejected.WithLabelValues(RejectShuttingDown).Inc()
-		log.Info("request refused", "reason", RejectShuttingDown, "remote", r.RemoteAddr)
-		return nil, &runError{status: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: true}
-	case err != nil:
-		s.metrics.tasks.WithLabelValues(string(runner.OutcomeCancelled), rt).Inc()
-		log.Info("task cancelled while queued", "outcome", runner.OutcomeCancelled, "queue_ms", ms(queueWait))
-		return nil, &runError{status: http.StatusServiceUnavailable, msg: "cancelled while waiting for a slot"}
-	}
-	defer release()
-	s.metrics.observeStage(StageQueueWait, queueWait)
-
-	times := &taskTimes{m: s.metrics}
-	var o runner.Observer = times
-	if obs != nil {
-		o = observers{times, obs}
-	}
-	started := time.Now()
-	ctx := runner.WithCleanupHook(runner.WithObserver(r.Context(), o), func(error) { s.metrics.cleanupFailed.Add(1) })
-	res, err := s.exec.Run(ctx, task)
-	took := time.Since(started)
-	s.metrics.taskDuration.Observe(took.Seconds())
-	attrs := []any{"queue_ms", ms(queueWait), "total_ms", ms(took)}
-	if times.hooked {
-		attrs = append(attrs, "create_ms", ms(times.create), "teardown_ms", ms(times.teardown))
-	}
-	if err != nil {
-		status, kind := classify(err)
-		s.metrics.tasks.WithLabelValues(OutcomeError, rt).Inc()
-		log.Error("task failed", append(attrs, "outcome", OutcomeError, "kind", kind, "error", err)...)
-		return nil, &runError{status: status, msg: err.Error()}
-	}
-	times.observeResult(res)
-	s.metrics.tasks.WithLabelValues(string(res.Outcome), rt).Inc()
-	s.metrics.observeResult(rt, res)
-	attrs = append(attrs, "outcome", res.Outcome, "exit_code", res.ExitCode, "run_ms", ms(res.Duration))
-	if res.Compile != nil {
-		attrs = append(attrs, "compile_ms", ms(res.Compile.Duration))
-	}
-	if res.Cancelled && r.Context().Err() != nil {
-		attrs = append(attrs, "cancelled_by", cancelCause(r.Context()))
-	}
-	log.Info("task done", append(attrs, "task", res.ID)...)
-	return res, nil
 }
 
 // observers is more than one Observer.

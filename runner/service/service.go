@@ -375,59 +375,11 @@ func (s *Service) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	// The task's id comes with its result: a pooled sandbox has its own
 	// already. Until then the request has an id of its own, for the logs.
-	log := s.opts.log.With("request", runner.NewID(), "runtime", task.Runtime)
-	rt := s.runtimeLabel(task.Runtime)
-
-	release, err := s.lim.acquire(r.Context())
-	queueWait := time.Since(received)
-	switch {
-	case errors.Is(err, errQueueFull):
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		s.reject(w, r, RejectQueueFull, http.StatusTooManyRequests, KindQueueFull, err.Error())
-		return
-	case errors.Is(err, errShuttingDown):
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		s.reject(w, r, RejectShuttingDown, http.StatusServiceUnavailable, KindShuttingDown, err.Error())
-		return
-	case err != nil:
-		// The client hung up while its task waited: nothing ran.
-		s.metrics.tasks.WithLabelValues(string(runner.OutcomeCancelled), rt).Inc()
-		log.Info("task cancelled while queued", "outcome", runner.OutcomeCancelled, "queue_ms", ms(queueWait))
-		writeError(w, http.StatusServiceUnavailable, KindCancelled, "cancelled while waiting for a slot")
+	res, e := s.runAdmitted(r.Context(), r, task, admission{received: received, mode: ModeBuffered})
+	if e != nil {
+		writeErrorOf(w, e)
 		return
 	}
-	defer release()
-	s.metrics.observeStage(StageQueueWait, queueWait)
-	s.modes.WithLabelValues(ModeBuffered).Inc()
-
-	times := &taskTimes{m: s.metrics}
-	started := time.Now()
-	ctx := runner.WithCleanupHook(runner.WithObserver(r.Context(), times), func(error) { s.metrics.cleanupFailed.Add(1) })
-	res, err := s.exec.Run(ctx, task)
-	took := time.Since(started)
-	s.metrics.taskDuration.Observe(took.Seconds())
-	attrs := []any{"queue_ms", ms(queueWait), "total_ms", ms(took)}
-	if times.hooked {
-		attrs = append(attrs, "create_ms", ms(times.create), "teardown_ms", ms(times.teardown))
-	}
-	if err != nil {
-		status, kind := classify(err)
-		s.metrics.tasks.WithLabelValues(OutcomeError, rt).Inc()
-		log.Error("task failed", append(attrs, "outcome", OutcomeError, "kind", kind, "error", err)...)
-		writeError(w, status, kind, err.Error())
-		return
-	}
-	times.observeResult(res)
-	s.metrics.tasks.WithLabelValues(string(res.Outcome), rt).Inc()
-	s.metrics.observeResult(rt, res)
-	attrs = append(attrs, "outcome", res.Outcome, "exit_code", res.ExitCode, "run_ms", ms(res.Duration))
-	if res.Compile != nil {
-		attrs = append(attrs, "compile_ms", ms(res.Compile.Duration))
-	}
-	if res.Cancelled && r.Context().Err() != nil {
-		attrs = append(attrs, "cancelled_by", cancelCause(r.Context()))
-	}
-	log.Info("task done", append(attrs, "task", res.ID)...)
 	w.Header().Set("X-Sandbox-Runner-Task", res.ID)
 	writeJSON(w, http.StatusOK, res)
 }

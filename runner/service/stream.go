@@ -225,63 +225,10 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request, rc *http.Resp
 }
 
 // runStreamed runs task in a slot, with its output going to out, and
-// counts and logs it as handleExec does a buffered one. A refusal or a
-// failure of the runner comes back as an *Error; a task that ran, as
-// its result.
+// counts and logs it as handleExec does a buffered one (runAdmitted).
 func (s *Service) runStreamed(ctx context.Context, r *http.Request, task runner.Task, mode string, out *streamOut) (*runner.Result, *Error) {
-	received := time.Now()
-	log := s.opts.log.With("request", runner.NewID(), "runtime", task.Runtime, "mode", mode)
-	rt := s.runtimeLabel(task.Runtime)
-	release, err := s.lim.acquire(ctx)
-	queueWait := time.Since(received)
-	switch {
-	case errors.Is(err, errQueueFull):
-		s.metrics.rejected.WithLabelValues(RejectQueueFull).Inc()
-		log.Info("request refused", "reason", RejectQueueFull, "remote", r.RemoteAddr)
-		return nil, &Error{Status: http.StatusTooManyRequests, Kind: KindQueueFull, Message: err.Error(), RetryAfter: retryAfter * time.Second}
-	case errors.Is(err, errShuttingDown):
-		s.metrics.rejected.WithLabelValues(RejectShuttingDown).Inc()
-		log.Info("request refused", "reason", RejectShuttingDown, "remote", r.RemoteAddr)
-		return nil, &Error{Status: http.StatusServiceUnavailable, Kind: KindShuttingDown, Message: err.Error(), RetryAfter: retryAfter * time.Second}
-	case err != nil:
-		s.metrics.tasks.WithLabelValues(string(runner.OutcomeCancelled), rt).Inc()
-		log.Info("task cancelled while queued", "outcome", runner.OutcomeCancelled, "queue_ms", ms(queueWait), "cancelled_by", s.endedBy(ctx))
-		return nil, &Error{Status: http.StatusServiceUnavailable, Kind: KindCancelled, Message: "cancelled while waiting for a slot"}
-	}
-	defer release()
-	s.metrics.observeStage(StageQueueWait, queueWait)
-	s.modes.WithLabelValues(mode).Inc()
-
-	times := &taskTimes{m: s.metrics}
 	task.Stdout, task.Stderr = out.writer(StreamStdout), out.writer(StreamStderr)
-	started := time.Now()
-	rctx := runner.WithObserver(ctx, stageWatch{times, out})
-	rctx = runner.WithCleanupHook(rctx, func(error) { s.metrics.cleanupFailed.Add(1) })
-	res, err := s.exec.Run(rctx, task)
-	took := time.Since(started)
-	s.metrics.taskDuration.Observe(took.Seconds())
-	attrs := []any{"queue_ms", ms(queueWait), "total_ms", ms(took)}
-	if times.hooked {
-		attrs = append(attrs, "create_ms", ms(times.create), "teardown_ms", ms(times.teardown))
-	}
-	if err != nil {
-		status, kind := classify(err)
-		s.metrics.tasks.WithLabelValues(OutcomeError, rt).Inc()
-		log.Error("task failed", append(attrs, "outcome", OutcomeError, "kind", kind, "error", err)...)
-		return nil, &Error{Status: status, Kind: kind, Message: err.Error()}
-	}
-	times.observeResult(res)
-	s.metrics.tasks.WithLabelValues(string(res.Outcome), rt).Inc()
-	s.metrics.observeResult(rt, res)
-	attrs = append(attrs, "outcome", res.Outcome, "exit_code", res.ExitCode, "run_ms", ms(res.Duration))
-	if res.Compile != nil {
-		attrs = append(attrs, "compile_ms", ms(res.Compile.Duration))
-	}
-	if res.Cancelled && ctx.Err() != nil {
-		attrs = append(attrs, "cancelled_by", s.endedBy(ctx))
-	}
-	log.Info("task done", append(attrs, "task", res.ID)...)
-	return res, nil
+	return s.runAdmitted(ctx, r, task, admission{received: time.Now(), mode: mode, obs: stageSwitch{out}})
 }
 
 // endedBy names who cancelled a streamed or interactive task.
@@ -298,16 +245,12 @@ func (s *Service) endedBy(ctx context.Context) string {
 	}
 }
 
-// stageWatch tells out when a compiled task's run stage begins, on top
-// of the metrics' observer: the compile stage's teardown comes after its
-// last output and before the run stage's first.
-type stageWatch struct {
-	runner.Observer
-	out *streamOut
-}
+// stageSwitch tells out when a compiled task's run stage begins: the
+// compile stage's teardown comes after its last output and before the
+// run stage's first.
+type stageSwitch struct{ out *streamOut }
 
-func (w stageWatch) ObserveStep(stage string, step runner.Step, d time.Duration) {
-	w.Observer.ObserveStep(stage, step, d)
+func (w stageSwitch) ObserveStep(stage string, step runner.Step, _ time.Duration) {
 	if stage == runner.StageCompile && step == runner.StepTeardown {
 		w.out.runStage()
 	}

@@ -165,7 +165,7 @@ func TestStreamCompileStageIsTagged(t *testing.T) {
 	_, _ = out.writer(StreamStderr).Write([]byte("warning\n"))
 	// What the runner tells its observer between the stages.
 	times := &taskTimes{m: svc.metrics}
-	stageWatch{times, out}.ObserveStep(runner.StageCompile, runner.StepTeardown, time.Millisecond)
+	observers{times, stageSwitch{out}}.ObserveStep(runner.StageCompile, runner.StepTeardown, time.Millisecond)
 	_, _ = out.writer(StreamStdout).Write([]byte("ran\n"))
 	out.finish(&runner.Result{}, Message{Type: MessageResult})
 	assert.Equal(t, []string{"output compile/stderr:warning\n", "output run/stdout:ran\n", "result /:"}, got)
