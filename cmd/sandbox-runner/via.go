@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -56,35 +55,9 @@ var (
 // answers. done is false when the task is to run here instead; task's
 // stdin is then as it was.
 func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) (code int, done bool) {
-	mode := o.via.mode
-	switch mode {
-	case viaDirect:
-		return 0, false
-	case viaAuto, viaService:
-	default:
-		return o.fail(std, usageError("--via %q: give auto, service or direct", mode)), true
-	}
-	var local []string
-	for _, f := range localFlags {
-		if o.changed != nil && o.changed(f) {
-			local = append(local, "--"+f)
-		}
-	}
-	for _, e := range localEnv {
-		if os.Getenv(e) != "" {
-			local = append(local, e)
-		}
-	}
-	if len(local) > 0 {
-		if mode == viaService {
-			return o.fail(std, usageError("%s cannot be used with --via service: the service runs tasks on its own containerd; use --via direct", strings.Join(local, ", "))), true
-		}
-		return 0, false
-	}
-	socket := first(o.via.socket, os.Getenv("SANDBOX_RUNNER_SOCKET"), o.global.file.Service.Socket, service.DefaultSocket)
-	c := service.NewClient(socket)
-	if mode == viaAuto && !serviceAnswers(ctx, c) {
-		return 0, false
+	c, mode, code, done := o.viaClient(ctx, std)
+	if c == nil {
+		return code, done
 	}
 	if o.interactive {
 		// Stdin goes as it comes: an interactive session (interactive.go).
