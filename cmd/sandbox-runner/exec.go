@@ -140,36 +140,11 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	if code, done := o.runVia(ctx, &task, std); done {
 		return code
 	}
-	// The OCI runtime is this host's to judge, before anything starts.
-	ocis, err := o.global.ociRuntimes()
-	if err == nil {
-		err = ocis.ValidateOCIRuntime(task, catalog)
-	}
+	r, catalog, closeConn, err := o.localRunner(ctx, task, catalog, std)
 	if err != nil {
 		return o.fail(std, err)
 	}
-	log, err := o.global.logger(std.err)
-	if err != nil {
-		return o.fail(std, err)
-	}
-	conn, err := o.global.connect(ctx, log)
-	if err != nil {
-		return o.fail(std, err)
-	}
-	defer conn.Close()
-	if task.Pull != images.PullAlways {
-		if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
-			return o.fail(std, err)
-		}
-	}
-	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)), runner.WithOCIRuntimes(ocis))
-	r, err := runner.New(conn.Client, opts...)
-	if err != nil {
-		return o.fail(std, err)
-	}
-	// A runner that was killed leaves its tasks running; the next one
-	// to start removes them.
-	sweepLeftovers(ctx, r, log)
+	defer closeConn()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if !o.json {
@@ -568,4 +543,41 @@ func (o *execOptions) puller(c *client.Client, policy images.PullPolicy, w io.Wr
 		fmt.Fprintf(w, "sandbox-runner: pulled %s (%s) in %s\n", img.Name(), img.Target().Digest, took.Round(time.Millisecond))
 		return nil
 	}
+}
+
+// localRunner connects to containerd and makes the runner a task runs on
+// here: the OCI runtime judged for this host before anything starts, the
+// catalog with the locally built images, and what a killed runner left
+// swept away (it leaves its tasks running; the next one removes them).
+// It returns the catalog the runner uses, and what closes the connection.
+func (o *execOptions) localRunner(ctx context.Context, task runner.Task, catalog images.Catalog, std stdio) (*runner.Runner, images.Catalog, func(), error) {
+	ocis, err := o.global.ociRuntimes()
+	if err == nil {
+		err = ocis.ValidateOCIRuntime(task, catalog)
+	}
+	if err != nil {
+		return nil, catalog, nil, err
+	}
+	log, err := o.global.logger(std.err)
+	if err != nil {
+		return nil, catalog, nil, err
+	}
+	conn, err := o.global.connect(ctx, log)
+	if err != nil {
+		return nil, catalog, nil, err
+	}
+	if task.Pull != images.PullAlways {
+		if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
+			conn.Close()
+			return nil, catalog, nil, err
+		}
+	}
+	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)), runner.WithOCIRuntimes(ocis))
+	r, err := runner.New(conn.Client, opts...)
+	if err != nil {
+		conn.Close()
+		return nil, catalog, nil, err
+	}
+	sweepLeftovers(ctx, r, log)
+	return r, catalog, func() { conn.Close() }, nil
 }

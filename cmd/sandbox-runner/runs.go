@@ -76,33 +76,11 @@ func (o *execOptions) execBatch(ctx context.Context, task runner.Task, catalog i
 	if code, done := o.batchVia(ctx, task, stdins, std); done {
 		return code
 	}
-	ocis, err := o.global.ociRuntimes()
-	if err == nil {
-		err = ocis.ValidateOCIRuntime(task, catalog)
-	}
+	r, catalog, closeConn, err := o.localRunner(ctx, task, catalog, std)
 	if err != nil {
 		return o.fail(std, err)
 	}
-	log, err := o.global.logger(std.err)
-	if err != nil {
-		return o.fail(std, err)
-	}
-	conn, err := o.global.connect(ctx, log)
-	if err != nil {
-		return o.fail(std, err)
-	}
-	defer conn.Close()
-	if task.Pull != images.PullAlways {
-		if catalog, err = o.global.withLocalImages(ctx, conn.Client, catalog); err != nil {
-			return o.fail(std, err)
-		}
-	}
-	opts := append(o.global.runnerOptions(log, catalog), runner.WithPull(o.puller(conn.Client, task.Pull, std.err)), runner.WithOCIRuntimes(ocis))
-	r, err := runner.New(conn.Client, opts...)
-	if err != nil {
-		return o.fail(std, err)
-	}
-	sweepLeftovers(ctx, r, log)
+	defer closeConn()
 	res, err := r.RunBatch(ctx, b)
 	if err != nil {
 		return o.fail(std, withImageHint(err, task, catalog))
