@@ -139,64 +139,84 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 		if fromDocker != "" {
 			return importFromDocker(ctx, conn, fromDocker, g.snapshotter, std)
 		}
-		var r io.Reader = std.in
-		name := "stdin"
-		if args[0] != "-" {
-			f, err := os.Open(args[0])
-			if err != nil {
-				return reportJSON(std, asJSON, usageError("%v", err))
-			}
-			defer f.Close()
-			r, name = f, args[0]
-		}
-		start := time.Now()
-		progress := newReadProgress(r, std.err, name, 250*time.Millisecond)
-		names, err := images.Import(ctx, conn.Client, progress, g.snapshotter)
-		read := progress.stop()
-		for _, n := range names {
-			fmt.Fprintln(std.out, importedLine(ctx, conn.Client, n))
-		}
-		if err == nil {
-			fmt.Fprintf(std.err, "read %s from %s in %s\n", humanBytes(read), name, time.Since(start).Round(time.Millisecond))
-		}
-		if err != nil {
-			return reportJSON(std, asJSON, fmt.Errorf("%s: %w", name, err))
-		}
+		return importImages(ctx, conn, args[0], g.snapshotter, std)
 	case "ls":
-		if cat, err = images.WithLocalImages(ctx, conn.Client, cat); err != nil {
-			return reportJSON(std, asJSON, err)
-		}
-		list, err := images.List(ctx, conn.Client, g.snapshotter, cat)
-		if err != nil {
-			return reportJSON(std, asJSON, err)
-		}
-		if asJSON {
-			if list == nil {
-				list = []images.Info{}
-			}
-			enc := json.NewEncoder(std.out)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(list)
-			return exitOK
-		}
-		tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "IMAGE\tRUNTIMES\tUNPACKED\tSIZE")
-		for _, i := range list {
-			rts := strings.Join(i.Runtimes, ",")
-			if rts == "" {
-				rts = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", i.Name, rts, i.Unpacked, formatSize(i.Size))
-		}
-		tw.Flush()
+		return listImages(ctx, conn, cat, g.snapshotter, asJSON, std)
 	case "rm":
-		for _, ref := range args {
-			name, err := images.Remove(ctx, conn.Client, ref)
-			if err != nil {
-				return reportJSON(std, asJSON, err)
-			}
-			fmt.Fprintf(std.out, "removed %s\n", name)
+		return removeImages(ctx, conn, args, std)
+	}
+	return exitOK
+}
+
+// importImages imports the images of the archive at path ("-": stdin),
+// showing the bytes read on a terminal, and says what each image is.
+func importImages(ctx context.Context, conn *runner.Connection, path, snapshotter string, std stdio) int {
+	var r io.Reader = std.in
+	name := "stdin"
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return report(std.err, usageError("%v", err))
 		}
+		defer f.Close()
+		r, name = f, path
+	}
+	start := time.Now()
+	progress := newReadProgress(r, std.err, name, 250*time.Millisecond)
+	names, err := images.Import(ctx, conn.Client, progress, snapshotter)
+	read := progress.stop()
+	for _, n := range names {
+		fmt.Fprintln(std.out, importedLine(ctx, conn.Client, n))
+	}
+	if err != nil {
+		return report(std.err, fmt.Errorf("%s: %w", name, err))
+	}
+	fmt.Fprintf(std.err, "read %s from %s in %s\n", humanBytes(read), name, time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
+// listImages lists the images in the store with the runtimes each
+// serves, as a table or as JSON.
+func listImages(ctx context.Context, conn *runner.Connection, cat images.Catalog, snapshotter string, asJSON bool, std stdio) int {
+	cat, err := images.WithLocalImages(ctx, conn.Client, cat)
+	if err != nil {
+		return reportJSON(std, asJSON, err)
+	}
+	list, err := images.List(ctx, conn.Client, snapshotter, cat)
+	if err != nil {
+		return reportJSON(std, asJSON, err)
+	}
+	if asJSON {
+		if list == nil {
+			list = []images.Info{}
+		}
+		enc := json.NewEncoder(std.out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(list)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tRUNTIMES\tUNPACKED\tSIZE")
+	for _, i := range list {
+		rts := strings.Join(i.Runtimes, ",")
+		if rts == "" {
+			rts = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", i.Name, rts, i.Unpacked, formatSize(i.Size))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// removeImages removes refs from the store, stopping at the first that
+// cannot be.
+func removeImages(ctx context.Context, conn *runner.Connection, refs []string, std stdio) int {
+	for _, ref := range refs {
+		name, err := images.Remove(ctx, conn.Client, ref)
+		if err != nil {
+			return report(std.err, err)
+		}
+		fmt.Fprintf(std.out, "removed %s\n", name)
 	}
 	return exitOK
 }
