@@ -86,7 +86,8 @@ host-prep: ## prepare this host for crun (root): on a hybrid cgroup host, move t
 	if [ -n "$$moved" ]; then echo "host-prep: moved cgroup controller(s)$$moved from $$v2 to cgroup v1 under $$base"; \
 	else echo "host-prep: $$v2 holds no controller; nothing to do"; fi
 
-test: ## unit tests, the privileged integration suite under each of OCI_RUNTIMES on the system's containerd and on 2.x (root; they fail rather than skip), then a short fuzz run
+test: ## lint, unit tests, the privileged integration suite under each of OCI_RUNTIMES on the system's containerd and on 2.x (root; they fail rather than skip), then a short fuzz run
+	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/integration$$')
 	@set -e; for rt in $(OCI_RUNTIMES); do \
 		echo "integration suite under $$rt, on the system's containerd"; \
@@ -143,9 +144,10 @@ BENCH_RUNS ?= 20
 bench-runs: build ## one C++ program on BENCH_RUNS inputs: one request with "runs" (1 compile) against as many requests, through the service on a private containerd (root; the cpp image from IMAGE_CACHE); writes bin/bench-runs.json
 	$(GO) run ./integration/cmd/benchruns --cli $(BIN) --init $(BIN)-init --runs $(BENCH_RUNS) --cache-dir $(IMAGE_CACHE) --json bin/bench-runs.json
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and the packages a client on any OS imports built for darwin
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=darwin $(GO) build -o /dev/null ./runner/api/ ./images/
 
 install: build ## install the binary, the systemd units and the example config under DESTDIR/PREFIX
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sandbox-runner

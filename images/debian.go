@@ -205,7 +205,7 @@ func removeRoot(root string) error {
 	}
 	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
 	for _, m := range mounts {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+		if err := unmountDetached(m); err != nil && !errors.Is(err, syscall.EINVAL) {
 			return fmt.Errorf("unmounting %s: %w", m, err)
 		}
 	}
