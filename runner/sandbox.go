@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -163,7 +164,8 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 	if err != nil {
 		return nil, err
 	}
-	specOpts = append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)), oci.WithOCIVersion(spec.oci.ociVersion()))
+	specOpts = append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)))
+	specOpts = append(specOpts, spec.oci.specOpts()...)
 	if err := r.create(ctx, s, specOpts); err != nil {
 		return nil, err
 	}
@@ -187,7 +189,7 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string) oci.Config {
 			{Source: cmdDir, Destination: initcmd.Dir},
 		},
 		Annotations: spec.annotations,
-		Resources:   resources(spec.limits),
+		Resources:   resources(spec.limits, spec.oci),
 	}
 	if spec.scratch {
 		cfg.ScratchSource = spec.dir.scratch()
@@ -196,8 +198,8 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string) oci.Config {
 }
 
 // resources are the sandbox's cgroup and rlimit limits for l.
-func resources(l Limits) oci.Resources {
-	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, Pids: l.Pids, TmpBytes: l.TmpSize}
+func resources(l Limits, o OCIRuntime) oci.Resources {
+	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, Pids: o.hostPids(l.Pids), TmpBytes: l.TmpSize}
 }
 
 // create makes s's container and task, adding their undo to s.
@@ -224,6 +226,10 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	s.undo.add(func(ctx context.Context) error { return r.purge(ctx, id) })
 	// The snapshot is held by a lease this process owns until the
 	// container that names it exists.
+	shimOpts, err := r.shimOptions(s.spec.oci)
+	if err != nil {
+		return err
+	}
 	lctx, done, err := OwnedLease(cctx, r.client)
 	if err != nil {
 		return err
@@ -233,7 +239,7 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 		client.WithImageName(s.spec.image),
 		client.WithSnapshotter(r.opts.snapshotter),
 		client.WithNewSnapshot(id, s.spec.img, snapshots.WithLabels(labels)),
-		client.WithRuntime(r.opts.shim, s.spec.oci.shimOptions()),
+		client.WithRuntime(s.spec.oci.shim(), shimOpts),
 		client.WithNewSpec(specOpts...),
 	)
 	done()
@@ -273,6 +279,35 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	return nil
 }
 
+// runscConfigFile is the file in the state dir gVisor's shim reads its
+// options from.
+const runscConfigFile = "runsc.toml"
+
+// shimOptions returns the shim options of a sandbox under o. For runsc
+// they name a file, which it writes to the state dir first when it does
+// not hold o's configuration yet (a new file renamed into place, so a
+// shim never reads half of one).
+func (r *Runner) shimOptions(o OCIRuntime) (any, error) {
+	if o.Name != OCIRuntimeRunsc {
+		return o.shimOptions(""), nil
+	}
+	path := filepath.Join(r.opts.stateDir, runscConfigFile)
+	want := o.runscConfig()
+	r.runscMu.Lock()
+	defer r.runscMu.Unlock()
+	if !bytes.Equal(r.runscConfig, want) {
+		tmp := path + ".new"
+		if err := os.WriteFile(tmp, want, 0o644); err != nil {
+			return nil, fmt.Errorf("writing gVisor's shim configuration: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return nil, fmt.Errorf("writing gVisor's shim configuration: %w", err)
+		}
+		r.runscConfig = want
+	}
+	return o.shimOptions(path), nil
+}
+
 // pinOOMScore makes the spec's OOM score adjustment the floor of the
 // sandbox's processes. runc writes it without leaving that mark, and the
 // task could then lower it to 0 (the audit did); written again by this
@@ -301,7 +336,7 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
 		return fmt.Errorf("writing the task's command: %w", err)
 	}
-	if res := resourcesUpdate(limits, s.spec.limits); res != nil {
+	if res := resourcesUpdate(limits, s.spec.limits, s.spec.oci); res != nil {
 		if err := s.task.Update(ctx, client.WithResources(res)); err != nil {
 			return fmt.Errorf("applying task limits: %w", err)
 		}
@@ -314,11 +349,11 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 
 // resourcesUpdate returns the cgroup update that turns a sandbox made with
 // have into one with want, or nil when they are the same.
-func resourcesUpdate(want, have Limits) *specs.LinuxResources {
+func resourcesUpdate(want, have Limits, o OCIRuntime) *specs.LinuxResources {
 	if want.Memory == have.Memory && want.CPUs == have.CPUs && want.Pids == have.Pids {
 		return nil
 	}
-	return oci.LinuxResources(resources(want))
+	return oci.LinuxResources(resources(want, o))
 }
 
 // destroy removes what s is made of, on a context that keeps ctx's
