@@ -42,7 +42,26 @@ IMAGE_CACHE ?= /var/cache/sandbox-runner
 CTRD2_VERSION := $(shell awk '$$1 == "github.com/containerd/containerd/v2" {print $$2; exit}' go.mod)
 CTRD2_DIR     := bin/containerd-$(CTRD2_VERSION)
 
-.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 containerd2 bench bench-runs lint install clean
+# gVisor: runsc and its containerd shim, containerd-shim-runsc-v1, built
+# from the release of gVisor's Go module that integration/gvisor/go.mod
+# pins (Debian's runsc packages, bookworm's and backports', ship no
+# shim, and containerd's runc shim cannot drive runsc), into bin/gvisor/.
+# `make test` puts them on PATH, where containerd finds the shim.
+GVISOR_VERSION := $(shell awk '$$1 == "gvisor.dev/gvisor" {print $$2; exit}' integration/gvisor/go.mod)
+GVISOR_DIR     := bin/gvisor
+# The integration tests that apply to gVisor, which `make test` runs once
+# more with runsc as the suite's OCI runtime (README, "gVisor"): the
+# hardening, verdict, output and leak tests. Left out, as not applicable:
+# TestMemoryLimitNoSwap and TestPidsLimit (they read the limits from the
+# cgroup files inside the sandbox, which are gVisor's own: its memory has
+# no swap, and the pids limit is the host's, on the whole sandbox),
+# TestMaskedAndReadOnlyProcPaths (gVisor's /proc is its own and has none
+# of the host's files the masks hide), and the tests of the service, the
+# fleet, the pool, Docker, registries and crash recovery, which do not
+# depend on the OCI runtime.
+GVISOR_TESTS := ^Test(GVisor.*|HelloWorld|ExitCodePassthrough|StdinReachesTask|ArgsReachTask|FilesStagedInCode|RootfsReadOnly|CodeReadOnly|TmpWritable|TmpSizeLimit|NetworkOnlyLoopback|HostNetworkUnreachable|NoCapabilities|NoNewPrivileges|SeccompFilter|NamespacesAndMountsRefused|NonRootUser|MemoryHogOOMKilled|ForkBombStopsAtPidsLimit|CPUQuota|TimeoutKills|TimeoutKillsEvasiveTask|OutputTruncated|OutputStreamedToWriters|Cancellation|NoRunMount|Hostname|WorkingDirIsTmp|Environment|StdinLeftOpenDoesNotBlock|TimeoutWhileFloodingOutput|OOMInChildReported|ConcurrentTasks|ExplicitTaskID|RuntimeMissingFromImage|CompileStageSharesTmp|CompileFailed|LargeStdin|OutputAtLimitNotTruncated|UsageReported|CompileTimeout|CLIExecTimeout|CLIExecOOM)$$
+
+.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 integration-gvisor containerd2 gvisor bench bench-runs lint install clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,15 +105,16 @@ host-prep: ## prepare this host for crun (root): on a hybrid cgroup host, move t
 	if [ -n "$$moved" ]; then echo "host-prep: moved cgroup controller(s)$$moved from $$v2 to cgroup v1 under $$base"; \
 	else echo "host-prep: $$v2 holds no controller; nothing to do"; fi
 
-test: ## lint, unit tests, the privileged integration suite under each of OCI_RUNTIMES on the system's containerd and on 2.x (root; they fail rather than skip), then a short fuzz run
+test: gvisor ## lint, unit tests, the privileged integration suite under each of OCI_RUNTIMES on the system's containerd and on 2.x, its gVisor tests under runsc (root; they fail rather than skip), then a short fuzz run
 	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/integration$$')
-	@set -e; for rt in $(OCI_RUNTIMES); do \
+	@set -e; export PATH="$(CURDIR)/$(GVISOR_DIR):$$PATH"; for rt in $(OCI_RUNTIMES); do \
 		echo "integration suite under $$rt, on the system's containerd"; \
 		SANDBOX_RUNNER_OCI_RUNTIME=$$rt SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m ./integration/; \
 		echo "integration suite under $$rt, on containerd $(CTRD2_VERSION)"; \
 		SANDBOX_RUNNER_OCI_RUNTIME=$$rt $(MAKE) --no-print-directory integration-ctrd2; \
 	done
+	$(MAKE) --no-print-directory integration-gvisor
 	$(MAKE) --no-print-directory fuzz
 
 FUZZTIME ?= 5s
@@ -116,6 +136,11 @@ unit: ## unit tests only (no root needed)
 integration: ## the privileged integration tests only (root), under $$SANDBOX_RUNNER_OCI_RUNTIME (default: the fastest usable)
 	SANDBOX_RUNNER_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v ./integration/
 
+integration-gvisor: gvisor ## the integration tests that apply to gVisor (GVISOR_TESTS), with runsc as the suite's OCI runtime, on the system's containerd (root)
+	@echo "integration tests that apply to gVisor, under runsc ($(GVISOR_VERSION)), on the system's containerd"
+	PATH="$(CURDIR)/$(GVISOR_DIR):$$PATH" SANDBOX_RUNNER_OCI_RUNTIME=runsc SANDBOX_RUNNER_INTEGRATION=1 \
+		$(GO) test -count=1 -timeout 20m -run '$(GVISOR_TESTS)' ./integration/
+
 integration-ctrd2: containerd2 ## the privileged integration tests again, against the containerd 2.x go.mod pins (root)
 	SANDBOX_RUNNER_INTEGRATION=1 SANDBOX_RUNNER_CONTAINERD_BIN=$(CURDIR)/$(CTRD2_DIR)/containerd \
 		SANDBOX_RUNNER_EXPECT_CONTAINERD=$(CTRD2_VERSION) $(GO) test -count=1 -timeout 40m ./integration/
@@ -135,6 +160,15 @@ $(CTRD2_DIR)/containerd: integration/ctrd2/go.mod integration/ctrd2/go.sum
 		-o $(CURDIR)/$(CTRD2_DIR).tmp/ \
 		github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	rm -rf $(CTRD2_DIR) && mv $(CTRD2_DIR).tmp $(CTRD2_DIR)
+
+gvisor: $(GVISOR_DIR)/runsc ## build gVisor's runsc and containerd-shim-runsc-v1 at the release integration/gvisor/go.mod pins, into bin/gvisor/
+
+$(GVISOR_DIR)/runsc: integration/gvisor/go.mod integration/gvisor/go.sum integration/gvisor/containerd-shim-runsc-v1/main.go
+	rm -rf $(GVISOR_DIR).tmp
+	cd integration/gvisor && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags "-s -w -X gvisor.dev/gvisor/runsc/version.version=$(GVISOR_VERSION)" \
+		-o $(CURDIR)/$(GVISOR_DIR).tmp/ gvisor.dev/gvisor/runsc ./containerd-shim-runsc-v1
+	rm -rf $(GVISOR_DIR) && mv $(GVISOR_DIR).tmp $(GVISOR_DIR)
 
 BENCH_ITERATIONS ?= 40
 bench: build ## compare exec, the warm service, ctr run and docker run on a private containerd (root); writes bin/bench.json

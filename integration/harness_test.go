@@ -94,6 +94,13 @@ type Harness struct {
 	cliErr   error
 }
 
+// underGVisor tells whether the suite's tasks run under gVisor (runsc),
+// whose kernel answers some probes differently from Linux: the tests
+// that apply to it assert what gVisor gives instead.
+func underGVisor() bool {
+	return harness != nil && harness.OCIRuntime == runner.OCIRuntimeRunsc
+}
+
 // harness is set by TestMain before any test runs.
 var harness *Harness
 
@@ -389,6 +396,11 @@ func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
 	for _, s := range shims {
 		assert.Failf(t, "shim leaked", "a shim with no task is still running: %s", s)
 	}
+	// gVisor's sandbox (its kernel) and gofer are processes of their own,
+	// which a shim that died could leave behind.
+	for _, p := range processesUnder(h.Dir, "runsc") {
+		assert.Failf(t, "gVisor process leaked", "a gVisor process of this suite is still running: %s", p)
+	}
 
 	ls, err := h.Client.LeasesService().List(ctx)
 	if assert.NoError(t, err, "listing leases") {
@@ -442,6 +454,25 @@ func shimsOf(address, ns string) []string {
 		}
 	}
 	return shims
+}
+
+// processesUnder lists the processes whose command line names dir and
+// whose first word starts with prefix, as "pid: command line".
+func processesUnder(dir, prefix string) []string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []string
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte(dir+"/")) {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasPrefix(filepath.Base(args[0]), prefix) {
+			continue
+		}
+		out = append(out, filepath.Base(filepath.Dir(p))+": "+strings.Join(args, " "))
+	}
+	return out
 }
 
 // flagValue returns the value after name in args, or "".

@@ -101,6 +101,22 @@ func fakeCrunPATH(t *testing.T) string {
 	return "PATH=" + dir + ":" + os.Getenv("PATH")
 }
 
+// runscWithoutShimPATH returns a PATH with a runsc (a script that says
+// its version) and no gVisor shim anywhere on it.
+func runscWithoutShimPATH(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	script := "#!/bin/sh\necho 'runsc version 0.0~20221219.0'\necho 'spec: 1.0.2-dev'\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "runsc"), []byte(script), 0o755))
+	var keep []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, "containerd-shim-runsc-v1")); err != nil {
+			keep = append(keep, d)
+		}
+	}
+	return "PATH=" + dir + string(filepath.ListSeparator) + strings.Join(keep, string(filepath.ListSeparator))
+}
+
 // noOCIEnv clears the suite's $SANDBOX_RUNNER_OCI_RUNTIME for the CLI,
 // which then picks its default itself.
 const noOCIEnv = ociRuntimeEnv + "="
@@ -201,10 +217,25 @@ func TestCheckReportsEachOCIRuntime(t *testing.T) {
 	assert.False(t, fs["crun"].Optional, "the default must work")
 	assert.True(t, fs["runc"].OK, "%+v", fs["runc"])
 	assert.True(t, fs["runc"].Optional)
-	if !fs["runsc"].OK {
-		assert.True(t, fs["runsc"].Optional, "gVisor is never the default, so its absence fails nothing")
-		assert.NotEmpty(t, fs["runsc"].Fix)
+	// gVisor is never the default, so its absence fails nothing.
+	assert.True(t, fs["runsc"].Optional)
+	if fs["runsc"].OK {
+		// `make test` builds runsc and its shim and puts them on PATH.
+		assert.Contains(t, fs["runsc"].Detail, "runsc version")
+		assert.Contains(t, fs["runsc"].Detail, "through ")
+		assert.Contains(t, fs["runsc"].Detail, "containerd-shim-runsc-v1")
+	} else {
+		assert.Contains(t, fs["runsc"].Fix, "make gvisor")
 	}
+
+	// A runsc without gVisor's shim (Debian's package alone): not usable,
+	// why, and the fix; check still passes.
+	r, fs = check(runscWithoutShimPATH(t))
+	assert.Equal(t, 0, r.code, "%s", r)
+	assert.False(t, fs["runsc"].OK)
+	assert.True(t, fs["runsc"].Optional)
+	assert.Contains(t, fs["runsc"].Detail, "not usable: gVisor's containerd shim containerd-shim-runsc-v1 is not on PATH")
+	assert.Contains(t, fs["runsc"].Fix, "make gvisor")
 
 	// A crun that cannot run tasks: a line that says why and what to do;
 	// runc becomes the default and check still passes.

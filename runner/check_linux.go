@@ -116,6 +116,9 @@ func checkOCIRuntimes(ocis *OCIRuntimes) []Finding {
 		if rt.SpecVersion != "" {
 			f.Detail += ", runtime-spec " + rt.SpecVersion
 		}
+		if rt.Shim != "" {
+			f.Detail += ", through " + rt.Shim
+		}
 		if v := rt.ociVersion(); v != "" {
 			f.Detail += fmt.Sprintf(" (older than containerd's %s, so specs declare ociVersion %s)", specs.Version, v)
 		}

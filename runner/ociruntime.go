@@ -13,19 +13,39 @@ import (
 	"sync"
 
 	runc "github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/oci"
 )
 
-// The OCI runtimes a task may run under. Each runs through containerd's
-// runc shim (DefaultShim), which calls the binary its options name.
+// The OCI runtimes a task may run under. crun and runc run through
+// containerd's runc shim (DefaultShim), which calls the binary its options
+// name; runsc through gVisor's own shim (RunscShim).
 const (
 	OCIRuntimeCrun = "crun"
 	OCIRuntimeRunc = "runc"
 	// OCIRuntimeRunsc is gVisor. It is never the default.
 	OCIRuntimeRunsc = "runsc"
 )
+
+// RunscShim is gVisor's containerd shim, the binary
+// containerd-shim-runsc-v1 on containerd's PATH. containerd's runc shim
+// cannot drive runsc: it misreads two of runsc's answers ("sandbox is not
+// running", "cannot signal container ... in state created") as failures
+// and leaves the task, its container and gVisor's sentry and gofer behind.
+const RunscShim = "io.containerd.runsc.v1"
+
+// runscShimBinary is the binary containerd runs for RunscShim.
+const runscShimBinary = "containerd-shim-runsc-v1"
+
+// runscFix is how to get gVisor's runsc and its shim. Debian's runsc
+// packages (bookworm and its backports) ship no shim, so both are built
+// from one release of gVisor's Go module.
+const runscFix = "build gVisor's runsc and its containerd shim from one release: `make gvisor` puts runsc and " + runscShimBinary +
+	" in bin/gvisor/; install both in a directory on containerd's PATH (e.g. install -m 0755 bin/gvisor/* /usr/local/bin/); see the README, \"gVisor\""
 
 // OCIRuntimeNames are the known OCI runtimes, fastest first: the default
 // is the first usable one of crun and runc.
@@ -34,8 +54,9 @@ var OCIRuntimeNames = []string{OCIRuntimeCrun, OCIRuntimeRunc, OCIRuntimeRunsc}
 // defaultCandidates are the runtimes the default is picked from.
 var defaultCandidates = []string{OCIRuntimeCrun, OCIRuntimeRunc}
 
-// debPackage is the Debian package of each OCI runtime.
-var debPackage = map[string]string{OCIRuntimeCrun: "crun", OCIRuntimeRunc: "runc", OCIRuntimeRunsc: "runsc"}
+// debPackage is the Debian package of each OCI runtime that needs no
+// shim of its own.
+var debPackage = map[string]string{OCIRuntimeCrun: "crun", OCIRuntimeRunc: "runc"}
 
 // OCIRuntime is one OCI runtime as found on this host.
 type OCIRuntime struct {
@@ -46,6 +67,9 @@ type OCIRuntime struct {
 	Version string `json:"version,omitempty"`
 	// SpecVersion is the runtime-spec version the runtime declares.
 	SpecVersion string `json:"spec_version,omitempty"`
+	// Shim is the containerd shim binary that drives it, when it needs
+	// one of its own (runsc: gVisor's containerd-shim-runsc-v1).
+	Shim string `json:"shim,omitempty"`
 	// Usable tells whether tasks can run under it here; when not, Reason
 	// says why and Fix what to do.
 	Usable bool   `json:"usable"`
@@ -53,13 +77,79 @@ type OCIRuntime struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
-// shimOptions are the runc shim's options that make it run o's binary,
-// or nil (the shim's own runc) for the zero OCIRuntime.
-func (o OCIRuntime) shimOptions() any {
-	if o.Path == "" {
+// shim is the containerd runtime (shim) o's sandboxes run under.
+func (o OCIRuntime) shim() string {
+	if o.Name == OCIRuntimeRunsc {
+		return RunscShim
+	}
+	return DefaultShim
+}
+
+// shimOptions are the options of o's shim: for the runc shim the binary
+// it runs (nil: the shim's own runc, for the zero OCIRuntime); for
+// gVisor's shim the file runscConfig wrote, at runscConfig.
+func (o OCIRuntime) shimOptions(runscConfig string) any {
+	switch {
+	case o.Name == OCIRuntimeRunsc:
+		return &runtimeoptions.Options{TypeUrl: "io.containerd.runsc.v1.options", ConfigPath: runscConfig}
+	case o.Path == "":
 		return nil
 	}
 	return &runc.Options{BinaryName: o.Path}
+}
+
+// runscPidsOverhead is what gVisor's own processes and threads take of
+// a sandbox's host pids limit: measured here, a sandbox running one
+// command holds 33 host tasks (the sentry's threads, the gofer, the
+// platform's stub), and each further process of the task about two more.
+const runscPidsOverhead = 48
+
+// hostPids is the host cgroup's pids limit for a task allowed pids
+// processes and threads. gVisor does not apply the spec's limit inside
+// its kernel; the host's counts the sandbox's own tasks too, so under
+// runsc it is raised by their share and bounds the task's processes
+// only roughly (see the README, "gVisor").
+func (o OCIRuntime) hostPids(pids int64) int64 {
+	if o.Name == OCIRuntimeRunsc {
+		return pids + runscPidsOverhead
+	}
+	return pids
+}
+
+// runscSandboxAnnotations mark a runsc container as the root of its own
+// sandbox, the way containerd's CRI marks a pod's: gVisor's shim hands a
+// container's stdio to runsc only for one so marked, and otherwise lets
+// the sandbox inherit the pipe of its own "runsc create", which then
+// never ends (the create hangs until containerd gives up on the shim).
+var runscSandboxAnnotations = map[string]string{"io.kubernetes.cri.container-type": "sandbox"}
+
+// specOpts are what o needs in the spec beyond what every sandbox has.
+func (o OCIRuntime) specOpts() []ctrdoci.SpecOpts {
+	opts := []ctrdoci.SpecOpts{oci.WithOCIVersion(o.ociVersion())}
+	if o.Name == OCIRuntimeRunsc {
+		opts = append(opts, ctrdoci.WithAnnotations(runscSandboxAnnotations))
+	}
+	return opts
+}
+
+// runscConfig is the configuration file of gVisor's shim for o (runsc):
+// the runsc binary it runs and the runsc flags of every sandbox.
+//
+//   - network "none": a sandbox has loopback only. runsc's default
+//     ("sandbox") would wire up the network namespace it is put in, and
+//     containerd gives none to join (runsc refuses: "cannot run with
+//     network enabled in root network namespace").
+//   - oci-seccomp: the spec's seccomp profile (containerd's default) is
+//     applied inside gVisor too, on top of gVisor's own host filter;
+//     without it runsc ignores the profile.
+func (o OCIRuntime) runscConfig() []byte {
+	return []byte(fmt.Sprintf(`# Written by sandbox-runner: gVisor's shim options for its tasks.
+binary_name = %q
+
+[runsc_config]
+network = "none"
+oci-seccomp = "true"
+`, o.Path))
 }
 
 // ociVersion is the ociVersion the spec must declare for o: the version
@@ -118,6 +208,9 @@ func (p probe) find(name string) OCIRuntime {
 	if err != nil {
 		o.Reason = name + " is not on PATH"
 		o.Fix = fmt.Sprintf("install it (Debian: apt-get install %s)", debPackage[name])
+		if name == OCIRuntimeRunsc {
+			o.Fix = runscFix
+		}
 		return o
 	}
 	o.Path = path
@@ -125,6 +218,9 @@ func (p probe) find(name string) OCIRuntime {
 	if err != nil {
 		o.Reason = fmt.Sprintf("%s --version failed: %v", path, err)
 		o.Fix = fmt.Sprintf("reinstall it (Debian: apt-get install --reinstall %s)", debPackage[name])
+		if name == OCIRuntimeRunsc {
+			o.Fix = runscFix
+		}
 		return o
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -138,6 +234,14 @@ func (p probe) find(name string) OCIRuntime {
 		}
 	}
 	switch name {
+	case OCIRuntimeRunsc:
+		shim, err := p.lookPath(runscShimBinary)
+		if err != nil {
+			o.Reason = fmt.Sprintf("gVisor's containerd shim %s is not on PATH (Debian's runsc packages do not ship it, and containerd's runc shim cannot drive runsc)", runscShimBinary)
+			o.Fix = runscFix
+			return o
+		}
+		o.Shim = shim
 	case OCIRuntimeRunc:
 		if !bytes.Contains(out, []byte("libseccomp")) {
 			o.Reason = "built without seccomp"

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	runc "github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
@@ -56,7 +57,7 @@ func fakeHost(bins map[string]string, files map[string]string) probe {
 	}
 }
 
-var allBins = map[string]string{"crun": versionCrun, "runc": versionRunc, "runsc": versionRunsc}
+var allBins = map[string]string{"crun": versionCrun, "runc": versionRunc, "runsc": versionRunsc, runscShimBinary: ""}
 
 func hybrid(controllers string) map[string]string {
 	return map[string]string{"/proc/self/mountinfo": mountsHybrid, "/sys/fs/cgroup/unified/cgroup.controllers": controllers}
@@ -131,7 +132,7 @@ func TestMissingOrSeccomplessRuntimesAreUnusable(t *testing.T) {
 	rt := p.find("runsc")
 	assert.False(t, rt.Usable)
 	assert.Equal(t, "runsc is not on PATH", rt.Reason)
-	assert.Contains(t, rt.Fix, "apt-get install runsc")
+	assert.Contains(t, rt.Fix, "make gvisor")
 
 	o, err := newOCIRuntimes(p, "", nil)
 	require.NoError(t, err)
@@ -140,8 +141,8 @@ func TestMissingOrSeccomplessRuntimesAreUnusable(t *testing.T) {
 }
 
 func TestShimOptionsNameTheBinary(t *testing.T) {
-	assert.Nil(t, OCIRuntime{}.shimOptions(), "the zero runtime keeps the shim's own runc")
-	opts, ok := fakeHost(allBins, hybrid("")).find("crun").shimOptions().(*runc.Options)
+	assert.Nil(t, OCIRuntime{}.shimOptions(""), "the zero runtime keeps the shim's own runc")
+	opts, ok := fakeHost(allBins, hybrid("")).find("crun").shimOptions("").(*runc.Options)
 	require.True(t, ok)
 	assert.Equal(t, "/usr/bin/crun", opts.BinaryName)
 }
@@ -235,4 +236,50 @@ func TestValidateOCIRuntime(t *testing.T) {
 	assert.NoError(t, o.ValidateOCIRuntime(Task{Runtime: "python"}, cat))
 	err = o.ValidateOCIRuntime(Task{Runtime: "python", OCIRuntime: "runc"}, cat)
 	assert.True(t, errors.Is(err, ErrInvalidTask), "%v", err)
+}
+
+func TestRunscNeedsGVisorsShim(t *testing.T) {
+	// Debian's runsc package alone: runsc, no shim.
+	rt := fakeHost(map[string]string{"runsc": versionRunsc}, hybrid("")).find("runsc")
+	assert.False(t, rt.Usable)
+	assert.Equal(t, "runsc version release-20221219.0", rt.Version)
+	assert.Contains(t, rt.Reason, "containerd-shim-runsc-v1 is not on PATH")
+	assert.Contains(t, rt.Reason, "Debian's runsc packages do not ship it")
+	assert.Contains(t, rt.Fix, "make gvisor")
+	assert.Contains(t, rt.Fix, "containerd's PATH")
+
+	rt = fakeHost(allBins, hybrid("")).find("runsc")
+	require.True(t, rt.Usable, rt.Reason)
+	assert.Equal(t, "/usr/bin/containerd-shim-runsc-v1", rt.Shim)
+	assert.Equal(t, "/usr/bin/runsc", rt.Path)
+}
+
+func TestRunscRunsUnderGVisorsShim(t *testing.T) {
+	p := fakeHost(allBins, hybrid(""))
+	runsc, crun := p.find("runsc"), p.find("crun")
+	assert.Equal(t, RunscShim, runsc.shim())
+	assert.Equal(t, DefaultShim, crun.shim())
+
+	opts, ok := runsc.shimOptions("/var/lib/sandbox-runner/runsc.toml").(*runtimeoptions.Options)
+	require.True(t, ok, "gVisor's shim reads CRI's runtime options")
+	assert.Equal(t, "/var/lib/sandbox-runner/runsc.toml", opts.ConfigPath)
+
+	config := string(runsc.runscConfig())
+	assert.Contains(t, config, `binary_name = "/usr/bin/runsc"`)
+	assert.Contains(t, config, `network = "none"`, "loopback only, never the host's network")
+	assert.Contains(t, config, `oci-seccomp = "true"`, "the spec's seccomp profile applies inside gVisor too")
+
+	spec := &specs.Spec{}
+	for _, opt := range runsc.specOpts() {
+		require.NoError(t, opt(t.Context(), nil, nil, spec))
+	}
+	assert.Equal(t, "sandbox", spec.Annotations["io.kubernetes.cri.container-type"], "gVisor's shim gives stdio only to a sandbox's root")
+	spec = &specs.Spec{}
+	for _, opt := range crun.specOpts() {
+		require.NoError(t, opt(t.Context(), nil, nil, spec))
+	}
+	assert.Empty(t, spec.Annotations)
+
+	assert.Equal(t, int64(32+runscPidsOverhead), runsc.hostPids(32))
+	assert.Equal(t, int64(32), crun.hostPids(32))
 }

@@ -82,6 +82,11 @@ type Runner struct {
 
 	mu     sync.Mutex
 	images map[string]*imageInfo
+
+	// runscMu guards runscConfig, the gVisor shim configuration last
+	// written to the state dir.
+	runscMu     sync.Mutex
+	runscConfig []byte
 }
 
 type imageInfo struct {
@@ -96,7 +101,6 @@ type options struct {
 	namespace   string
 	snapshotter string
 	stateDir    string
-	shim        string
 	catalog     images.Catalog
 	log         *slog.Logger
 	owner       string
@@ -155,7 +159,6 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 		namespace:   DefaultNamespace,
 		snapshotter: DefaultSnapshotter,
 		stateDir:    DefaultStateDir,
-		shim:        DefaultShim,
 		log:         slog.New(slog.DiscardHandler),
 		owner:       fmt.Sprintf("%s/%d", hostname, os.Getpid()),
 		uids:        UIDRange{First: DefaultUIDBase, Count: DefaultUIDCount},
@@ -634,7 +637,13 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	// The counters live in the task's cgroup, which goes with the task.
 	afterExit := time.Now()
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
-	oomKills, usage, err := readUsage(mctx, task)
+	var oomKills uint64
+	var usage Usage
+	if c.spec.oci.Name == OCIRuntimeRunsc {
+		oomKills, usage, err = readCgroupUsage(r.cgroupPath(c.spec.id))
+	} else {
+		oomKills, usage, err = readUsage(mctx, task)
+	}
 	cancel()
 	if err != nil {
 		log.Warn("reading task usage", "container", c.spec.id, "error", err)

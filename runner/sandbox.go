@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -178,7 +179,8 @@ func (r *Runner) newSandbox(ctx context.Context, log *slog.Logger, spec sandboxS
 	if err != nil {
 		return nil, err
 	}
-	specOpts = append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)), oci.WithOCIVersion(spec.oci.ociVersion()))
+	specOpts = append(specOpts, ctrdoci.WithCgroup(r.cgroupPath(spec.id)))
+	specOpts = append(specOpts, spec.oci.specOpts()...)
 	if err := r.create(ctx, s, specOpts); err != nil {
 		return nil, err
 	}
@@ -203,7 +205,7 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string, cpus []int, cpuOnlineF
 			{Source: cpuOnlineFile, Destination: cpuOnline},
 		}, spec.binds...),
 		Annotations: spec.annotations,
-		Resources:   resources(spec.limits, cpus),
+		Resources:   resources(spec.limits, spec.oci, cpus),
 	}
 	if spec.scratch {
 		cfg.ScratchSource = spec.dir.scratch()
@@ -212,8 +214,8 @@ func sandboxConfig(spec sandboxSpec, init, cmdDir string, cpus []int, cpuOnlineF
 }
 
 // resources are the sandbox's cgroup and rlimit limits for l.
-func resources(l Limits, cpus []int) oci.Resources {
-	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, CPUSet: cpus, Pids: l.Pids, TmpBytes: l.TmpSize}
+func resources(l Limits, o OCIRuntime, cpus []int) oci.Resources {
+	return oci.Resources{MemoryBytes: l.Memory, CPUs: l.CPUs, CPUSet: cpus, Pids: o.hostPids(l.Pids), TmpBytes: l.TmpSize}
 }
 
 // create makes s's container and task, adding their undo to s.
@@ -240,6 +242,10 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	s.undo.add(func(ctx context.Context) error { return r.purge(ctx, id) })
 	// The snapshot is held by a lease this process owns until the
 	// container that names it exists.
+	shimOpts, err := r.shimOptions(s.spec.oci)
+	if err != nil {
+		return err
+	}
 	lctx, done, err := OwnedLease(cctx, r.client)
 	if err != nil {
 		return err
@@ -249,7 +255,7 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 		client.WithImageName(s.spec.image),
 		client.WithSnapshotter(r.opts.snapshotter),
 		client.WithNewSnapshot(id, s.spec.img, snapshots.WithLabels(labels)),
-		client.WithRuntime(r.opts.shim, s.spec.oci.shimOptions()),
+		client.WithRuntime(s.spec.oci.shim(), shimOpts),
 		client.WithNewSpec(specOpts...),
 	)
 	done()
@@ -287,6 +293,35 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 		return fmt.Errorf("creating task: %w", err)
 	}
 	return nil
+}
+
+// runscConfigFile is the file in the state dir gVisor's shim reads its
+// options from.
+const runscConfigFile = "runsc.toml"
+
+// shimOptions returns the shim options of a sandbox under o. For runsc
+// they name a file, which it writes to the state dir first when it does
+// not hold o's configuration yet (a new file renamed into place, so a
+// shim never reads half of one).
+func (r *Runner) shimOptions(o OCIRuntime) (any, error) {
+	if o.Name != OCIRuntimeRunsc {
+		return o.shimOptions(""), nil
+	}
+	path := filepath.Join(r.opts.stateDir, runscConfigFile)
+	want := o.runscConfig()
+	r.runscMu.Lock()
+	defer r.runscMu.Unlock()
+	if !bytes.Equal(r.runscConfig, want) {
+		tmp := path + ".new"
+		if err := os.WriteFile(tmp, want, 0o644); err != nil {
+			return nil, fmt.Errorf("writing gVisor's shim configuration: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return nil, fmt.Errorf("writing gVisor's shim configuration: %w", err)
+		}
+		r.runscConfig = want
+	}
+	return o.shimOptions(path), nil
 }
 
 // pinOOMScore makes the spec's OOM score adjustment the floor of the
@@ -340,7 +375,7 @@ func (s *sandbox) retarget(ctx context.Context, limits Limits) error {
 			return err
 		}
 	}
-	if res := resourcesUpdate(limits, s.spec.limits, s.cpus); res != nil {
+	if res := resourcesUpdate(limits, s.spec.limits, s.spec.oci, s.cpus); res != nil {
 		if err := s.task.Update(ctx, client.WithResources(res)); err != nil {
 			return fmt.Errorf("applying task limits: %w", err)
 		}
@@ -350,11 +385,11 @@ func (s *sandbox) retarget(ctx context.Context, limits Limits) error {
 
 // resourcesUpdate returns the cgroup update that turns a sandbox made with
 // have into one with want on cpus, or nil when the limits are the same.
-func resourcesUpdate(want, have Limits, cpus []int) *specs.LinuxResources {
+func resourcesUpdate(want, have Limits, o OCIRuntime, cpus []int) *specs.LinuxResources {
 	if want.Memory == have.Memory && want.CPUs == have.CPUs && want.Pids == have.Pids {
 		return nil
 	}
-	return oci.LinuxResources(resources(want, cpus))
+	return oci.LinuxResources(resources(want, o, cpus))
 }
 
 // destroy removes what s is made of, on a context that keeps ctx's

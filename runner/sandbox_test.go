@@ -35,24 +35,29 @@ func specOf(t *testing.T, spec sandboxSpec) *specs.Spec {
 func TestPooledSandboxMatchesACold(t *testing.T) {
 	dir := &taskDir{path: "/state/tasks/sr-1", uid: 1500000001}
 	pool := Limits{Memory: 512 << 20, CPUs: 1, Pids: 128, TmpSize: 64 << 20}
-	for _, want := range []Limits{
-		pool,
-		{Memory: 64 << 20, CPUs: 0.29, Pids: 20, TmpSize: 64 << 20},
-		{Memory: 1 << 30, CPUs: 1.5, Pids: 1000, TmpSize: 64 << 20},
-	} {
-		pooled := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: pool})
-		cold := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: want})
-		if up := resourcesUpdate(want, pool, []int{0, 1, 2, 3}[:cpuCount(want.CPUs)]); up != nil {
-			res := pooled.Linux.Resources
-			res.Memory.Limit, res.Memory.Swap = up.Memory.Limit, up.Memory.Swap
-			res.CPU.Quota, res.CPU.Period, res.CPU.Cpus = up.CPU.Quota, up.CPU.Period, up.CPU.Cpus
-			res.Pids = up.Pids
-		} else {
-			assert.Equal(t, want, pool, "no update, yet the limits differ")
+	for _, o := range []OCIRuntime{{Name: OCIRuntimeRunc, Path: "/usr/bin/runc"}, {Name: OCIRuntimeRunsc, Path: "/usr/bin/runsc"}} {
+		for _, want := range []Limits{
+			pool,
+			{Memory: 64 << 20, CPUs: 0.29, Pids: 20, TmpSize: 64 << 20},
+			{Memory: 1 << 30, CPUs: 1.5, Pids: 1000, TmpSize: 64 << 20},
+		} {
+			pooled := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: pool, oci: o})
+			cold := specOf(t, sandboxSpec{id: "sr-1", task: "sr-1", dir: dir, limits: want, oci: o})
+			if up := resourcesUpdate(want, pool, o, []int{0, 1, 2, 3}[:cpuCount(want.CPUs)]); up != nil {
+				res := pooled.Linux.Resources
+				res.Memory.Limit, res.Memory.Swap = up.Memory.Limit, up.Memory.Swap
+				res.CPU.Quota, res.CPU.Period, res.CPU.Cpus = up.CPU.Quota, up.CPU.Period, up.CPU.Cpus
+				res.Pids = up.Pids
+			} else {
+				assert.Equal(t, want, pool, "no update, yet the limits differ")
+			}
+			assert.Equal(t, cold.Linux.Resources, pooled.Linux.Resources, "limits %+v", want)
+			if o.Name == OCIRuntimeRunsc {
+				assert.Equal(t, want.Pids+runscPidsOverhead, *cold.Linux.Resources.Pids.Limit, "gVisor's own tasks count against the host's limit")
+			}
+			pooled.Linux.Resources = nil
+			cold.Linux.Resources = nil
+			assert.Equal(t, cold, pooled, "a pooled sandbox's spec differs from a cold one's beyond its limits")
 		}
-		assert.Equal(t, cold.Linux.Resources, pooled.Linux.Resources, "limits %+v", want)
-		pooled.Linux.Resources = nil
-		cold.Linux.Resources = nil
-		assert.Equal(t, cold, pooled, "a pooled sandbox's spec differs from a cold one's beyond its limits")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,62 @@ func readUsage(ctx context.Context, task client.Task) (oomKills uint64, u Usage,
 		return 0, u, fmt.Errorf("unknown metrics type %T", data)
 	}
 	return oomKills, u, nil
+}
+
+// readCgroupUsage reads the OOM kill count, CPU time and peak memory
+// straight from the cgroup at path (cgroup v1 and v2), for a sandbox
+// whose shim reports none once it exited: gVisor's asks the sandbox,
+// which is gone by then ("no metrics received"). runsc keeps the cgroup
+// until the task is deleted. The figures are the whole sandbox's,
+// gVisor's kernel (the sentry) and its gofer included. A counter the
+// kernel does not keep reads as 0, never as a guess.
+func readCgroupUsage(path string) (oomKills uint64, u Usage, err error) {
+	v1 := func(ctrl, file string) string { return filepath.Join("/sys/fs/cgroup", ctrl, path, file) }
+	if _, statErr := os.Stat(v1("memory", "")); statErr == nil {
+		if v, ok := readKey(v1("memory", "memory.oom_control"), "oom_kill"); ok {
+			oomKills = v
+		}
+		u.MemoryPeak, _ = readUint(v1("memory", "memory.max_usage_in_bytes"))
+		if ns, ok := readUint(v1("cpuacct", "cpuacct.usage")); ok {
+			u.CPU = time.Duration(ns)
+		}
+		return oomKills, u, nil
+	}
+	v2 := func(file string) string { return filepath.Join("/sys/fs/cgroup", path, file) }
+	if _, statErr := os.Stat(v2("")); statErr != nil {
+		return 0, u, fmt.Errorf("reading the sandbox's cgroup: %w", statErr)
+	}
+	oomKills, _ = readKey(v2("memory.events"), "oom_kill")
+	u.MemoryPeak, _ = readUint(v2("memory.peak"))
+	if us, ok := readKey(v2("cpu.stat"), "usage_usec"); ok {
+		u.CPU = time.Duration(us) * time.Microsecond
+	}
+	return oomKills, u, nil
+}
+
+// readUint reads a file that holds one number.
+func readUint(file string) (uint64, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v, err == nil
+}
+
+// readKey reads the number after key in a file of "key value" lines.
+func readKey(file, key string) (uint64, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // pidsLimitHit reads the pids controller's "max" event count of the
