@@ -78,6 +78,20 @@ type Connection struct {
 	Source string
 }
 
+// NoContainerdError is Connect's error when no containerd answered where
+// it looked: at Address, when one was given, else at the system's and
+// Docker's sockets with a private one not allowed. It says what failed;
+// what a person should do about it is the caller's to say.
+type NoContainerdError struct {
+	// Address is the socket given, when Given.
+	Address string
+	Given   bool
+	Err     error
+}
+
+func (e *NoContainerdError) Error() string { return e.Err.Error() }
+func (e *NoContainerdError) Unwrap() error { return e.Err }
+
 // Connect finds a containerd: the address asked for, else the system one
 // at DefaultAddress, else the one Docker started at DockerAddress, else a
 // private one under the state dir, started when it is not already
@@ -101,7 +115,7 @@ func connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*Connecti
 	if o.Address != "" {
 		conn, err := dialAddress(ctx, o.Address)
 		if err != nil {
-			return nil, fmt.Errorf("%w\nhint: is containerd running and listening on %s? Check `systemctl status containerd`, or leave --address and CONTAINERD_ADDRESS unset to let sandbox-runner find or start one", err, o.Address)
+			return nil, &NoContainerdError{Address: o.Address, Given: true, Err: err}
 		}
 		conn.Source = SourceGiven
 		return conn, nil
@@ -114,7 +128,7 @@ func connect(ctx context.Context, o ConnectOptions, log *slog.Logger) (*Connecti
 		return conn, nil
 	}
 	if o.NoPrivate {
-		return nil, fmt.Errorf("%w\nhint: start containerd (`systemctl start containerd`) or allow a private one", sysErr)
+		return nil, &NoContainerdError{Err: sysErr}
 	}
 	dir := filepath.Join(o.StateDir, "containerd")
 	d, err := EnsureDaemon(ctx, dir, log)

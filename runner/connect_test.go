@@ -145,3 +145,17 @@ func TestNewRefusesDockersNamespace(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errdefs.IsInvalidArgument(err), "%v", err)
 }
+
+// What a person should do is the CLI's to say: the library's error names
+// what failed, with its class, and no hint.
+func TestConnectToAMissingSocketSaysWhatFailedWithoutAHint(t *testing.T) {
+	addr := filepath.Join(t.TempDir(), "containerd.sock")
+	_, err := Connect(context.Background(), ConnectOptions{Address: addr})
+	var nc *NoContainerdError
+	require.ErrorAs(t, err, &nc)
+	assert.True(t, nc.Given)
+	assert.Equal(t, addr, nc.Address)
+	assert.True(t, errdefs.IsUnavailable(err), "%v", err)
+	assert.Contains(t, err.Error(), addr)
+	assert.NotContains(t, err.Error(), "hint")
+}

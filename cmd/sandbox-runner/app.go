@@ -181,7 +181,21 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Connection, error) {
-	return runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
+	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
+	return conn, withConnectHint(err)
+}
+
+// withConnectHint adds to a Connect error that found no containerd what
+// a person can do about it.
+func withConnectHint(err error) error {
+	var nc *runner.NoContainerdError
+	if !errors.As(err, &nc) {
+		return err
+	}
+	if nc.Given {
+		return fmt.Errorf("%w\nhint: is containerd running and listening on %s? Check `systemctl status containerd`, or leave --address and CONTAINERD_ADDRESS unset to let sandbox-runner find or start one", err, nc.Address)
+	}
+	return fmt.Errorf("%w\nhint: start containerd (`systemctl start containerd`) or allow a private one", err)
 }
 
 // withLocalImages points each runtime whose image is not in the store at

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,10 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
 // runCLI runs the command line args with stdin as standard input and
@@ -120,4 +124,15 @@ func TestImagesUsage(t *testing.T) {
 			assert.NotContains(t, stderr, "hint:")
 		})
 	}
+}
+
+func TestConnectHintIsTheCLIs(t *testing.T) {
+	given := withConnectHint(&runner.NoContainerdError{Address: "/x.sock", Given: true, Err: fmt.Errorf("no containerd socket at /x.sock: %w", errdefs.ErrUnavailable)})
+	assert.Equal(t, "no containerd socket at /x.sock: unavailable\nhint: is containerd running and listening on /x.sock? Check `systemctl status containerd`, or leave --address and CONTAINERD_ADDRESS unset to let sandbox-runner find or start one", given.Error())
+	assert.True(t, errdefs.IsUnavailable(given))
+	none := withConnectHint(&runner.NoContainerdError{Err: errdefs.ErrUnavailable})
+	assert.Contains(t, none.Error(), "hint: start containerd")
+	other := errors.New("boom")
+	assert.Equal(t, other, withConnectHint(other), "other errors pass as they are")
+	assert.NoError(t, withConnectHint(nil))
 }

@@ -127,6 +127,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	// As the service: a worker uses a containerd that is looked after,
 	// never a private one of its own.
 	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
+	err = withConnectHint(err)
 	if err != nil {
 		return err
 	}
