@@ -67,25 +67,9 @@ func (w *Worker) handleBatch(runCtx context.Context, tc *taskConsumer, msg jetst
 	started := time.Now()
 	res, err := bx.RunBatch(runCtx, b)
 	took := time.Since(started)
-	if runCtx.Err() != nil {
-		log.Warn("cancelled by the shutdown: given back to the queue")
-		_ = msg.Nak()
+	if !w.deliver(runCtx, opCtx, log, msg, d, err, Answer{Batch: res}) {
 		return
 	}
-	if err != nil {
-		w.fail(opCtx, log, d, err)
-		return
-	}
-	published, err := w.answer(opCtx, Answer{TaskID: d.id, Worker: w.o.id, Deliveries: d.deliveries, Batch: res})
-	if err != nil {
-		log.Error("publishing the result failed: giving the task back", "error", err)
-		_ = msg.Nak()
-		return
-	}
-	if !published {
-		log.Warn("another worker answered the task first: this result is dropped")
-	}
-	w.ack(opCtx, log, msg)
 	log.Info("batch done", "runs", len(res.Runs), "compile_failed", res.CompileFailed, "queue_ms", ms(started.Sub(d.queued)), "run_ms", ms(took))
 }
 

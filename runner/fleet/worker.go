@@ -422,26 +422,9 @@ func (w *Worker) handle(runCtx context.Context, tc *taskConsumer, msg jetstream.
 	started := time.Now()
 	res, err := w.exec.Run(runCtx, rt)
 	took := time.Since(started)
-	if runCtx.Err() != nil {
-		// Cancelled by the shutdown, not by anything the task did.
-		log.Warn("cancelled by the shutdown: given back to the queue")
-		_ = msg.Nak()
+	if !w.deliver(runCtx, opCtx, log, msg, d, err, Answer{Result: res}) {
 		return
 	}
-	if err != nil {
-		w.fail(opCtx, log, d, err)
-		return
-	}
-	published, err := w.answer(opCtx, Answer{TaskID: d.id, Worker: w.o.id, Deliveries: d.deliveries, Result: res})
-	if err != nil {
-		log.Error("publishing the result failed: giving the task back", "error", err)
-		_ = msg.Nak()
-		return
-	}
-	if !published {
-		log.Warn("another worker answered the task first: this result is dropped")
-	}
-	w.ack(opCtx, log, msg)
 	log.Info("task done", "outcome", res.Outcome, "exit_code", res.ExitCode, "queue_ms", ms(started.Sub(d.queued)), "run_ms", ms(took))
 }
 
@@ -717,3 +700,32 @@ func (w *Worker) putPresence(ctx context.Context, kv jetstream.KeyValue) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// deliver ends a task that ran: one the shutdown cancelled goes back to
+// the queue, one the runner failed is failed, else a is published (with
+// the task's id, this worker and the deliveries) and the message
+// acknowledged. It tells whether the task was answered.
+func (w *Worker) deliver(runCtx, opCtx context.Context, log *slog.Logger, msg jetstream.Msg, d *delivery, err error, a Answer) bool {
+	if runCtx.Err() != nil {
+		// Cancelled by the shutdown, not by anything the task did.
+		log.Warn("cancelled by the shutdown: given back to the queue")
+		_ = msg.Nak()
+		return false
+	}
+	if err != nil {
+		w.fail(opCtx, log, d, err)
+		return false
+	}
+	a.TaskID, a.Worker, a.Deliveries = d.id, w.o.id, d.deliveries
+	published, err := w.answer(opCtx, a)
+	if err != nil {
+		log.Error("publishing the result failed: giving the task back", "error", err)
+		_ = msg.Nak()
+		return false
+	}
+	if !published {
+		log.Warn("another worker answered the task first: this result is dropped")
+	}
+	w.ack(opCtx, log, msg)
+	return true
+}
