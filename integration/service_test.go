@@ -336,6 +336,15 @@ func (p *serveProc) waitMetric(name, label, value string, want float64) {
 	require.True(p.t, ok, "%s{%s=%q} is %g, not %g", name, label, value, got, want)
 }
 
+// waitLog waits until serve's log holds want: the service logs a task
+// after its teardown, which may end after the client has its result.
+func (p *serveProc) waitLog(want string) {
+	p.t.Helper()
+	ok := assert.Eventually(p.t, func() bool { return strings.Contains(p.stderr.String(), want) },
+		10*time.Second, 20*time.Millisecond)
+	require.True(p.t, ok, "serve's log has no %s", want)
+}
+
 // runningTasks returns the containerd tasks in the test namespace.
 func runningTasks(t *testing.T, h *Harness) []string {
 	t.Helper()
@@ -464,7 +473,7 @@ func TestServiceCancelledRequestLeavesNothingBehind(t *testing.T) {
 	assert.Empty(t, runningTasks(t, p.h))
 	assert.Empty(t, hostProcesses([]byte(marker)), "the task's processes are gone")
 	p.h.CheckNoLeaks(t, p.stateDir)
-	assert.Contains(t, p.stderr.String(), `"cancelled_by":"client"`)
+	p.waitLog(`"cancelled_by":"client"`)
 }
 
 func TestServiceRefusesBadRequests(t *testing.T) {

@@ -152,7 +152,7 @@ func TestStreamClientGoingAwayLeavesNothingBehind(t *testing.T) {
 	assert.Empty(t, runningTasks(t, p.h))
 	assert.Empty(t, hostProcesses([]byte(marker)))
 	p.h.CheckNoLeaks(t, p.stateDir)
-	assert.Contains(t, p.stderr.String(), `"cancelled_by":"client"`)
+	p.waitLog(`"cancelled_by":"client"`)
 }
 
 // session is an interactive session with a serve.
@@ -268,7 +268,7 @@ func TestWSKillAndSignal(t *testing.T) {
 	assert.Equal(t, runner.ExitCancelled, msgs[0].Result.ExitCode)
 	assert.Equal(t, websocket.StatusNormalClosure, status)
 	assert.Empty(t, hostProcesses([]byte(marker)))
-	assert.Contains(t, p.stderr.String(), `"cancelled_by":"kill_message"`)
+	p.waitLog(`"cancelled_by":"kill_message"`)
 
 	// A signal reaches the task through the sandbox's init.
 	s = p.dialWS(execBody(`trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done`))
@@ -297,7 +297,7 @@ func TestWSIdleClientAndDeadline(t *testing.T) {
 	assert.GreaterOrEqual(t, took, time.Second)
 	assert.Less(t, took, 15*time.Second)
 	assert.Empty(t, hostProcesses([]byte(marker)))
-	assert.Contains(t, p.stderr.String(), `"cancelled_by":"idle"`)
+	p.waitLog(`"cancelled_by":"idle"`)
 
 	// The task's own timeout holds for a client that keeps the session
 	// alive.
