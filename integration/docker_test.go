@@ -32,6 +32,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 )
 
 const (
@@ -146,11 +147,11 @@ func startDockerd(t *testing.T, containerdAddress string) *dockerd {
 	defer logf.Close()
 	d.cmd = exec.Command(dockerdBin, args...)
 	if containerdAddress == "" {
-		if _, err := os.Stat(runner.DefaultAddress); err == nil {
+		if _, err := os.Stat(host.DefaultAddress); err == nil {
 			// dockerd uses a containerd it finds at the default socket
 			// instead of starting its own. Hide that one from it, in a
 			// mount namespace of its own, as on a host without one.
-			hide := fmt.Sprintf("mount -t tmpfs tmpfs %s && exec \"$0\" \"$@\"", filepath.Dir(runner.DefaultAddress))
+			hide := fmt.Sprintf("mount -t tmpfs tmpfs %s && exec \"$0\" \"$@\"", filepath.Dir(host.DefaultAddress))
 			d.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", hide, dockerdBin}, args...)...)
 		}
 	}
@@ -188,7 +189,7 @@ func startDockerd(t *testing.T, containerdAddress string) *dockerd {
 func dockerdEnv() []string {
 	var env []string
 	path := os.Getenv("PATH")
-	if bin := os.Getenv(runner.ContainerdBinEnv); bin != "" {
+	if bin := os.Getenv(host.ContainerdBinEnv); bin != "" {
 		path = filepath.Dir(bin) + string(os.PathListSeparator) + path
 	}
 	for _, e := range os.Environ() {

@@ -39,6 +39,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/ctrdtest"
 	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
@@ -73,7 +74,7 @@ type Harness struct {
 	// Namespace is where every test object lives.
 	Namespace string
 
-	daemon *runner.Daemon
+	daemon *ctrdtest.Daemon
 	// layers are the snapshots the imported image owns; they are the only
 	// ones allowed to outlive a test.
 	layers map[string]bool
@@ -224,7 +225,7 @@ func startHarness(ctx context.Context) (_ *Harness, retErr error) {
 
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	h.daemon, err = runner.StartDaemon(sctx, filepath.Join(dir, "d"))
+	h.daemon, err = ctrdtest.StartDaemon(sctx, filepath.Join(dir, "d"))
 	if err != nil {
 		return nil, fmt.Errorf("starting containerd: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sandbox-runner/sandbox-runner/integration/ctrdtest"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/fleet/fleettest"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
@@ -125,7 +126,7 @@ func TestServeSeesContainerdGoAndComeBack(t *testing.T) {
 	dir, err := os.MkdirTemp("", "srup-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d, err := runner.StartDaemon(ctx, filepath.Join(dir, "d"))
+	d, err := ctrdtest.StartDaemon(ctx, filepath.Join(dir, "d"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Stop() })
 
@@ -177,7 +178,7 @@ func TestServeSeesContainerdGoAndComeBack(t *testing.T) {
 	assert.Contains(t, string(out), "containerd         NOT REACHABLE")
 	assert.Contains(t, string(out), "MISSED: containerd does not answer")
 
-	d, err = runner.StartDaemon(ctx, filepath.Join(dir, "d"))
+	d, err = ctrdtest.StartDaemon(ctx, filepath.Join(dir, "d"))
 	require.NoError(t, err)
 	restarted := time.Now()
 	require.Eventually(t, func() bool { return up() == 1 }, 30*time.Second, 50*time.Millisecond,

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/ctrdtest"
 	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
@@ -205,7 +206,7 @@ func TestContainerdRestartMidTask(t *testing.T) {
 	dir, err := os.MkdirTemp("", "srrs-")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d, err := runner.StartDaemon(ctx, filepath.Join(dir, "d"))
+	d, err := ctrdtest.StartDaemon(ctx, filepath.Join(dir, "d"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Stop() })
 
@@ -251,7 +252,7 @@ func TestContainerdRestartMidTask(t *testing.T) {
 	stopped := time.Now()
 	require.NoError(t, d.Stop())
 	time.Sleep(500 * time.Millisecond)
-	d, err = runner.StartDaemon(ctx, filepath.Join(dir, "d"))
+	d, err = ctrdtest.StartDaemon(ctx, filepath.Join(dir, "d"))
 	require.NoError(t, err)
 
 	select {

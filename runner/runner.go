@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 )
 
 // Labels put on every containerd object the runner creates, so that a
@@ -29,7 +30,7 @@ const (
 
 // Defaults of the Runner's options.
 const (
-	DefaultNamespace   = "sandbox-runner"
+	DefaultNamespace   = host.DefaultNamespace
 	DefaultSnapshotter = "overlayfs"
 	DefaultStateDir    = "/var/lib/sandbox-runner"
 	DefaultShim        = "io.containerd.runc.v2"
@@ -152,7 +153,7 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	if o.catalog == nil {
 		o.catalog = images.DefaultCatalog()
 	}
-	if err := ValidateNamespace(o.namespace); err != nil {
+	if err := host.ValidateNamespace(o.namespace); err != nil {
 		return nil, err
 	}
 	if err := SeccompAvailable(); err != nil {
@@ -161,7 +162,7 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	if err := o.withOCIRuntimes(); err != nil {
 		return nil, err
 	}
-	if missing := missingControllers(); len(missing) > 0 {
+	if missing := host.MissingControllers(); len(missing) > 0 {
 		return nil, fmt.Errorf("%w: cgroup controllers %s are missing, so limits cannot be enforced: refusing to run tasks", ErrSandboxUnavailable, strings.Join(missing, ", "))
 	}
 	host, err := readHostFacts()

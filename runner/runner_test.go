@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestEndedSeesAPassedDeadlineBeforeItsTimer(t *testing.T) {
@@ -44,3 +46,9 @@ type deadlineOnly struct {
 }
 
 func (c deadlineOnly) Deadline() (time.Time, bool) { return c.d, true }
+
+func TestNewRefusesDockersNamespace(t *testing.T) {
+	_, err := New(nil, WithNamespace("moby"), WithStateDir(t.TempDir()))
+	require.Error(t, err)
+	assert.True(t, errdefs.IsInvalidArgument(err), "%v", err)
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/config"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 )
 
 // version is stamped at build time with -X main.version=...
@@ -129,7 +130,7 @@ type globalFlags struct {
 func (g *globalFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.configPath, "config", "", "config file (env SANDBOX_RUNNER_CONFIG; default "+config.DefaultPath+", if it exists)")
 	fs.StringVar(&g.address, "address", "",
-		"containerd socket (env CONTAINERD_ADDRESS); default: "+runner.DefaultAddress+", else a private containerd under --state-dir")
+		"containerd socket (env CONTAINERD_ADDRESS); default: "+host.DefaultAddress+", else a private containerd under --state-dir")
 	fs.StringVar(&g.namespace, "namespace", "",
 		"containerd namespace for everything the runner creates (env SANDBOX_RUNNER_NAMESPACE; default "+runner.DefaultNamespace+")")
 	fs.StringVar(&g.snapshotter, "snapshotter", "", "containerd snapshotter (env CONTAINERD_SNAPSHOTTER; default "+runner.DefaultSnapshotter+")")
@@ -159,7 +160,7 @@ func (g *globalFlags) load() error {
 	g.ociRuntime = first(os.Getenv("SANDBOX_RUNNER_OCI_RUNTIME"), f.OCIRuntime)
 	// Refused before any command talks to containerd: nothing may reach
 	// Docker's "moby" namespace, not even `images ls`.
-	return runner.ValidateNamespace(g.namespace)
+	return host.ValidateNamespace(g.namespace)
 }
 
 // first returns the first non-empty value.
@@ -180,15 +181,15 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
 }
 
-func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*runner.Connection, error) {
-	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
+func (g *globalFlags) connect(ctx context.Context, log *slog.Logger) (*host.Connection, error) {
+	conn, err := host.Connect(ctx, host.ConnectOptions{Address: g.address, StateDir: g.stateDir, Log: log})
 	return conn, withConnectHint(err)
 }
 
 // withConnectHint adds to a Connect error that found no containerd what
 // a person can do about it.
 func withConnectHint(err error) error {
-	var nc *runner.NoContainerdError
+	var nc *host.NoContainerdError
 	if !errors.As(err, &nc) {
 		return err
 	}
@@ -400,7 +401,7 @@ func sweepLeftovers(ctx context.Context, r *runner.Runner, log *slog.Logger) (ru
 // not a terminal, and takes no arguments.
 func runDaemon(name string, fs *pflag.FlagSet, g *globalFlags, args []string, std stdio,
 	run func(changed func(string) bool, log *slog.Logger) error) int {
-	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + runner.DefaultAddress + "); " +
+	fs.Lookup("address").Usage = "containerd socket (env CONTAINERD_ADDRESS; default " + host.DefaultAddress + "); " +
 		name + " never starts a private containerd"
 	g.logLevel = "info"
 	fs.Lookup("log-level").DefValue = "info"

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
-	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 )
 
 // runCLI runs the command line args with stdin as standard input and
@@ -127,10 +127,10 @@ func TestImagesUsage(t *testing.T) {
 }
 
 func TestConnectHintIsTheCLIs(t *testing.T) {
-	given := withConnectHint(&runner.NoContainerdError{Address: "/x.sock", Given: true, Err: fmt.Errorf("no containerd socket at /x.sock: %w", errdefs.ErrUnavailable)})
+	given := withConnectHint(&host.NoContainerdError{Address: "/x.sock", Given: true, Err: fmt.Errorf("no containerd socket at /x.sock: %w", errdefs.ErrUnavailable)})
 	assert.Equal(t, "no containerd socket at /x.sock: unavailable\nhint: is containerd running and listening on /x.sock? Check `systemctl status containerd`, or leave --address and CONTAINERD_ADDRESS unset to let sandbox-runner find or start one", given.Error())
 	assert.True(t, errdefs.IsUnavailable(given))
-	none := withConnectHint(&runner.NoContainerdError{Err: errdefs.ErrUnavailable})
+	none := withConnectHint(&host.NoContainerdError{Err: errdefs.ErrUnavailable})
 	assert.Contains(t, none.Error(), "hint: start containerd")
 	other := errors.New("boom")
 	assert.Equal(t, other, withConnectHint(other), "other errors pass as they are")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
@@ -37,7 +38,7 @@ func runCheck(ctx context.Context, args []string, std stdio) int {
 			Fix: "name an OCI runtime that is usable here, or apply the fix given for it below"})
 		ocis = nil
 	}
-	findings = append(findings, runner.Check(ctx, runner.ConnectOptions{Address: g.address, StateDir: g.stateDir}, ocis)...)
+	findings = append(findings, runner.Check(ctx, host.ConnectOptions{Address: g.address, StateDir: g.stateDir}, ocis)...)
 	if f, ok := accessFinding(g.address, g.stateDir); !ok {
 		findings = append([]runner.Finding{f}, findings...)
 	}
@@ -97,7 +98,7 @@ func accessFinding(address, stateDir string) (runner.Finding, bool) {
 	}
 	sock := address
 	if sock == "" {
-		sock = runner.DefaultAddress
+		sock = host.DefaultAddress
 	}
 	var problems []string
 	if _, err := os.Stat(sock); errors.Is(err, fs.ErrPermission) {

@@ -6,7 +6,7 @@ import (
 	"os"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
-	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 )
 
 // fromDockerUsage is the help of `images import --from-docker`.
@@ -33,7 +33,7 @@ func dockerSocket() (string, error) {
 
 // importFromDocker streams ref from the Docker engine into the namespace
 // on ctx and says what it imported.
-func importFromDocker(ctx context.Context, conn *runner.Connection, ref, snapshotter string, std stdio) int {
+func importFromDocker(ctx context.Context, conn *host.Connection, ref, snapshotter string, std stdio) int {
 	socket, err := dockerSocket()
 	if err != nil {
 		return report(std.err, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 )
 
 // imagesHelp lists the images subcommands.
@@ -150,7 +151,7 @@ func runImages(ctx context.Context, args []string, std stdio) int {
 
 // importImages imports the images of the archive at path ("-": stdin),
 // showing the bytes read on a terminal, and says what each image is.
-func importImages(ctx context.Context, conn *runner.Connection, path, snapshotter string, std stdio) int {
+func importImages(ctx context.Context, conn *host.Connection, path, snapshotter string, std stdio) int {
 	var r io.Reader = std.in
 	name := "stdin"
 	if path != "-" {
@@ -177,7 +178,7 @@ func importImages(ctx context.Context, conn *runner.Connection, path, snapshotte
 
 // listImages lists the images in the store with the runtimes each
 // serves, as a table or as JSON.
-func listImages(ctx context.Context, conn *runner.Connection, cat images.Catalog, snapshotter string, asJSON bool, std stdio) int {
+func listImages(ctx context.Context, conn *host.Connection, cat images.Catalog, snapshotter string, asJSON bool, std stdio) int {
 	cat, err := images.WithLocalImages(ctx, conn.Client, cat)
 	if err != nil {
 		return reportJSON(std, asJSON, err)
@@ -210,7 +211,7 @@ func listImages(ctx context.Context, conn *runner.Connection, cat images.Catalog
 
 // removeImages removes refs from the store, stopping at the first that
 // cannot be.
-func removeImages(ctx context.Context, conn *runner.Connection, refs []string, std stdio) int {
+func removeImages(ctx context.Context, conn *host.Connection, refs []string, std stdio) int {
 	for _, ref := range refs {
 		name, err := images.Remove(ctx, conn.Client, ref)
 		if err != nil {
@@ -223,7 +224,7 @@ func removeImages(ctx context.Context, conn *runner.Connection, refs []string, s
 
 // buildImages builds the runtimes of plan into one image, showing
 // debootstrap's progress on a terminal.
-func buildImages(ctx context.Context, conn *runner.Connection, cat images.Catalog, plan images.BuildPlan,
+func buildImages(ctx context.Context, conn *host.Connection, cat images.Catalog, plan images.BuildPlan,
 	opts images.BuildOptions, asJSON bool, std stdio) int {
 	suite := opts.Suite
 	if suite == "" {
@@ -340,7 +341,7 @@ func pullRefs(cat images.Catalog, args []string, all bool) ([]string, error) {
 
 // pullImages pulls each ref, going on after a failure, and returns the
 // exit status of the worst failure.
-func pullImages(ctx context.Context, conn *runner.Connection, refs []string, opts images.PullOptions, asJSON bool, std stdio) int {
+func pullImages(ctx context.Context, conn *host.Connection, refs []string, opts images.PullOptions, asJSON bool, std stdio) int {
 	code := exitOK
 	enc := json.NewEncoder(std.out)
 	for _, ref := range refs {
@@ -445,16 +446,16 @@ func runRuntimes(ctx context.Context, args []string, std stdio) int {
 
 // connectNoStart returns a connection to the containerd the runner would
 // use, without starting a private one, or nil when none answers.
-func (g *globalFlags) connectNoStart(ctx context.Context) *runner.Connection {
+func (g *globalFlags) connectNoStart(ctx context.Context) *host.Connection {
 	addrs := []string{g.address}
 	if g.address == "" {
-		addrs = []string{runner.DefaultAddress, runner.DockerAddress, filepath.Join(g.stateDir, "containerd", "containerd.sock")}
+		addrs = []string{host.DefaultAddress, host.DockerAddress, filepath.Join(g.stateDir, "containerd", "containerd.sock")}
 	}
 	for _, a := range addrs {
 		if _, err := os.Stat(a); err != nil {
 			continue
 		}
-		if conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: a, NoPrivate: true}); err == nil {
+		if conn, err := host.Connect(ctx, host.ConnectOptions{Address: a, NoPrivate: true}); err == nil {
 			return conn
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/config"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -157,7 +158,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 
 	// A service talks to a containerd that is looked after (systemd's
 	// containerd.service), never to a private one it would start itself.
-	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
+	conn, err := host.Connect(ctx, host.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
 	err = withConnectHint(err)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/fleet"
+	"github.com/sandbox-runner/sandbox-runner/runner/host"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
 
@@ -110,8 +111,8 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		fleet.WithLogger(log), fleet.WithVersion(version))
 	// No NATS server is a config error: say so (exit 2, which the
 	// systemd unit does not restart on) before waiting for containerd.
-	host, _ := os.Hostname()
-	copts, err := o.nats.options(o.global.file.Fleet, "sandbox-runner worker "+host)
+	hostname, _ := os.Hostname()
+	copts, err := o.nats.options(o.global.file.Fleet, "sandbox-runner worker "+hostname)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 
 	// As the service: a worker uses a containerd that is looked after,
 	// never a private one of its own.
-	conn, err := runner.Connect(ctx, runner.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
+	conn, err := host.Connect(ctx, host.ConnectOptions{Address: o.global.address, StateDir: o.global.stateDir, NoPrivate: true, Log: log})
 	err = withConnectHint(err)
 	if err != nil {
 		return err

@@ -46,6 +46,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
+	"github.com/sandbox-runner/sandbox-runner/integration/ctrdtest"
 	"github.com/sandbox-runner/sandbox-runner/integration/testimage"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
@@ -139,7 +140,7 @@ func main() {
 // env is everything a run starts, and stops at its end.
 type env struct {
 	dir      string
-	daemon   *runner.Daemon
+	daemon   *ctrdtest.Daemon
 	client   *client.Client
 	cli      string
 	init     string
@@ -168,7 +169,7 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	defer e.close()
 
 	logf("starting containerd in %s", e.dir)
-	if e.daemon, err = runner.StartDaemon(ctx, filepath.Join(e.dir, "ctrd")); err != nil {
+	if e.daemon, err = ctrdtest.StartDaemon(ctx, filepath.Join(e.dir, "ctrd")); err != nil {
 		return nil, err
 	}
 	if e.client, err = client.New(e.daemon.Address); err != nil {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sandbox-runner/sandbox-runner/integration/ctrdtest"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
 )
@@ -138,7 +139,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 	defer cg.close()
 
 	logf("starting containerd in %s", dir)
-	d, err := runner.StartDaemon(ctx, filepath.Join(dir, "ctrd"))
+	d, err := ctrdtest.StartDaemon(ctx, filepath.Join(dir, "ctrd"))
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package runner
+package host
 
 import (
 	"context"
@@ -83,13 +83,13 @@ func TestConnectNoneAnswers(t *testing.T) {
 
 func TestCheckSaysWhichContainerd(t *testing.T) {
 	fakeDaemons(t, map[string]string{DockerAddress: "v2.4.2"})
-	f := checkContainerd(t.Context(), ConnectOptions{NoPrivate: true})
+	f := CheckContainerd(t.Context(), ConnectOptions{NoPrivate: true})
 	assert.True(t, f.OK, "%+v", f)
 	assert.Contains(t, f.Detail, DockerAddress)
 	assert.Contains(t, f.Detail, "Docker's own containerd")
 
 	fakeDaemons(t, map[string]string{DefaultAddress: "1.6.20~ds1"})
-	f = checkContainerd(t.Context(), ConnectOptions{NoPrivate: true})
+	f = CheckContainerd(t.Context(), ConnectOptions{NoPrivate: true})
 	assert.True(t, f.OK, "%+v", f)
 	assert.Contains(t, f.Detail, DefaultAddress)
 	assert.NotContains(t, f.Detail, "Docker")
@@ -97,7 +97,7 @@ func TestCheckSaysWhichContainerd(t *testing.T) {
 
 func TestCheckRefusesOldContainerd(t *testing.T) {
 	fakeDaemons(t, map[string]string{DefaultAddress: "1.5.18"})
-	f := checkContainerd(t.Context(), ConnectOptions{NoPrivate: true})
+	f := CheckContainerd(t.Context(), ConnectOptions{NoPrivate: true})
 	assert.False(t, f.OK, "%+v", f)
 	assert.Contains(t, f.Detail, "older than 1.6")
 	assert.NotEmpty(t, f.Fix)
@@ -138,12 +138,6 @@ func TestValidateNamespace(t *testing.T) {
 	for _, ns := range []string{DefaultNamespace, "sandbox-runner-it", "moby2", "default"} {
 		assert.NoError(t, ValidateNamespace(ns), ns)
 	}
-}
-
-func TestNewRefusesDockersNamespace(t *testing.T) {
-	_, err := New(nil, WithNamespace("moby"), WithStateDir(t.TempDir()))
-	require.Error(t, err)
-	assert.True(t, errdefs.IsInvalidArgument(err), "%v", err)
 }
 
 // What a person should do is the CLI's to say: the library's error names

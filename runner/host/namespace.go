@@ -1,4 +1,4 @@
-package runner
+package host
 
 import (
 	"fmt"
@@ -6,6 +6,10 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/errdefs"
 )
+
+// DefaultNamespace is the containerd namespace the runner works in when
+// none is given.
+const DefaultNamespace = "sandbox-runner"
 
 // reservedNamespaces are the containerd namespaces other programs own on
 // a shared daemon, with their owner. The runner refuses to work in them:

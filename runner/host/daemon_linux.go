@@ -1,9 +1,8 @@
-package runner
+package host
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,9 +28,6 @@ type Daemon struct {
 	Address string
 	// Log is the daemon's log file.
 	Log string
-
-	cmd    *exec.Cmd // nil when the daemon was started by another process
-	exited chan error
 }
 
 // daemonConfig is a containerd config that works on 1.6, 1.7 and 2.x
@@ -52,7 +48,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   path = %[5]q
 `
 
-func newDaemon(dir string) *Daemon {
+// NewDaemon returns the private containerd that lives in dir; Start
+// starts it.
+func NewDaemon(dir string) *Daemon {
 	return &Daemon{
 		Dir:     dir,
 		Address: filepath.Join(dir, "containerd.sock"),
@@ -60,18 +58,12 @@ func newDaemon(dir string) *Daemon {
 	}
 }
 
-// StartDaemon starts a containerd in dir as a child of this process and
-// waits until it serves; Stop ends it. Test harnesses use it.
-func StartDaemon(ctx context.Context, dir string) (*Daemon, error) {
-	return startDaemon(ctx, newDaemon(dir), false)
-}
-
 // EnsureDaemon returns the private containerd in dir, starting it when it
 // is not running. A started daemon is detached from this process so that
 // the next invocation of the runner finds it serving; its pid is kept in
 // dir/containerd.pid.
 func EnsureDaemon(ctx context.Context, dir string, log *slog.Logger) (*Daemon, error) {
-	d := newDaemon(dir)
+	d := NewDaemon(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -89,7 +81,14 @@ func EnsureDaemon(ctx context.Context, dir string, log *slog.Logger) (*Daemon, e
 		return d, nil
 	}
 	log.Warn("no containerd at "+DefaultAddress+" nor at Docker's "+DockerAddress+"; starting a private one", "dir", dir, "socket", d.Address, "log", d.Log)
-	return startDaemon(ctx, d, true)
+	cmd, _, err := d.Start(ctx, func(c *exec.Cmd) { c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} })
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(d.Dir, "containerd.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		return nil, fmt.Errorf("writing containerd pid file: %w", err)
+	}
+	return d, nil
 }
 
 // ContainerdBinEnv names the environment variable that picks the
@@ -124,14 +123,19 @@ func containerdBinary() (bin string, env []string, err error) {
 	return bin, nil, nil
 }
 
-func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
+// Start starts containerd in d.Dir with its config, and waits until it
+// serves. configure sets how the process is started (its session, what
+// ends it with its parent). It returns the started command and a channel
+// that gets its Wait's error when it exits; on error, nothing is left
+// running.
+func (d *Daemon) Start(ctx context.Context, configure func(*exec.Cmd)) (*exec.Cmd, <-chan error, error) {
 	bin, env, err := containerdBinary()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, sub := range []string{"", "root", "state", "opt"} {
 		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o700); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", d.Dir, err)
+			return nil, nil, fmt.Errorf("creating %s: %w", d.Dir, err)
 		}
 	}
 	// A socket left by a daemon that died would make the new one fail.
@@ -140,11 +144,11 @@ func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
 	body := fmt.Sprintf(daemonConfig, filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"),
 		d.Address, d.Address+".ttrpc", filepath.Join(d.Dir, "opt"))
 	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
-		return nil, fmt.Errorf("writing containerd config: %w", err)
+		return nil, nil, fmt.Errorf("writing containerd config: %w", err)
 	}
 	logf, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("opening containerd log: %w", err)
+		return nil, nil, fmt.Errorf("opening containerd log: %w", err)
 	}
 	defer logf.Close()
 
@@ -156,13 +160,11 @@ func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
 	cmd := exec.Command(bin, "--config", config)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: detach, Pdeathsig: 0}
-	if !detach {
-		// A test harness that dies takes its daemon with it.
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	if configure != nil {
+		configure(cmd)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting containerd: %w", err)
+		return nil, nil, fmt.Errorf("starting containerd: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -176,43 +178,18 @@ func startDaemon(ctx context.Context, d *Daemon, detach bool) (*Daemon, error) {
 		}
 		select {
 		case werr := <-exited:
-			return nil, fmt.Errorf("containerd exited at start (%v); its log %s ends with:\n%s", werr, d.Log, tail(d.Log, 20))
+			return nil, nil, fmt.Errorf("containerd exited at start (%v); its log %s ends with:\n%s", werr, d.Log, tail(d.Log, 20))
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			_ = cmd.Process.Kill()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			return nil, fmt.Errorf("containerd did not serve on %s within %s; its log %s ends with:\n%s", d.Address, daemonStartTimeout, d.Log, tail(d.Log, 20))
+			return nil, nil, fmt.Errorf("containerd did not serve on %s within %s; its log %s ends with:\n%s", d.Address, daemonStartTimeout, d.Log, tail(d.Log, 20))
 		}
 	}
-	if detach {
-		if err := os.WriteFile(filepath.Join(d.Dir, "containerd.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
-			return nil, fmt.Errorf("writing containerd pid file: %w", err)
-		}
-		return d, nil
-	}
-	d.cmd = cmd
-	d.exited = exited
-	return d, nil
-}
-
-// Stop ends a daemon started by StartDaemon: SIGTERM, then SIGKILL after
-// a grace period. The tasks' shims outlive it, as they would any
-// containerd restart; delete the tasks first.
-func (d *Daemon) Stop() error {
-	if d.cmd == nil {
-		return errors.New("daemon was not started by this process")
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
-	return nil
+	return cmd, exited, nil
 }
 
 // tail returns the last n lines of the file at path.
