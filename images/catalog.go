@@ -119,7 +119,7 @@ func DefaultCatalog() Catalog {
 			Local: LocalRegistry + "/node", Debian: []string{"nodejs"}},
 		// The official gcc image is Debian-based; there is no official
 		// alpine one.
-		// Every staged source of the language is compiled (see
+		// Every source file of the language the task gives is compiled (see
 		// compileAll), so a program may come in several files.
 		"c": {Name: "c", Image: "docker.io/library/gcc:14", FileName: "main.c",
 			Compile: []string{"sh", "-c", compileAll, "gcc", FilePlaceholder, "*.c", "gcc -O2 -pipe -o /tmp/main", "-lm"},
@@ -182,7 +182,7 @@ printf '{"runtimeOptions": {"tfm": "%s", "framework": {"name": "Microsoft.NETCor
 	"$tfm" "${tfm#net}" $((` + HeapPlaceholder + ` * 1048576)) > /tmp/main.runtimeconfig.json
 `
 
-// compileAll compiles every staged file of a language into /tmp/main,
+// compileAll compiles every file of a language the task gives into /tmp/main,
 // the entry file first: $1 is the entry file, $2 the name patterns of
 // the language's sources, $3 the compiler command, $4 what goes after
 // the sources (libraries). find and sort are in every image with a

@@ -415,7 +415,7 @@ func TestFleetKilledWorkersTaskIsRedelivered(t *testing.T) {
 	assert.Equal(t, []string{orphan}, e.containersOf(a.cmd.Process.Pid))
 	entries, err := os.ReadDir(filepath.Join(deadDir, "tasks"))
 	require.NoError(t, err)
-	assert.Len(t, entries, 1, "its staging dir is still there")
+	assert.Len(t, entries, 1, "its task dir is still there")
 	// ... until it starts again, on the same state dir.
 	again := e.startWorker(deadDir)
 	assert.Empty(t, e.containersOf(a.cmd.Process.Pid), "the dead worker's sandbox survived its next start")

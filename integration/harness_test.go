@@ -414,7 +414,7 @@ func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
 		return
 	}
 	// A compiled task's stages share a tmpfs the runner mounts on the
-	// host, in the staging dir; it must be unmounted, not just hidden.
+	// host, in the task dir; it must be unmounted, not just hidden.
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if assert.NoError(t, err) {
 		for _, line := range strings.Split(string(mounts), "\n") {

@@ -103,7 +103,7 @@ func waitRunning(t *testing.T, h *Harness, id string) []int {
 
 // TestOtherHostUsersCannotReachATask: while a compiled task runs, host
 // uid 1000 and the host's nobody (65534) try what the audit did: read its
-// staged code (through the state dir and through /proc/PID/root), plant
+// written code (through the state dir and through /proc/PID/root), plant
 // and rewrite the program in its compile scratch, read its environment
 // and signal it. Every attempt fails, and the task runs what it compiled.
 func TestOtherHostUsersCannotReachATask(t *testing.T) {
@@ -137,7 +137,7 @@ func TestOtherHostUsersCannotReachATask(t *testing.T) {
 		} {
 			out, ok := asUser(t, uid, attack)
 			assert.False(t, ok, "as uid %d, %q succeeded: %s", uid, attack, out)
-			assert.NotContains(t, out, "4f1c", "as uid %d, %q read the staged code", uid, attack)
+			assert.NotContains(t, out, "4f1c", "as uid %d, %q read the written code", uid, attack)
 			assert.NotContains(t, out, "hunter2", "as uid %d, %q read the environment", uid, attack)
 		}
 	}

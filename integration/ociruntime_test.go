@@ -180,7 +180,7 @@ func TestCLIRefusesBadOCIRuntimes(t *testing.T) {
 			}
 			entries, err := os.ReadDir(filepath.Join(c.stateDir, "tasks"))
 			if err == nil {
-				assert.Empty(t, entries, "nothing was staged")
+				assert.Empty(t, entries, "nothing was written")
 			}
 		})
 	}

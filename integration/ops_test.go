@@ -30,7 +30,7 @@ import (
 // alerts, the dashboard and `sandbox-runner status` are built on.
 
 // TestServeSweepMetricsCountACrashsLeftovers: a serve SIGKILLed while a
-// compiled task runs leaves its container, task, staging dir and the
+// compiled task runs leaves its container, task, task dir and the
 // dir's scratch tmpfs; the next serve's start-up sweep removes them and
 // says so, by kind, in /metrics and in `sandbox-runner status`.
 func TestServeSweepMetricsCountACrashsLeftovers(t *testing.T) {
@@ -53,7 +53,7 @@ func TestServeSweepMetricsCountACrashsLeftovers(t *testing.T) {
 	<-p.exited
 	entries, err := os.ReadDir(filepath.Join(p.stateDir, "tasks"))
 	require.NoError(t, err)
-	require.Len(t, entries, 1, "the killed service leaves its staging dir")
+	require.Len(t, entries, 1, "the killed service leaves its task dir")
 
 	q := startServe(t, serveSetup{args: []string{"--state-dir", p.stateDir}})
 	assert.Empty(t, hostProcesses([]byte(marker)))

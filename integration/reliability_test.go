@@ -194,7 +194,7 @@ func killMidTask(t *testing.T, h *Harness, cli, stateDir string) {
 	require.Len(t, cs, 1, "the killed runner's container is still there")
 	entries, err := os.ReadDir(filepath.Join(stateDir, "tasks"))
 	require.NoError(t, err)
-	require.Len(t, entries, 1, "the killed runner's staging dir is still there")
+	require.Len(t, entries, 1, "the killed runner's task dir is still there")
 }
 
 // TestContainerdRestartMidTask: containerd goes away under a running

@@ -170,7 +170,7 @@ if echo x >> /code/main.sh 2>/dev/null; then echo "append=ok"; else echo "append
 	kv := keyValues(res.Stdout.Data)
 	assert.Contains(t, strings.Split(kv["options"], ","), "ro", describe(res))
 	assert.Contains(t, kv["create-error"], readOnlyError(), describe(res))
-	// The staged files are root's, so appending fails on permissions
+	// The task's files are root's, so appending fails on permissions
 	// before the read-only mount is asked; the mount options above show
 	// it would fail for root too.
 	assert.Equal(t, "failed", kv["append"], describe(res))

@@ -10,7 +10,7 @@ import (
 )
 
 // maxNameLen bounds one part of a file name, as most file systems do;
-// maxPathLen bounds the whole name, well under PATH_MAX with the staging
+// maxPathLen bounds the whole name, well under PATH_MAX with the task dir
 // dir in front of it.
 const (
 	maxNameLen = 255
@@ -120,7 +120,7 @@ func writeCode(dir string, files []File, uid uint32) error {
 			return fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 	}
-	// Directories are closed to writes only now, so that staging works
+	// Directories are closed to writes only now, so that writing the files works
 	// without privileges too (in tests).
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := own(root, dirs[i], 0o500, uid); err != nil {

@@ -6,7 +6,7 @@
 // the spec from package oci and our labels) and its task with capped output
 // streams, Wait, Start, enforce the wall-clock timeout by killing every
 // process of the task, read the cgroup counters (OOM kills, CPU, memory),
-// then delete task, container, snapshot and staged files on a fresh
+// then delete task, container, snapshot and task dir on a fresh
 // context, whatever happened before.
 //
 // Nothing in this package logs unless given a logger, and nothing exits.

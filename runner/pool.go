@@ -83,7 +83,7 @@ type PoolStats struct {
 
 // Pool keeps, per runtime, sandboxes that are created (namespaces,
 // cgroup, seccomp filter, mounts in place) but not started, each with its
-// own empty staging dir and scratch tmpfs. A task claims one, gets its
+// own empty task dir and scratch tmpfs. A task claims one, gets its
 // files and command written and its limits applied, and starts it: most
 // of a cold start's cost is paid before the task arrives. A sandbox runs
 // one task and is destroyed, off the task's path; the pool refills in the

@@ -103,7 +103,7 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // task root file systems are made from. Default DefaultSnapshotter.
 func WithSnapshotter(s string) Option { return func(o *options) { o.snapshotter = s } }
 
-// WithStateDir sets the host directory for staged files and output FIFOs.
+// WithStateDir sets the host directory for task dirs and output FIFOs.
 // Default DefaultStateDir.
 func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
 

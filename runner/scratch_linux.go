@@ -26,7 +26,7 @@ func mountScratch(dir string, size int64, uid uint32) error {
 	return nil
 }
 
-// removeTaskDir removes a task's staging dir, unmounting its scratch
+// removeTaskDir removes a task's task dir, unmounting its scratch
 // tmpfs first: RemoveAll does not cross into a mount, and would leave it
 // and its memory behind.
 func removeTaskDir(dir string) error {

@@ -24,7 +24,7 @@ import (
 // creation or one pull.
 const staleLease = 10 * time.Minute
 
-// ownerFile in a task's staging dir records which runner process made it,
+// ownerFile in a task's task dir records which runner process made it,
 // as the owner labels do on containerd objects.
 const ownerFile = "owner"
 
@@ -35,7 +35,7 @@ type SweepCounts struct {
 	Snapshots  int `json:"snapshots"`
 	Leases     int `json:"leases"`
 	Dirs       int `json:"dirs"`
-	// Mounts are the scratch tmpfs mounts of compiled tasks' staging dirs.
+	// Mounts are the scratch tmpfs mounts of compiled tasks' task dirs.
 	Mounts int `json:"mounts"`
 	// Identities are task uids whose reservation outlived its task.
 	Identities int `json:"identities"`
@@ -87,7 +87,7 @@ func (s SweepReport) Found() SweepCounts {
 }
 
 // Sweep removes what runners that are no longer alive left behind: tasks
-// (killed first), containers, snapshots, leases, staging dirs with
+// (killed first), containers, snapshots, leases, task dirs with
 // their scratch mounts, and the identities of tasks that are gone. It finds them by our labels in our namespace
 // only, and knows a runner is gone when the process its owner label
 // names no longer runs. With all set it removes everything of ours, live
@@ -175,11 +175,11 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 		rep.Leases++
 	}
 
-	// Staging dirs of tasks whose runner is gone.
+	// Task dirs of tasks whose runner is gone.
 	tasksDir := filepath.Join(r.opts.stateDir, "tasks")
 	entries, err := os.ReadDir(tasksDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("listing staging dirs: %w", err))
+		errs = append(errs, fmt.Errorf("listing task dirs: %w", err))
 	}
 	for _, e := range entries {
 		if live[e.Name()] {
@@ -198,7 +198,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 			} else if mounted {
 				rep.Mounts++
 			}
-			errs = append(errs, fmt.Errorf("removing staging dir: %w", err))
+			errs = append(errs, fmt.Errorf("removing task dir: %w", err))
 			continue
 		}
 		rep.Dirs++
@@ -232,7 +232,7 @@ func (r *Runner) Sweep(ctx context.Context, all bool) (SweepReport, error) {
 
 // identityOwnerAlive tells whether the runner that reserved res still
 // runs; a reservation that names no owner is one being written, or whose
-// writer died while writing: given a minute, as staging dirs are.
+// writer died while writing: given a minute, as task dirs are.
 func identityOwnerAlive(ids *identities, res reservation) bool {
 	return recordedOwnerAlive(res.pid, res.start, filepath.Join(ids.dir, strconv.FormatUint(uint64(res.uid), 10)))
 }

@@ -42,7 +42,7 @@ const (
 
 // Task is one piece of code to run.
 type Task struct {
-	// ID names the container, its snapshot and its staging dir. Empty
+	// ID names the container, its snapshot and its task dir. Empty
 	// means a fresh random one; a given one must be unused.
 	ID string
 	// Runtime names the catalog entry (bash, python, ...).
@@ -55,7 +55,7 @@ type Task struct {
 	// Pull says when the image is pulled, with the runner's WithPull:
 	// images.PullMissing (empty means it), PullAlways or PullNever.
 	Pull images.PullPolicy
-	// Files are staged read-only in /code. The first is the entry point;
+	// Files are written, read-only, to /code. The first is the entry point;
 	// when its Name is empty it gets the runtime's file name.
 	Files []File
 	// Args are appended to the runtime's command.

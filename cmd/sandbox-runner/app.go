@@ -135,7 +135,7 @@ func (g *globalFlags) register(fs *pflag.FlagSet) {
 		"containerd namespace for everything the runner creates (env SANDBOX_RUNNER_NAMESPACE; default "+runner.DefaultNamespace+")")
 	fs.StringVar(&g.snapshotter, "snapshotter", "", "containerd snapshotter (env CONTAINERD_SNAPSHOTTER; default "+runner.DefaultSnapshotter+")")
 	fs.StringVar(&g.stateDir, "state-dir", "",
-		"directory for staged files and a private containerd (env SANDBOX_RUNNER_STATE_DIR; default "+runner.DefaultStateDir+")")
+		"directory for task dirs and a private containerd (env SANDBOX_RUNNER_STATE_DIR; default "+runner.DefaultStateDir+")")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 }
 

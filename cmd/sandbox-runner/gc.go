@@ -39,10 +39,10 @@ func runGC(ctx context.Context, args []string, std stdio) int {
 	if asJSON {
 		_ = json.NewEncoder(std.out).Encode(rep)
 	} else {
-		fmt.Fprintf(std.out, "removed %d tasks, %d containers, %d snapshots, %d leases, %d staging dirs, %d scratch mounts, %d task identities in namespace %q\n",
+		fmt.Fprintf(std.out, "removed %d tasks, %d containers, %d snapshots, %d leases, %d task dirs, %d scratch mounts, %d task identities in namespace %q\n",
 			rep.Tasks, rep.Containers, rep.Snapshots, rep.Leases, rep.Dirs, rep.Mounts, rep.Identities, g.namespace)
 		if f := rep.Failed; f.Total() > 0 {
-			fmt.Fprintf(std.out, "could not remove %d tasks, %d containers, %d snapshots, %d leases, %d staging dirs, %d scratch mounts, %d task identities\n",
+			fmt.Fprintf(std.out, "could not remove %d tasks, %d containers, %d snapshots, %d leases, %d task dirs, %d scratch mounts, %d task identities\n",
 				f.Tasks, f.Containers, f.Snapshots, f.Leases, f.Dirs, f.Mounts, f.Identities)
 		}
 	}

@@ -38,7 +38,7 @@ type File struct {
 	Namespace string `toml:"namespace"`
 	// Snapshotter unpacks images and makes task root file systems.
 	Snapshotter string `toml:"snapshotter"`
-	// StateDir holds staged files and a private containerd.
+	// StateDir holds task dirs and a private containerd.
 	StateDir string `toml:"state_dir"`
 	// Init is the static sandbox-runner-init binary, PID 1 of every
 	// sandbox. Default: the one next to the sandbox-runner binary, else

@@ -232,7 +232,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	queueGauge.Set(float64(cfg.queue))
 	cleanupCounter := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: MetricCleanupFailed,
-		Help: "Teardowns (of a task's containers, snapshots, staging dir, or a warm pool's sandbox) that failed: what they left is removed by the next sweep, `sandbox-runner gc`.",
+		Help: "Teardowns (of a task's containers, snapshots, task dir, or a warm pool's sandbox) that failed: what they left is removed by the next sweep, `sandbox-runner gc`.",
 	}, func() float64 {
 		n := m.cleanupFailed.Load()
 		if m.background != nil {

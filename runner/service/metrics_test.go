@@ -272,7 +272,7 @@ func TestMetricsOfAnotherExecutor(t *testing.T) {
 	rep := runner.SweepReport{SweepCounts: runner.SweepCounts{Containers: 1}, Failed: runner.SweepCounts{Dirs: 1}}
 	var up atomic.Bool
 	up.Store(true)
-	m, err := NewMetrics(WithVersion("v2"), WithMaxConcurrent(3), WithSweep(rep, errors.New("removing staging dir: busy")),
+	m, err := NewMetrics(WithVersion("v2"), WithMaxConcurrent(3), WithSweep(rep, errors.New("removing task dir: busy")),
 		WithContainerdProbe(func(context.Context) error {
 			if up.Load() {
 				return nil

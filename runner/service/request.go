@@ -33,7 +33,7 @@ type Request struct {
 	Runtime string `json:"runtime"`
 	// Image overrides the runtime's image.
 	Image string `json:"image,omitempty"`
-	// Files are staged read-only in /code; the first is the entry point
+	// Files are written, read-only, to /code; the first is the entry point
 	// and may leave its name out to get the runtime's.
 	Files []File `json:"files"`
 	// Stdin is the task's standard input, in StdinEncoding.
