@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -158,16 +157,7 @@ func runExec(ctx context.Context, args []string, std stdio) int {
 	if err != nil {
 		return o.fail(std, withImageHint(err, task, catalog))
 	}
-	if o.json {
-		enc := json.NewEncoder(std.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return report(std.err, fmt.Errorf("writing result: %w", err))
-		}
-		return o.writeFiles(std, res, res.ExitCode)
-	}
-	explain(std.err, res, r.Limits(task.Limits))
-	return o.writeFiles(std, res, res.ExitCode)
+	return o.printResult(std, res, r.Limits(task.Limits), true)
 }
 
 // writeFiles writes the task's returned files below --copy-out, when it

@@ -153,11 +153,7 @@ func (o *submitOptions) submit(ctx context.Context, args []string, dash int, std
 	if ans.Truncated {
 		fmt.Fprintln(std.err, "sandbox-runner: the output was cut further to fit the NATS server's max_payload")
 	}
-	code, err := printRemoteResult(std, res, task.Limits, e.json)
-	if err != nil {
-		return 0, err
-	}
-	return e.writeFiles(std, res, code), nil
+	return e.printResult(std, res, task.Limits.Filled(), false), nil
 }
 
 // anyRuns tells whether a live worker takes tasks of runtime.

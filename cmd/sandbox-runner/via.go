@@ -107,39 +107,34 @@ func (o *execOptions) runVia(ctx context.Context, task *runner.Task, std stdio) 
 	case err != nil:
 		return o.fail(std, err), true
 	}
-	if !o.json {
-		explain(std.err, res, task.Limits.Filled())
-		return res.ExitCode, true
-	}
-	code, err = printRemoteResult(std, res, task.Limits, o.json)
-	if err != nil {
-		return report(std.err, err), true
-	}
-	return o.writeFiles(std, res, code), true
+	// Without --json, the output was streamed as it came.
+	return o.printResult(std, res, task.Limits.Filled(), true), true
 }
 
-// printRemoteResult prints a result that ran elsewhere (the service, a
-// fleet worker) as exec prints its own: the JSON document, or the output
-// a direct run streams, in the order it streams it (the compile stage's,
-// then the run's), and the line that explains how the task ended. It
-// returns the exit status.
-func printRemoteResult(std stdio, res *runner.Result, limits runner.Limits, asJSON bool) (int, error) {
-	if asJSON {
+// printResult is how exec, exec --via and submit end: the JSON document
+// with --json, else the task's output unless it was streamed as it came
+// (the compile stage's, then the run's, as a direct run streams them)
+// and the line that explains how the task ended; then the files
+// --copy-out asked for. It returns the exit status.
+func (o *execOptions) printResult(std stdio, res *runner.Result, limits runner.Limits, streamed bool) int {
+	if o.json {
 		enc := json.NewEncoder(std.out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
-			return 0, fmt.Errorf("writing result: %w", err)
+			return report(std.err, fmt.Errorf("writing result: %w", err))
 		}
-		return res.ExitCode, nil
+		return o.writeFiles(std, res, res.ExitCode)
 	}
-	for _, st := range []*runner.Stage{res.Compile, &res.Stage} {
-		if st != nil {
-			_, _ = std.out.Write(st.Stdout.Data)
-			_, _ = std.err.Write(st.Stderr.Data)
+	if !streamed {
+		for _, st := range []*runner.Stage{res.Compile, &res.Stage} {
+			if st != nil {
+				_, _ = std.out.Write(st.Stdout.Data)
+				_, _ = std.err.Write(st.Stderr.Data)
+			}
 		}
 	}
-	explain(std.err, res, limits.Filled())
-	return res.ExitCode, nil
+	explain(std.err, res, limits)
+	return o.writeFiles(std, res, res.ExitCode)
 }
 
 // serviceAnswers tells whether a service answers on c's socket.
