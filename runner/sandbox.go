@@ -283,8 +283,7 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	s.task = task
 	s.undo.add(func(ctx context.Context) error {
 		drain(task.IO(), 0)
-		_, err := task.Delete(ctx, client.WithProcessKill)
-		return ignoreNotFound(err)
+		return deleteTask(ctx, task)
 	})
 	if err := pinOOMScore(task.Pid()); err != nil {
 		return err

@@ -258,14 +258,19 @@ func removeTask(ctx context.Context, c client.Container) (hadTask bool, err erro
 	case err != nil:
 		return false, err
 	}
-	// WithProcessKill sends SIGKILL to every process and waits for the
-	// exit before the delete; bounded, so a wedged shim cannot hang us.
+	// Bounded, so a wedged shim cannot hang the sweep.
 	kctx, cancel := context.WithTimeout(ctx, killWait)
 	defer cancel()
-	if _, err := task.Delete(kctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		return true, err
-	}
-	return true, nil
+	return true, deleteTask(kctx, task)
+}
+
+// deleteTask kills every process of task and deletes it: the one
+// teardown of a task, whether the sweep, a purge or a sandbox's own
+// undo finds it. WithProcessKill sends SIGKILL to every process and
+// waits for the exit before the delete. A task already gone is fine.
+func deleteTask(ctx context.Context, task client.Task) error {
+	_, err := task.Delete(ctx, client.WithProcessKill)
+	return ignoreNotFound(err)
 }
 
 // isMountPoint tells whether path is a mount point: it lies on another
