@@ -319,6 +319,7 @@ func cancelledRun(b *BatchResult, id string) *Result {
 // starting are reported cancelled.
 func (r *Runner) eachRun(ctx context.Context, b *Batch, res *BatchResult, one func(context.Context, int) (*Result, error)) error {
 	parallel := max(b.Parallel, 1)
+	caller := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// free holds the leaves not in use; each run gives its own back.
@@ -363,6 +364,13 @@ func (r *Runner) eachRun(ctx context.Context, b *Batch, res *BatchResult, one fu
 			out, err := one(ctx, i)
 			mu.Lock()
 			defer mu.Unlock()
+			if err != nil && first == nil && ended(caller) != nil {
+				// The caller gave up while this run was being made or
+				// started: it is cancelled like the others, not a
+				// failure of the batch.
+				res.Runs[i] = cancelledRun(res, runID(res.ID, i))
+				return
+			}
 			if err != nil {
 				if first == nil {
 					first = fmt.Errorf("runs[%d]: %w", i, err)

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -224,4 +225,26 @@ func TestPrepareBatchRefusesOutputs(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, ErrInvalidTask))
 	assert.Contains(t, err.Error(), "outputs: a batch returns no files")
+}
+
+// A run whose making the caller's cancellation cut short fails with
+// the context's error; it is a cancelled run, not a failed batch.
+func TestEachRunCancelledWhileARunIsMade(t *testing.T) {
+	var r Runner
+	b := &Batch{Runs: make([]Run, 3)}
+	res := &BatchResult{ID: "b", Runs: make([]*Result, len(b.Runs))}
+	ctx, cancel := context.WithCancel(context.Background())
+	err := r.eachRun(ctx, b, res, func(ctx context.Context, i int) (*Result, error) {
+		if i == 0 {
+			return &Result{ID: "ran", Stage: Stage{Outcome: OutcomeExited}}, nil
+		}
+		cancel()
+		return nil, fmt.Errorf("creating task: %w", ctx.Err())
+	})
+	require.NoError(t, err)
+	assert.Equal(t, OutcomeExited, res.Runs[0].Outcome)
+	for _, out := range res.Runs[1:] {
+		assert.Equal(t, OutcomeCancelled, out.Outcome)
+		assert.Equal(t, ExitCancelled, out.ExitCode)
+	}
 }
