@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,4 +211,60 @@ func TestServeWithWarmPool(t *testing.T) {
 	assert.Contains(t, p.stderr.String(), `"msg":"warm pool","runtime":"sh","size":2,"oci_runtime":"the runtime's default","memory":"512MiB","cpus":1,"pids":128,"tmp_size":"64MiB"`)
 	// The leak check registered by startServe's state dir runs next: the
 	// drained pool left nothing.
+}
+
+// TestPoolSharedShimKilledMidTask: sandboxes that share a shim die
+// together. The running task's result says its shim was lost; the pool
+// passes over the idle sandboxes that went with it, the next tasks run,
+// and nothing is left.
+func TestPoolSharedShimKilledMidTask(t *testing.T) {
+	h := RequiresRoot(t)
+	cat := images.DefaultCatalog()
+	rt := cat[testRuntime]
+	rt.Image = testImage
+	cat[testRuntime] = rt
+	r := h.NewRunner(t, runner.WithCatalog(cat))
+	const size = 3
+	p, err := r.NewPool(context.Background(), runner.PoolOptions{
+		Runtimes:  map[string]runner.PoolRuntime{testRuntime: {Size: size}},
+		ShimGroup: 8,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		require.NoError(t, p.Close(ctx))
+	})
+	waitFull(t, p, size)
+
+	marker := fmt.Sprintf("pool-shim-kill-%d", time.Now().UnixNano())
+	task := shTask("echo started; sleep 60")
+	task.Args = []string{marker}
+	done := make(chan error, 1)
+	go func() {
+		res, err := p.Run(context.Background(), task)
+		if err == nil {
+			err = fmt.Errorf("got a result: %s", describe(res))
+		}
+		done <- err
+	}()
+	var pids []string
+	require.Eventually(t, func() bool { pids = hostProcesses([]byte(marker)); return len(pids) > 0 },
+		30*time.Second, 20*time.Millisecond, "the task should be running")
+	shim := ancestor(t, pids[0], "containerd-shim")
+	require.NoError(t, syscall.Kill(shim, syscall.SIGKILL))
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, runner.ErrShimLost)
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return within 60s of its shim's death")
+	}
+
+	// The idle sandboxes went with the shim; the tasks still run.
+	for i := range size + 1 {
+		res, err := p.Run(context.Background(), shTask(fmt.Sprintf("echo %d", i)))
+		require.NoError(t, err, "task %d after the shim died", i)
+		requireExit(t, res, 0)
+		assert.Equal(t, fmt.Sprintf("%d\n", i), string(res.Stdout.Data))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -374,4 +375,70 @@ func TestSweepTakesLeasesByOwner(t *testing.T) {
 	ls, err = h.Client.LeasesService().List(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, ls, "done removes the lease")
+}
+
+// TestShimKilledMidTask: the shim of a running task dies (a crash, the
+// OOM killer). Whatever containerd then says of the task's exit is not
+// the task's verdict, so the runner must not report one: Run fails,
+// saying the shim was lost, nothing of the task is left, and the next
+// task runs.
+func TestShimKilledMidTask(t *testing.T) {
+	h := RequiresRoot(t)
+	r := h.NewRunner(t)
+	marker := fmt.Sprintf("shim-kill-%d", time.Now().UnixNano())
+	task := shTask("echo started; sleep 60")
+	task.Args = []string{marker}
+	task.Limits.Timeout = 2 * time.Minute
+	type outcome struct {
+		res *runner.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := r.Run(context.Background(), task)
+		done <- outcome{res, err}
+	}()
+	var pids []string
+	require.Eventually(t, func() bool { pids = hostProcesses([]byte(marker)); return len(pids) > 0 },
+		30*time.Second, 20*time.Millisecond, "the task should be running")
+	shim := ancestor(t, pids[0], "containerd-shim")
+	t.Logf("task %s, shim %d", pids[0], shim)
+	killed := time.Now()
+	require.NoError(t, syscall.Kill(shim, syscall.SIGKILL))
+
+	select {
+	case o := <-done:
+		require.Error(t, o.err, "a task whose shim died has no verdict; got %+v", o.res)
+		assert.Nil(t, o.res)
+		assert.ErrorIs(t, o.err, runner.ErrShimLost)
+		t.Logf("Run failed %s after the kill: %v", time.Since(killed).Round(time.Millisecond), o.err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return within 60s of its shim's death")
+	}
+	assert.Eventually(t, func() bool { return len(hostProcesses([]byte(marker))) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"the task's processes outlived its shim")
+
+	// The next task runs as usual.
+	requireExit(t, runSh(t, "echo next"), 0)
+}
+
+// ancestor returns the nearest ancestor of pid whose command name starts
+// with prefix.
+func ancestor(t *testing.T, pid, prefix string) int {
+	t.Helper()
+	for p := pid; p != "0" && p != "1"; {
+		comm, err := os.ReadFile(filepath.Join("/proc", p, "comm"))
+		require.NoError(t, err)
+		if strings.HasPrefix(string(comm), prefix) && p != pid {
+			n, err := strconv.Atoi(p)
+			require.NoError(t, err)
+			return n
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", p, "status"))
+		require.NoError(t, err)
+		_, rest, _ := strings.Cut(string(b), "\nPPid:\t")
+		p, _, _ = strings.Cut(rest, "\n")
+	}
+	t.Fatalf("no ancestor of %s is a %s", pid, prefix)
+	return 0
 }

@@ -53,6 +53,9 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	stage := &Stage{}
 	if err := task.Start(ctx); err != nil {
 		if ended(ctx) == nil {
+			if shimGone(context.WithoutCancel(ctx), task) {
+				return nil, fmt.Errorf("%w: the task's shim died while the task was started, so its outcome is unknown; containerd removed the task: %w", ErrShimLost, err)
+			}
 			return nil, fmt.Errorf("starting task: %w", err)
 		}
 		// The caller gave up while the task was being started: the
@@ -106,6 +109,11 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	if err := status.Error(); err != nil {
 		if unavailable(err) {
 			return nil, fmt.Errorf("lost containerd while the task ran, so its outcome is unknown; it is killed and removed once containerd is back: %w", err)
+		}
+		if shimGone(context.WithoutCancel(ctx), task) {
+			// The exit containerd reports is its cleanup's, not the
+			// task's.
+			return nil, fmt.Errorf("%w: the task's shim died while the task ran, so its outcome is unknown; containerd removed the task: %w", ErrShimLost, err)
 		}
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
@@ -207,5 +215,31 @@ func drain(iop cio.IO, d time.Duration) {
 	case <-time.After(d):
 		iop.Cancel()
 		iop.Close()
+	}
+}
+
+// shimGoneWait bounds how long shimGone waits for containerd to notice a
+// dead shim.
+const shimGoneWait = 2 * time.Second
+
+// shimGone tells whether task went with its shim: containerd, told by the
+// shim's socket closing, removes the task, which takes it a moment.
+func shimGone(ctx context.Context, task client.Task) bool {
+	deadline := time.Now().Add(shimGoneWait)
+	for {
+		_, err := task.Status(ctx)
+		switch {
+		case err == nil:
+			return false
+		case errdefs.IsNotFound(err):
+			return true
+		case unavailable(err) || !time.Now().Before(deadline):
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

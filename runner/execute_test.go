@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
@@ -26,12 +27,15 @@ type fakeTask struct {
 	exitC chan client.ExitStatus
 	start func(context.Context) error
 	kill  func(syscall.Signal) error
-	kills []syscall.Signal
+	// status answers Status; by default the task is there.
+	status func() error
+	kills  []syscall.Signal
 }
 
 func newFakeTask() *fakeTask {
 	f := &fakeTask{exitC: make(chan client.ExitStatus, 1)}
 	f.start = func(context.Context) error { return nil }
+	f.status = func() error { return nil }
 	// By default a kill ends the task as the kernel would.
 	f.kill = func(s syscall.Signal) error { f.exit(128+uint32(s), nil); return nil }
 	return f
@@ -51,6 +55,9 @@ func (f *fakeTask) Metrics(context.Context) (*types.Metric, error) {
 	return nil, errors.New("no metrics in a fake")
 }
 func (f *fakeTask) IO() cio.IO { return nil }
+func (f *fakeTask) Status(context.Context) (client.Status, error) {
+	return client.Status{Status: client.Running}, f.status()
+}
 
 func executeFake(t *testing.T, ctx context.Context, f *fakeTask, timeout time.Duration) (*Stage, error) {
 	t.Helper()
@@ -112,6 +119,48 @@ func TestExecuteStartFailureIsAnError(t *testing.T) {
 	f.start = func(context.Context) error { return errors.New("exec format error") }
 	_, err := executeFake(t, context.Background(), f, time.Minute)
 	require.ErrorContains(t, err, "starting task: exec format error")
+}
+
+// The task's shim dies: the wait fails and containerd removes the task,
+// at once or a moment later. That is no verdict but ErrShimLost.
+func TestExecuteShimDiesWhileTheTaskRuns(t *testing.T) {
+	for _, after := range []int{0, 3} {
+		f := newFakeTask()
+		asked := 0
+		f.status = func() error {
+			if asked++; asked > after {
+				return errdefs.ErrNotFound
+			}
+			return status.Error(codes.Unknown, "ttrpc: closed")
+		}
+		f.start = func(context.Context) error {
+			f.exit(client.UnknownExitStatus, status.Error(codes.Unknown, "ttrpc: closed"))
+			return nil
+		}
+		_, err := executeFake(t, context.Background(), f, time.Minute)
+		require.ErrorIs(t, err, ErrShimLost, "removed after %d asks", after)
+	}
+}
+
+// The shim dies while the task is started: the answer is lost with it.
+func TestExecuteShimDiesDuringStart(t *testing.T) {
+	f := newFakeTask()
+	f.start = func(context.Context) error { return status.Error(codes.Unknown, "ttrpc: closed") }
+	f.status = func() error { return errdefs.ErrNotFound }
+	_, err := executeFake(t, context.Background(), f, time.Minute)
+	require.ErrorIs(t, err, ErrShimLost)
+}
+
+// A wait that fails while the task is still there is not a lost shim.
+func TestExecuteWaitFailureWithTheTaskThere(t *testing.T) {
+	f := newFakeTask()
+	f.start = func(context.Context) error {
+		f.exit(client.UnknownExitStatus, errors.New("something else"))
+		return nil
+	}
+	_, err := executeFake(t, context.Background(), f, time.Minute)
+	require.ErrorContains(t, err, "waiting on task: something else")
+	assert.NotErrorIs(t, err, ErrShimLost)
 }
 
 // A kill that fails while the task still runs is the runner losing track

@@ -184,7 +184,7 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	// A task that returns files takes the cold path: its /tmp must be a
 	// host mount that outlives its sandbox.
 	if t.ID == "" && pt.compile == nil && len(pt.outputs) == 0 && !p.closed.Load() {
-		s = p.take(pt)
+		s = p.takeLive(ctx, pt)
 	}
 	if s == nil {
 		if c := p.stats[pt.runtime.Name]; c != nil {
@@ -212,6 +212,30 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 		return nil, err
 	}
 	return &Result{ID: sb.spec.id, Runtime: s.runtime, Image: sb.spec.image, OCIRuntime: sb.spec.oci.Name, Stage: *st}, nil
+}
+
+// takeLive is take, passing over sandboxes whose task is gone: a shim
+// that died (the OOM killer, a crash; with shared shims, one shim takes
+// its whole group along) leaves its idle sandboxes unusable, and a task
+// given one would fail before it ran, its stdin partly read.
+func (p *Pool) takeLive(ctx context.Context, pt *prepared) *slot {
+	ctx = namespaces.WithNamespace(ctx, p.r.opts.namespace)
+	for {
+		s := p.take(pt)
+		if s == nil {
+			return nil
+		}
+		_, err := s.sandbox.task.Status(ctx)
+		if err == nil {
+			return s
+		}
+		p.r.opts.log.Warn("a pooled sandbox's task is gone; discarding it", "task", s.sandbox.spec.id, "runtime", s.runtime, "error", err)
+		p.discard(s)
+		p.poke()
+		if ended(ctx) != nil {
+			return nil
+		}
+	}
 }
 
 // take pops a ready sandbox that fits the task, or returns nil.
@@ -365,6 +389,11 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 	sb, err := r.newSandbox(p.tctx, r.opts.log, spec)
 	if err != nil {
 		_ = dir.remove()
+		if spec.annotations != nil {
+			// The group's shim may be what failed (it died): the next
+			// sandbox starts a group of its own.
+			p.group = ""
+		}
 		return nil, err
 	}
 	return &slot{runtime: name, env: info.env, dir: dir, sandbox: sb, born: time.Now()}, nil

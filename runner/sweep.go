@@ -270,6 +270,10 @@ func removeTask(ctx context.Context, c client.Container) (hadTask bool, err erro
 // waits for the exit before the delete. A task already gone is fine.
 func deleteTask(ctx context.Context, task client.Task) error {
 	_, err := task.Delete(ctx, client.WithProcessKill)
+	if err != nil && !errdefs.IsNotFound(err) && shimGone(ctx, task) {
+		// Its shim died under the delete; containerd removed the task.
+		return nil
+	}
 	return ignoreNotFound(err)
 }
 
