@@ -219,7 +219,7 @@ func (r *Runner) initBinary() (string, error) { return r.init, r.initErr }
 // Limits returns l with the runner's defaults in place of zero fields, as
 // Run applies them.
 func (r *Runner) Limits(l Limits) Limits {
-	full, _ := l.withDefaults(r.host)
+	full, _ := withDefaults(l, r.host)
 	return full
 }
 
@@ -297,7 +297,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 	if err != nil {
 		return nil, &invalidError{msg: err.Error()}
 	}
-	limits, err := t.Limits.withDefaults(host)
+	limits, err := withDefaults(t.Limits, host)
 	if err != nil {
 		return nil, err
 	}

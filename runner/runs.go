@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -100,19 +99,6 @@ type BatchResult struct {
 	Compile *Stage `json:"compile,omitempty"`
 	// Runs holds one result per run, in order.
 	Runs []*Result `json:"runs"`
-}
-
-// Merge returns l with every non-zero field of over in its place: a
-// run's limits on top of its batch's.
-func (l Limits) Merge(over Limits) Limits {
-	out := reflect.ValueOf(&l).Elem()
-	o := reflect.ValueOf(over)
-	for i := range o.NumField() {
-		if !o.Field(i).IsZero() {
-			out.Field(i).Set(o.Field(i))
-		}
-	}
-	return l
 }
 
 // runTask is run i of b as a task of its own.

@@ -83,9 +83,8 @@ func (r *Request) Batch(base runner.Limits) (runner.Batch, error) {
 			}
 		}
 		// Only what the run gives: the runner puts it on the request's.
-		if in.Limits, err = run.Limits.apply(runner.Limits{}); err != nil {
-			// apply names the field from "limits." on.
-			return b, fmt.Errorf("%s.%w", field, err)
+		if in.Limits, err = run.Limits.Apply(runner.Limits{}, func(key string) string { return field + ".limits." + key }); err != nil {
+			return b, err
 		}
 		b.Runs = append(b.Runs, in)
 	}
