@@ -45,7 +45,7 @@ func limitsVia(t *testing.T, key, text string, number bool) (got [3]runner.Limit
 
 	req, err := service.DecodeRequest([]byte(`{"runtime": "sh", "files": [{"content": "x"}], "limits": {"` + key + `": ` + value + `}}`))
 	require.NoError(t, err)
-	task, err := req.Task(runner.Limits{})
+	task, err := service.TaskOf(req, runner.Limits{})
 	got[1] = task.Limits
 	cut(1, err, "limits."+key)
 

@@ -36,7 +36,7 @@ func TestTaskRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(b), string(again))
 
-	task, err := got.Request.Task(runner.Limits{})
+	task, err := service.TaskOf(&got.Request, runner.Limits{})
 	require.NoError(t, err)
 	assert.Equal(t, []byte{0, 0xff}, task.Files[1].Content)
 	assert.Equal(t, int64(256<<20), task.Limits.Memory)
@@ -269,7 +269,7 @@ func TestBatchTaskRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	got, err := DecodeTask(b)
 	require.NoError(t, err)
-	batch, err := got.Request.Batch(runner.Limits{})
+	batch, err := service.BatchOf(&got.Request, runner.Limits{})
 	require.NoError(t, err)
 	require.Len(t, batch.Runs, 2)
 

@@ -452,7 +452,7 @@ func (w *Worker) runnerTask(req service.Request, subjectRuntime string) (runner.
 	if err != nil {
 		return runner.Task{}, err
 	}
-	t, err := req.Task(base)
+	t, err := service.TaskOf(&req, base)
 	if err != nil {
 		return t, err
 	}

@@ -3,11 +3,7 @@ package service
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -17,54 +13,21 @@ import (
 	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
+// The request is defined in api, where a client on any OS builds it;
+// these aliases keep its service names.
+
 // Encodings of file contents and stdin in a Request.
 const (
-	EncodingUTF8   = "utf-8"
-	EncodingBase64 = "base64"
+	EncodingUTF8   = api.EncodingUTF8
+	EncodingBase64 = api.EncodingBase64
 )
 
-// Request is the body of POST /v1/exec: one task, as JSON.
-type Request struct {
-	// Runtime names the catalog entry (GET /v1/runtimes).
-	Runtime string `json:"runtime"`
-	// Image overrides the runtime's image.
-	Image string `json:"image,omitempty"`
-	// Files are staged read-only in /code; the first is the entry point
-	// and may leave its name out to get the runtime's.
-	Files []File `json:"files"`
-	// Stdin is the task's standard input, in StdinEncoding.
-	Stdin         string `json:"stdin,omitempty"`
-	StdinEncoding string `json:"stdin_encoding,omitempty"`
-	// Args are appended to the runtime's command.
-	Args []string `json:"args,omitempty"`
-	// Env is added to the image's and the runtime's environment.
-	Env map[string]string `json:"env,omitempty"`
-	// Limits override the service's defaults for the runtime.
-	Limits Limits `json:"limits,omitzero"`
-	// Pull says when the image is pulled: "missing" (the default),
-	// "always" or "never".
-	Pull string `json:"pull,omitempty"`
-	// OCIRuntime is the OCI runtime the task runs under: "crun", "runc"
-	// or "runsc" (gVisor). Default: the runtime's as configured, else
-	// the service's.
-	OCIRuntime string `json:"oci_runtime,omitempty"`
-	// Outputs are glob patterns under /tmp, such as "/tmp/out/*.png", of
-	// the files to return in the result's files when the task ends.
-	Outputs []string `json:"outputs,omitempty"`
-	// Runs, when given, make the request a batch: the program is
-	// compiled once and run on each input (see RunRequest).
-	Runs []RunRequest `json:"runs,omitempty"`
-}
+// Request is the body of POST /v1/exec: one task, as JSON (api.Request).
+// TaskOf and BatchOf turn it into what the runner runs.
+type Request = api.Request
 
-// File is one file of a Request.
-type File struct {
-	Name string `json:"name,omitempty"`
-	// Content is the file's bytes: text when Encoding is "utf-8" (the
-	// default), base64 when it is "base64".
-	Content    string `json:"content"`
-	Encoding   string `json:"encoding,omitempty"`
-	Executable bool   `json:"executable,omitempty"`
-}
+// File is one file of a Request (api.File).
+type File = api.File
 
 // Limits are a Request's limits, as written: each a string as on the
 // command line ("512m", "30s", "1.5") or a JSON number (bytes for sizes,
@@ -92,67 +55,16 @@ func badField(field, format string, args ...any) error {
 	return &api.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// DecodeRequest decodes one request body strictly: unknown fields, a
-// second JSON value and wrong types are refused with an error that names
-// the field. The error is runner.ErrInvalidTask.
-func DecodeRequest(body []byte) (*Request, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, badField("", "the request body is empty: send a JSON object such as {\"runtime\": \"python\", \"files\": [{\"content\": \"print(1)\"}]}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req Request
-	if err := dec.Decode(&req); err != nil {
-		return nil, describeJSONError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, badField("", "the request body holds more than one JSON value: send exactly one object")
-	}
-	return &req, nil
-}
+// DecodeRequest decodes one request body strictly (api.DecodeRequest):
+// unknown fields, a second JSON value and wrong types are refused with an
+// error that names the field. The error is runner.ErrInvalidTask.
+func DecodeRequest(body []byte) (*Request, error) { return api.DecodeRequest(body) }
 
-// describeJSONError turns a decoding error into one a client can act on.
-func describeJSONError(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syntax):
-		return badField("", "malformed JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badField("", "malformed JSON: the body ends before the object does")
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return badField("", "the request body must be a JSON object, not %s", typ.Value)
-		}
-		return badField(typ.Field, "expected %s, got %s", jsonKind(typ.Type), typ.Value)
-	}
-	// encoding/json's unknown-field error has no type of its own; its
-	// text ("json: unknown field \"x\"") already names the field.
-	return badField("", "%s", strings.TrimPrefix(err.Error(), "json: "))
-}
-
-// jsonKind names what JSON value a Go type is decoded from.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	default:
-		return "an object"
-	}
-}
-
-// Task turns the request into a runner.Task, on top of base, the limits
+// TaskOf turns the request into a runner.Task, on top of base, the limits
 // the runtime gets by default. Every error names its field and is
 // runner.ErrInvalidTask; what only the runner can check (the runtime,
 // file names, limits against the host) is left to runner.Validate.
-func (r *Request) Task(base runner.Limits) (runner.Task, error) {
+func TaskOf(r *Request, base runner.Limits) (runner.Task, error) {
 	t := runner.Task{Runtime: r.Runtime, Image: r.Image, OCIRuntime: r.OCIRuntime}
 	if r.OCIRuntime != "" && !slices.Contains(runner.OCIRuntimeNames, r.OCIRuntime) {
 		return t, badField("oci_runtime", "unknown OCI runtime %q: give one of %s", r.OCIRuntime, strings.Join(runner.OCIRuntimeNames, ", "))

@@ -15,32 +15,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
-// RunRequest is one input of a batch request: POST /v1/exec with
-// "runs" compiles the program once and runs it on each input, every run
-// in a fresh sandbox of its own, and answers a runner.BatchResult.
-//
-//	{"runtime": "cpp", "files": [...], "limits": {"timeout": "2s"},
-//	 "runs": [{"stdin": "1 2\n"}, {"stdin": "3 4\n", "args": ["-v"], "limits": {"memory": "64m"}}]}
-type RunRequest struct {
-	// Stdin is the run's standard input, in StdinEncoding.
-	Stdin         string `json:"stdin,omitempty"`
-	StdinEncoding string `json:"stdin_encoding,omitempty"`
-	// Args are appended to the runtime's command; left out, the
-	// request's args are (an empty list means none).
-	Args []string `json:"args"`
-	// Limits override the request's limits field by field. The compile
-	// stage's (compile_timeout, compile_memory) are the request's alone.
-	Limits Limits `json:"limits,omitzero"`
-}
+// RunRequest is one input of a batch request (api.RunRequest).
+type RunRequest = api.RunRequest
 
-// Batch turns a request with runs into a runner.Batch, on top of base,
+// BatchOf turns a request with runs into a runner.Batch, on top of base,
 // the limits the runtime gets by default. Every error names its field
 // (runs[3].limits.memory) and is runner.ErrInvalidTask; the bound on the
 // number of runs and what only the runner can check are left to
 // runner.ValidateBatch.
-func (r *Request) Batch(base runner.Limits) (runner.Batch, error) {
+func BatchOf(r *Request, base runner.Limits) (runner.Batch, error) {
 	var b runner.Batch
 	if r.Runs == nil {
 		return b, badField("runs", "required for a batch")
@@ -51,7 +37,7 @@ func (r *Request) Batch(base runner.Limits) (runner.Batch, error) {
 	if r.Stdin != "" || r.StdinEncoding != "" {
 		return b, badField("stdin", "a request with runs has no stdin of its own: give each run's as runs[i].stdin")
 	}
-	t, err := r.Task(base)
+	t, err := TaskOf(r, base)
 	if err != nil {
 		return b, err
 	}
@@ -195,7 +181,7 @@ func (s *Service) batch(req *Request) (runner.Batch, error) {
 	if err != nil {
 		return runner.Batch{}, err
 	}
-	b, err := req.Batch(base)
+	b, err := BatchOf(req, base)
 	if err != nil {
 		return b, err
 	}
