@@ -3,10 +3,8 @@ package service
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -216,38 +214,6 @@ func (m *metrics) observeBatch(rt string, res *runner.BatchResult) {
 		m.observeStage(StageRun, run.Duration)
 		m.observeResult(rt, run)
 	}
-}
-
-// ExecBatch sends a request with runs and returns the batch's result,
-// as Exec does for one task.
-func (c *Client) ExecBatch(ctx context.Context, req Request) (*runner.BatchResult, error) {
-	if len(req.Runs) == 0 {
-		return nil, badField("runs", "empty: a batch needs at least one run")
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the request: %w", err)
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/exec", body)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer*int64(len(req.Runs)+1)))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for the service: %w", context.Cause(ctx))
-		}
-		return nil, fmt.Errorf("reading the service's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, answerError(resp, b)
-	}
-	var res runner.BatchResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("decoding the service's answer: %w", err)
-	}
-	return &res, nil
 }
 
 // newRunsCounter is MetricRuns, with every outcome of every runtime
