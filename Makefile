@@ -181,7 +181,7 @@ bench-runs: build ## one C++ program on BENCH_RUNS inputs: one request with "run
 # The packages a client on any OS imports, and the example client that
 # proves it: `make lint` builds them for darwin, where nothing
 # Linux-only (nor containerd's client) may sneak in.
-CLIENT_PACKAGES := ./runner/api/ ./runner/service/client/ ./contrib/examples/client/ ./images/
+CLIENT_PACKAGES := ./runner/api/ ./runner/service/client/ ./runner/fleet/client/ ./contrib/examples/client/ ./images/
 
 lint: ## gofmt, go vet, and the packages a client on any OS imports (CLIENT_PACKAGES) built for darwin
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
