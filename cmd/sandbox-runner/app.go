@@ -153,19 +153,47 @@ func (g *globalFlags) preload(args []string) {
 	}
 }
 
-// configArg is the value of a --config in args, before any "--".
+// configArg is the value of the last --config in args (the one pflag
+// keeps), before any "--".
 func configArg(args []string) string {
+	path := ""
 	for i, a := range args {
 		switch {
 		case a == "--":
-			return ""
+			return path
 		case a == "--config" && i+1 < len(args):
-			return args[i+1]
+			path = args[i+1]
 		case strings.HasPrefix(a, "--config="):
-			return strings.TrimPrefix(a, "--config=")
+			path = strings.TrimPrefix(a, "--config=")
 		}
 	}
-	return ""
+	return path
+}
+
+// configDefaults makes values, by flag name, the defaults of fs's flags,
+// as nerdctl does with its config file: --help shows them, and a flag
+// not given has them, so that the command reads one value per setting
+// instead of a chain of fallbacks. Call it once the flags are registered
+// and before they are parsed; an empty value keeps the flag's own
+// default. Only for flags whose Set replaces the value (not slices).
+func configDefaults(fs *pflag.FlagSet, values map[string]string) {
+	for name, v := range values {
+		f := fs.Lookup(name)
+		if v == "" || f == nil {
+			continue
+		}
+		if f.Value.Set(v) == nil {
+			f.DefValue = v
+		}
+	}
+}
+
+// nonZero is n as a flag value, or "" for 0 (left to the flag's default).
+func nonZero(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
 }
 
 // load reads the config file, unless preload read the same one, and

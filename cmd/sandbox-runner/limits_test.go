@@ -129,3 +129,34 @@ func TestExecLimitFlagsDefaultToTheConfig(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, runner.Limits{Memory: 256 << 20, CPUs: 0.5, Timeout: 5 * time.Second}, l)
 }
+
+// TestServeAndWorkerFlagsDefaultToTheConfig: serve's and worker's flags
+// show the config's [service] and [fleet] values (and serve's socket,
+// $SANDBOX_RUNNER_SOCKET before them) as their defaults.
+func TestServeAndWorkerFlagsDefaultToTheConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	require.NoError(t, os.WriteFile(path, []byte("[service]\nsocket = \"/run/x/api.sock\"\ngrace = \"7s\"\nmax_concurrent = 3\n\n[fleet]\nretry_delay = \"2s\"\nmax_deliveries = 9\n"), 0o644))
+	code, stdout, _ := runCLI(t, nil, "serve", "--config", path, "--help")
+	require.Equal(t, exitOK, code)
+	for _, want := range []string{`(default "/run/x/api.sock")`, `(default "7s")`, `(default 3)`} {
+		assert.Contains(t, stdout, want)
+	}
+	code, stdout, _ = runCLI(t, nil, "worker", "--config="+path, "--help")
+	require.Equal(t, exitOK, code)
+	for _, want := range []string{`(default "2s")`, `(default 9)`} {
+		assert.Contains(t, stdout, want)
+	}
+
+	t.Setenv("SANDBOX_RUNNER_CONFIG", path)
+	var o serveOptions
+	fs := newFlagSet("serve", "", os.Stderr)
+	fs.StringVar(&o.socket, "socket", "", "")
+	o.global.preload(nil)
+	configDefaults(fs, map[string]string{"socket": first(os.Getenv("SANDBOX_RUNNER_SOCKET"), o.global.file.Service.Socket)})
+	require.NoError(t, fs.Parse(nil))
+	assert.Equal(t, "/run/x/api.sock", o.socket, "a flag not given has the config's value")
+	t.Setenv("SANDBOX_RUNNER_SOCKET", "/run/env.sock")
+	code, stdout, _ = runCLI(t, nil, "serve", "--config", path, "--help")
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, stdout, `(default "/run/env.sock")`, "the environment comes before the config")
+}
