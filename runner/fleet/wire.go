@@ -118,7 +118,7 @@ func NewClient(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return fclient.New(nc, o.streams, o.log)
+	return fclient.New(nc, fclient.WithStreams(o.streams), fclient.WithLogger(o.log))
 }
 
 // runtimeOf returns the runtime token of a task subject.

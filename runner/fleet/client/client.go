@@ -40,22 +40,37 @@ type Client struct {
 	ensureErr  error
 }
 
-// New returns a client that talks to the fleet through nc. streams are
-// the settings of the streams and bucket, created when the first task is
-// submitted if no worker made them yet (DefaultStreams() for the
-// defaults); log, which may be nil, is where retries are logged.
-func New(nc *nats.Conn, streams Streams, log *slog.Logger) (*Client, error) {
-	if err := streams.Validate(); err != nil {
-		return nil, err
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	streams Streams
+	log     *slog.Logger
+}
+
+// WithStreams sets the settings of the streams and the presence bucket,
+// which the first Submit creates if no worker made them yet. Default
+// DefaultStreams().
+func WithStreams(s Streams) Option { return func(o *options) { o.streams = s } }
+
+// WithLogger sets where the client logs the retries of a publish or a
+// wait. Default: nowhere.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New returns a client that talks to the fleet through nc.
+func New(nc *nats.Conn, opts ...Option) (*Client, error) {
+	o := options{streams: DefaultStreams(), log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if err := o.streams.Validate(); err != nil {
+		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{nc: nc, js: js, o: streams, log: log}, nil
+	return &Client{nc: nc, js: js, o: o.streams, log: o.log}, nil
 }
 
 // JetStream returns the client's JetStream context.
