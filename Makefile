@@ -178,10 +178,15 @@ BENCH_RUNS ?= 20
 bench-runs: build ## one C++ program on BENCH_RUNS inputs: one request with "runs" (1 compile) against as many requests, through the service on a private containerd (root; the cpp image from IMAGE_CACHE); writes bin/bench-runs.json
 	$(GO) run ./integration/cmd/benchruns --cli $(BIN) --init $(BIN)-init --runs $(BENCH_RUNS) --cache-dir $(IMAGE_CACHE) --json bin/bench-runs.json
 
-lint: ## gofmt, go vet, and the packages a client on any OS imports built for darwin
+# The packages a client on any OS imports, and the example client that
+# proves it: `make lint` builds them for darwin, where nothing
+# Linux-only (nor containerd's client) may sneak in.
+CLIENT_PACKAGES := ./runner/api/ ./runner/service/client/ ./runner/fleet/client/ ./contrib/examples/client/ ./images/
+
+lint: ## gofmt, go vet, and the packages a client on any OS imports (CLIENT_PACKAGES) built for darwin
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=darwin $(GO) build -o /dev/null ./runner/api/ ./images/
+	GOOS=darwin $(GO) build -o /dev/null $(CLIENT_PACKAGES)
 
 install: build ## install the binary, the systemd units and the example config under DESTDIR/PREFIX
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sandbox-runner

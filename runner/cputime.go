@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // ExitCPUTimeExceeded is the status of a task killed for going over its
 // CPU-time limit: 128 + SIGXCPU, the signal the kernel's own CPU rlimit
 // sends.
-const ExitCPUTimeExceeded = 128 + int(unix.SIGXCPU)
+const ExitCPUTimeExceeded = api.ExitCPUTimeExceeded
 
 // How often a task's CPU usage is read: never sooner than minCPUPoll,
 // never later than maxCPUPoll, in between as late as the limit could be

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseCPUUsage(t *testing.T) {
@@ -41,12 +42,16 @@ func TestCPUWatchPollsNoLaterThanTheLimitCouldBeReached(t *testing.T) {
 
 func TestClassifyCPUTimeExceeded(t *testing.T) {
 	st := &Stage{CPUTimeExceeded: true}
-	st.classify(137, 0)
+	classify(st, 137, 0)
 	assert.Equal(t, OutcomeCPUTimeExceeded, st.Outcome)
 	assert.Equal(t, 152, st.ExitCode)
 
 	// The wall clock's verdict comes first: the runner decided it.
 	st = &Stage{CPUTimeExceeded: true, TimedOut: true}
-	st.classify(137, 0)
+	classify(st, 137, 0)
 	assert.Equal(t, OutcomeTimedOut, st.Outcome)
+}
+
+func TestExitCPUTimeExceededIsSIGXCPUs(t *testing.T) {
+	assert.Equal(t, 128+int(unix.SIGXCPU), ExitCPUTimeExceeded, "api's constant is the shell's status of a SIGXCPU death")
 }

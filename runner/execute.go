@@ -143,7 +143,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	stage.Stdout.Data, stage.Stdout.Dropped = st.stdout.result()
 	stage.Stderr.Data, stage.Stderr.Dropped = st.stderr.result()
 	stage.OutputTruncated = stage.Stdout.Truncated() || stage.Stderr.Truncated()
-	stage.classify(int(status.ExitCode()), oomKills)
+	classify(stage, int(status.ExitCode()), oomKills)
 	log.Info("stage done", "container", c.spec.id, "outcome", stage.Outcome, "exit_code", stage.ExitCode, "duration", stage.Duration,
 		"after_exit", time.Since(afterExit))
 	return stage, nil
@@ -156,7 +156,7 @@ func (r *Runner) cgroupPath(id string) string {
 }
 
 // classify sets the outcome, exit code and signal from the exit status.
-func (res *Stage) classify(code int, oomKills uint64) {
+func classify(res *Stage, code int, oomKills uint64) {
 	res.ExitCode = code
 	if code > 128 && code < 128+65 {
 		res.Signal = unix.SignalName(syscall.Signal(code - 128))

@@ -1,8 +1,6 @@
 package runner
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,11 +10,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-runner/sandbox-runner/oci"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // MaxOutputPatterns bounds Task.Outputs.
@@ -28,62 +26,8 @@ const MaxOutputPatterns = 32
 const maxOutputScan = 1 << 16
 
 // OutputFile is a file a task left under /tmp that matched one of its
-// output patterns.
-type OutputFile struct {
-	// Name is the file's path relative to /tmp, such as "out/a.png".
-	Name string
-	// Content is the file's head, all of it unless Truncated.
-	Content []byte
-	// Truncated is true when the file was cut to fit the cap on the
-	// returned files' bytes.
-	Truncated bool
-	// Size is the file's whole size in bytes.
-	Size int64
-}
-
-// outputFileJSON is how an OutputFile is encoded: text when its content
-// is valid UTF-8, base64 otherwise, as the output streams are.
-type outputFileJSON struct {
-	Name      string `json:"name"`
-	Content   string `json:"content"`
-	Encoding  string `json:"encoding"`
-	Truncated bool   `json:"truncated"`
-	Size      int64  `json:"size"`
-}
-
-// MarshalJSON encodes the content as text or base64.
-func (f OutputFile) MarshalJSON() ([]byte, error) {
-	j := outputFileJSON{Name: f.Name, Encoding: "utf-8", Truncated: f.Truncated, Size: f.Size}
-	if utf8.Valid(f.Content) {
-		j.Content = string(f.Content)
-	} else {
-		j.Encoding = "base64"
-		j.Content = base64.StdEncoding.EncodeToString(f.Content)
-	}
-	return json.Marshal(j)
-}
-
-// UnmarshalJSON decodes what MarshalJSON encoded.
-func (f *OutputFile) UnmarshalJSON(b []byte) error {
-	var j outputFileJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	*f = OutputFile{Name: j.Name, Truncated: j.Truncated, Size: j.Size}
-	switch j.Encoding {
-	case "utf-8", "":
-		f.Content = []byte(j.Content)
-	case "base64":
-		d, err := base64.StdEncoding.DecodeString(j.Content)
-		if err != nil {
-			return fmt.Errorf("decoding base64 file %q: %w", j.Name, err)
-		}
-		f.Content = d
-	default:
-		return fmt.Errorf("file %q: unknown encoding %q", j.Name, j.Encoding)
-	}
-	return nil
-}
+// output patterns (api.OutputFile).
+type OutputFile = api.OutputFile
 
 // CheckOutputPattern checks one output pattern: an absolute path below
 // /tmp, whose parts are names or path.Match patterns (*, ?, [a-z]; no

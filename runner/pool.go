@@ -149,7 +149,7 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 		if pr.Size < 0 {
 			return nil, invalid("pool: runtime %s: size %d is negative", name, pr.Size)
 		}
-		if _, err := pr.Limits.withDefaults(r.host); err != nil {
+		if _, err := withDefaults(pr.Limits, r.host); err != nil {
 			return nil, fmt.Errorf("pool: runtime %s: %w", name, err)
 		}
 		if _, err := r.opts.oci.For(pr.OCIRuntime, rt.Name); err != nil {
@@ -357,7 +357,7 @@ func (p *Pool) recycle() {
 func (p *Pool) newSlot(name string) (*slot, error) {
 	r := p.r
 	rt := r.opts.catalog[name]
-	limits, err := p.opts.Runtimes[name].Limits.withDefaults(r.host)
+	limits, err := withDefaults(p.opts.Runtimes[name].Limits, r.host)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func prepare(t Task, catalog images.Catalog, host hostFacts) (*prepared, error) 
 	if err != nil {
 		return nil, &invalidError{msg: err.Error()}
 	}
-	limits, err := t.Limits.withDefaults(host)
+	limits, err := withDefaults(t.Limits, host)
 	if err != nil {
 		return nil, err
 	}

@@ -170,7 +170,7 @@ func TestClassify(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := tc.st
-			res.classify(tc.code, tc.oomKills)
+			classify(&res, tc.code, tc.oomKills)
 			assert.Equal(t, tc.outcome, res.Outcome)
 			assert.Equal(t, tc.exitCode, res.ExitCode)
 			assert.Equal(t, tc.signal, res.Signal)

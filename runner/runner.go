@@ -203,7 +203,7 @@ func (r *Runner) initBinary() (string, error) { return r.init, r.initErr }
 // Limits returns l with the runner's defaults in place of zero fields, as
 // Run applies them.
 func (r *Runner) Limits(l Limits) Limits {
-	full, _ := l.withDefaults(r.host)
+	full, _ := withDefaults(l, r.host)
 	return full
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/oci"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 	"github.com/sandbox-runner/sandbox-runner/runner/initcmd"
 )
 
@@ -29,10 +29,8 @@ const DefaultMaxRuns = 64
 const maxArtifacts = 256
 
 // OutcomeNotRun is the outcome of a run of a batch whose compile stage
-// failed: the program never started for that input. The batch's
-// Compile says how the compiler ended; the run's exit code is the
-// compile stage's.
-const OutcomeNotRun Outcome = "not_run"
+// failed (api.OutcomeNotRun).
+const OutcomeNotRun = api.OutcomeNotRun
 
 // WithMaxRuns bounds how many runs one batch may have. Default
 // DefaultMaxRuns.
@@ -84,36 +82,8 @@ type Run struct {
 	Stdout, Stderr io.Writer
 }
 
-// BatchResult is what happened to a batch: the compile stage, once, and
-// one result per run, in the order of the runs.
-type BatchResult struct {
-	ID      string `json:"id"`
-	Runtime string `json:"runtime,omitempty"`
-	Image   string `json:"image"`
-	// OCIRuntime is the OCI runtime the sandboxes ran under.
-	OCIRuntime string `json:"oci_runtime,omitempty"`
-	// CompileFailed is set when the compile stage did not succeed (or
-	// was cancelled): every run is then OutcomeNotRun (OutcomeCancelled
-	// when cancelled).
-	CompileFailed bool `json:"compile_failed"`
-	// Compile is the compile stage of a compiled runtime, nil otherwise.
-	Compile *Stage `json:"compile,omitempty"`
-	// Runs holds one result per run, in order.
-	Runs []*Result `json:"runs"`
-}
-
-// Merge returns l with every non-zero field of over in its place: a
-// run's limits on top of its batch's.
-func (l Limits) Merge(over Limits) Limits {
-	out := reflect.ValueOf(&l).Elem()
-	o := reflect.ValueOf(over)
-	for i := range o.NumField() {
-		if !o.Field(i).IsZero() {
-			out.Field(i).Set(o.Field(i))
-		}
-	}
-	return l
-}
+// BatchResult is what happened to a batch (api.BatchResult).
+type BatchResult = api.BatchResult
 
 // runTask is run i of b as a task of its own.
 func (b *Batch) runTask(i int, id string) Task {

@@ -16,7 +16,7 @@ import (
 var testHost = hostFacts{cpus: 4, memory: 8 << 30}
 
 func TestLimitsDefaults(t *testing.T) {
-	got, err := Limits{}.withDefaults(testHost)
+	got, err := withDefaults(Limits{}, testHost)
 	require.NoError(t, err)
 	assert.Equal(t, Limits{
 		Timeout:        DefaultTimeout,
@@ -35,20 +35,20 @@ func TestLimitsDefaults(t *testing.T) {
 }
 
 func TestLimitsCompileMemory(t *testing.T) {
-	got, err := Limits{Memory: 2 << 30}.withDefaults(testHost)
+	got, err := withDefaults(Limits{Memory: 2 << 30}, testHost)
 	require.NoError(t, err)
 	assert.Equal(t, int64(2<<30), got.CompileMemory, "a run limit above the default is the compile stage's too")
 
-	got, err = Limits{}.withDefaults(hostFacts{cpus: 1, memory: 768 << 20})
+	got, err = withDefaults(Limits{}, hostFacts{cpus: 1, memory: 768 << 20})
 	require.NoError(t, err)
 	assert.Equal(t, int64(768<<20), got.CompileMemory, "a small host's default is what it has")
 
-	got, err = Limits{CompileMemory: 256 << 20}.withDefaults(testHost)
+	got, err = withDefaults(Limits{CompileMemory: 256 << 20}, testHost)
 	require.NoError(t, err)
 	assert.Equal(t, int64(256<<20), got.CompileMemory)
 
 	for _, l := range []Limits{{CompileMemory: 1 << 20}, {CompileMemory: testHost.memory + 1}} {
-		_, err = l.withDefaults(testHost)
+		_, err = withDefaults(l, testHost)
 		requireInvalid(t, err)
 	}
 }
@@ -68,12 +68,12 @@ func TestLimitsKeepsGivenValues(t *testing.T) {
 		OutputFiles:     MaxOutputFiles,
 		OutputFilesSize: MaxOutputLimit,
 	}
-	got, err := in.withDefaults(testHost)
+	got, err := withDefaults(in, testHost)
 	require.NoError(t, err)
 	assert.Equal(t, in, got)
 
 	in = Limits{Memory: 4 << 20, CPUs: 0.01, Pids: 1, OutputLimit: 1}
-	got, err = in.withDefaults(testHost)
+	got, err = withDefaults(in, testHost)
 	require.NoError(t, err)
 	assert.Equal(t, 4<<20, int(got.Memory))
 	assert.Equal(t, 0.01, got.CPUs)
@@ -112,7 +112,7 @@ func TestLimitsRejects(t *testing.T) {
 		{"output files size over max", Limits{OutputFilesSize: MaxOutputLimit + 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.l.withDefaults(testHost)
+			_, err := withDefaults(tc.l, testHost)
 			requireInvalid(t, err)
 		})
 	}

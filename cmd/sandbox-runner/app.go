@@ -121,8 +121,11 @@ type globalFlags struct {
 	// else the config's oci_runtime, else the fastest usable one.
 	ociRuntime string
 
-	// file is the config file, read by load.
-	file *config.File
+	// file is the config file, read by preload or load; filePath is
+	// where preload read it from.
+	file      *config.File
+	filePath  string
+	preloaded bool
 	// uids is the config's uid_range, zero for the default.
 	uids runner.UIDRange
 }
@@ -139,14 +142,74 @@ func (g *globalFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 }
 
-// load reads the config file and settles every global setting.
+// preload reads the config file before the flags are parsed, so that
+// its values can be the flags' defaults and --help shows them, as
+// nerdctl's do: the file a --config in args names, else
+// $SANDBOX_RUNNER_CONFIG's, else config.DefaultPath's. A file that does
+// not load is left for load to report once the flags are parsed.
+func (g *globalFlags) preload(args []string) {
+	path := first(configArg(args), os.Getenv("SANDBOX_RUNNER_CONFIG"))
+	if f, err := config.Load(path); err == nil {
+		g.file, g.filePath, g.preloaded = f, path, true
+	}
+}
+
+// configArg is the value of the last --config in args (the one pflag
+// keeps), before any "--".
+func configArg(args []string) string {
+	path := ""
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return path
+		case a == "--config" && i+1 < len(args):
+			path = args[i+1]
+		case strings.HasPrefix(a, "--config="):
+			path = strings.TrimPrefix(a, "--config=")
+		}
+	}
+	return path
+}
+
+// configDefaults makes values, by flag name, the defaults of fs's flags,
+// as nerdctl does with its config file: --help shows them, and a flag
+// not given has them, so that the command reads one value per setting
+// instead of a chain of fallbacks. Call it once the flags are registered
+// and before they are parsed; an empty value keeps the flag's own
+// default. Only for flags whose Set replaces the value (not slices).
+func configDefaults(fs *pflag.FlagSet, values map[string]string) {
+	for name, v := range values {
+		f := fs.Lookup(name)
+		if v == "" || f == nil {
+			continue
+		}
+		if f.Value.Set(v) == nil {
+			f.DefValue = v
+		}
+	}
+}
+
+// nonZero is n as a flag value, or "" for 0 (left to the flag's default).
+func nonZero(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// load reads the config file, unless preload read the same one, and
+// settles every global setting.
 func (g *globalFlags) load() error {
 	path := first(g.configPath, os.Getenv("SANDBOX_RUNNER_CONFIG"))
-	f, err := config.Load(path)
-	if err != nil {
-		return err
+	f := g.file
+	if !g.preloaded || g.filePath != path {
+		var err error
+		if f, err = config.Load(path); err != nil {
+			return err
+		}
 	}
 	g.file = f
+	var err error
 	// "unix:///run/containerd/containerd.sock", as ctr and nerdctl take it.
 	g.address = strings.TrimPrefix(first(g.address, os.Getenv("CONTAINERD_ADDRESS"), f.Address), "unix://")
 	g.namespace = first(g.namespace, os.Getenv("SANDBOX_RUNNER_NAMESPACE"), f.Namespace, runner.DefaultNamespace)

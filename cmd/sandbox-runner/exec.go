@@ -57,14 +57,28 @@ type execOptions struct {
 }
 
 // registerTask adds the flags that say what to run and with which limits.
-// The limit flags show the runner's defaults; when runBy names another
-// (a worker), they show none, and a limit not given is left to it.
+// The limit flags show the runner's defaults, or the config file's
+// [limits] where it sets them (read by globalFlags.preload): a runtime's
+// own [runtimes.NAME.limits] still apply on top when a flag is not
+// given. When runBy names another (a worker), they show none, and a
+// limit not given is left to it.
 func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
+	var conf api.WrittenLimits
+	if o.global.file != nil && runBy == "" {
+		conf = o.global.file.Limits
+	}
 	def := func(here string) (string, string) {
 		if runBy == "" {
 			return here, ""
 		}
 		return "", " (default: the " + runBy + "'s)"
+	}
+	// confDef is the default of the limit flag whose config value is v.
+	confDef := func(v api.Limit, here string) (string, string) {
+		if !v.IsZero() {
+			return v.String(), ""
+		}
+		return def(here)
 	}
 	fs.StringVarP(&o.runtime, "runtime", "r", "", "runtime to run the code with (see 'sandbox-runner runtimes')")
 	fs.StringVar(&o.ociRuntime, "oci-runtime", "", "OCI runtime to run the task under: crun, runc or runsc (gVisor) (default: the runtime's as configured, else the "+first(runBy, "host")+"'s default; see 'sandbox-runner check')")
@@ -73,35 +87,45 @@ func (o *execOptions) registerTask(fs *pflag.FlagSet, runBy string) {
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "a file to stage in /code; repeatable; the first is the entry point unless FILE is given")
 	fs.StringVar(&o.stdinFile, "stdin", "", "file whose content is the task's standard input ('-' for this process's)")
 	fs.StringArrayVarP(&o.env, "env", "e", nil, "environment variable KEY=VALUE, or KEY to pass this process's value; repeatable")
-	v, note := def("30s")
+	v, note := confDef(conf.Timeout, "30s")
 	fs.StringVar(&o.timeout, "timeout", v, "wall-clock limit, e.g. 30s, 2m, 1.5"+note)
-	v, note = def("60s")
+	v, note = confDef(conf.CompileTimeout, "60s")
 	fs.StringVar(&o.compileTO, "compile-timeout", v, "wall-clock limit of a compiled runtime's compile stage"+note)
-	v, note = def("512m")
+	v, note = confDef(conf.Memory, "512m")
 	fs.StringVar(&o.memory, "memory", v, "memory limit (no swap on top), e.g. 256m, 1g"+note)
-	v, note = def("1g")
+	v, note = confDef(conf.CompileMemory, "1g")
 	fs.StringVar(&o.compileMem, "compile-memory", v, "memory limit of a compiled runtime's compile stage; --memory when that is higher"+note)
 	cpus, pids := runner.DefaultCPUs, int64(runner.DefaultPids)
 	if runBy != "" {
 		cpus, pids = 0, 0
 	}
+	// The config's values passed Apply when it was read.
+	if l, err := conf.Apply(runner.Limits{}, nil); err == nil {
+		if !conf.CPUs.IsZero() {
+			cpus = l.CPUs
+		}
+		if !conf.Pids.IsZero() {
+			pids = l.Pids
+		}
+	}
 	fs.Float64Var(&o.cpus, "cpus", cpus, "CPU quota in CPUs, e.g. 0.5"+note)
 	fs.Int64Var(&o.pids, "pids", pids, "limit on processes and threads"+note)
-	v, note = def("1m")
+	v, note = confDef(conf.OutputLimit, "1m")
 	fs.StringVar(&o.outputLimit, "output-limit", v, "cap on each of stdout and stderr; the rest is read and dropped"+note)
-	v, note = def("64m")
+	v, note = confDef(conf.TmpSize, "64m")
 	fs.StringVar(&o.tmpSize, "tmp-size", v, "size of the writable /tmp, and the largest file the task may write"+note)
-	_, note = def("")
-	if runBy == "" {
+	v, note = confDef(conf.CPUTime, "")
+	if runBy == "" && v == "" {
 		note = " (default: none, the wall clock alone)"
 	}
-	fs.StringVar(&o.cpuTime, "cpu-time", "", "CPU-time limit (user and system, all threads and processes), e.g. 2s; killed past it with status 152"+note)
+	fs.StringVar(&o.cpuTime, "cpu-time", v, "CPU-time limit (user and system, all threads and processes), e.g. 2s; killed past it with status 152"+note)
 	fs.StringArrayVar(&o.outputs, "output", nil, "glob pattern under /tmp (e.g. '/tmp/out/*.png') of files to return when the task ends; repeatable")
 	fs.StringVar(&o.copyOut, "copy-out", "", "write the returned files (--output) below this directory, made if missing; existing files are never overwritten")
 }
 
 func runExec(ctx context.Context, args []string, std stdio) int {
 	var o execOptions
+	o.global.preload(args)
 	fs := newFlagSet("exec", "--runtime NAME [FLAGS] [FILE | -c CODE | < CODE] [-- ARG...]", std.err)
 	o.registerTask(fs, "")
 	fs.BoolVar(&o.json, "json", false, "print one JSON result instead of streaming the task's output")
@@ -296,72 +320,43 @@ func (o *execOptions) task(args []string, dash int, stdin io.Reader) (runner.Tas
 }
 
 // limits returns the config file's limits for the runtime, with the
-// flags that were given on top.
+// flags that were given on top: one api.WrittenLimits, checked by the
+// same Apply as the config's and a request's.
 func (o *execOptions) limits() (runner.Limits, error) {
 	l, err := o.global.file.TaskLimits(o.runtime)
 	if err != nil {
 		return l, err
 	}
+	return o.writtenLimits().Apply(l, api.FlagName)
+}
+
+// writtenLimits are the limit flags that were given, as written.
+func (o *execOptions) writtenLimits() api.WrittenLimits {
 	set := func(name string) bool { return o.changed != nil && o.changed(name) }
-	durations := []struct {
+	var w api.WrittenLimits
+	for _, f := range []struct {
 		flag, value string
-		dst         *time.Duration
+		dst         *api.Limit
 	}{
-		{"timeout", o.timeout, &l.Timeout},
-		{"compile-timeout", o.compileTO, &l.CompileTimeout},
-	}
-	for _, d := range durations {
-		if !set(d.flag) {
-			continue
-		}
-		if *d.dst, err = runner.ParseDuration(d.value); err != nil {
-			return l, fmt.Errorf("--%s: %w", d.flag, err)
-		}
-		if *d.dst <= 0 {
-			return l, usageError("--%s %q: give a duration above zero", d.flag, d.value)
-		}
-	}
-	sizes := []struct {
-		flag, value string
-		dst         *int64
-	}{
-		{"memory", o.memory, &l.Memory},
-		{"compile-memory", o.compileMem, &l.CompileMemory},
-		{"output-limit", o.outputLimit, &l.OutputLimit},
-		{"tmp-size", o.tmpSize, &l.TmpSize},
-	}
-	for _, s := range sizes {
-		if !set(s.flag) {
-			continue
-		}
-		if *s.dst, err = runner.ParseSize(s.value); err != nil {
-			return l, fmt.Errorf("--%s: %w", s.flag, err)
-		}
-		if *s.dst <= 0 {
-			return l, usageError("--%s %q: give a size above zero", s.flag, s.value)
-		}
-	}
-	if set("cpu-time") {
-		if l.CPUTime, err = runner.ParseDuration(o.cpuTime); err != nil {
-			return l, fmt.Errorf("--cpu-time: %w", err)
-		}
-		if l.CPUTime <= 0 {
-			return l, usageError("--cpu-time %q: give a duration above zero, or leave it out for no CPU-time limit", o.cpuTime)
+		{"timeout", o.timeout, &w.Timeout},
+		{"compile-timeout", o.compileTO, &w.CompileTimeout},
+		{"memory", o.memory, &w.Memory},
+		{"compile-memory", o.compileMem, &w.CompileMemory},
+		{"output-limit", o.outputLimit, &w.OutputLimit},
+		{"tmp-size", o.tmpSize, &w.TmpSize},
+		{"cpu-time", o.cpuTime, &w.CPUTime},
+	} {
+		if set(f.flag) {
+			*f.dst = api.LimitString(f.value)
 		}
 	}
 	if set("cpus") {
-		if o.cpus <= 0 {
-			return l, usageError("--cpus %g: give a number of CPUs above zero, e.g. 0.5", o.cpus)
-		}
-		l.CPUs = o.cpus
+		w.CPUs = api.LimitFloat(o.cpus)
 	}
 	if set("pids") {
-		if o.pids <= 0 {
-			return l, usageError("--pids %d: give a limit above zero", o.pids)
-		}
-		l.Pids = o.pids
+		w.Pids = api.LimitInt(o.pids)
 	}
-	return l, nil
+	return w
 }
 
 // checkOutputs checks --output and --copy-out before anything runs.

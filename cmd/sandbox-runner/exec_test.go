@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 	"github.com/sandbox-runner/sandbox-runner/runner/config"
 )
 
@@ -130,7 +131,7 @@ func TestExecBadFlagValueJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), &doc), "stdout: %s", stdout)
 	assert.Equal(t, "invalid_input", doc.Kind)
 	assert.Equal(t, exitUsage, doc.ExitCode)
-	assert.Equal(t, "--pids 0: give a limit above zero", doc.Error)
+	assert.Equal(t, `--pids: "0": give a whole number above zero, such as 64, or leave it out for the default`, doc.Error)
 }
 
 // TestJSONErrorWhenFlagsOrConfigFail checks that --json gets its error
@@ -289,7 +290,7 @@ func TestTaskLimitsUnsetFlagsLeaveDefaults(t *testing.T) {
 
 func TestTaskLimitsFlagsOverConfig(t *testing.T) {
 	o := execDefaults("memory")
-	o.global.file.Limits = config.Limits{Timeout: "10s", Memory: "1g"}
+	o.global.file.Limits = config.Limits{Timeout: api.LimitString("10s"), Memory: api.LimitString("1g")}
 	o.memory = "256m"
 	o.code, o.codeSet = "x", true
 	task, err := o.task(nil, -1, strings.NewReader(""))

@@ -62,6 +62,25 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.probeInterval, "probe-interval", "", "how often containerd is probed for /metrics' sandbox_runner_containerd_up (config probe_interval; default 5s)")
 	o.registry.register(fs)
 	o.global.register(fs)
+	// The environment, then the config's [service], are the flags'
+	// defaults: serve reads each setting from its flag alone.
+	o.global.preload(args)
+	var cfg config.Service
+	if o.global.file != nil {
+		cfg = o.global.file.Service
+	}
+	configDefaults(fs, map[string]string{
+		"socket":         first(os.Getenv("SANDBOX_RUNNER_SOCKET"), cfg.Socket),
+		"socket-group":   cfg.SocketGroup,
+		"tcp":            cfg.TCP,
+		"token-file":     cfg.TokenFile,
+		"max-concurrent": nonZero(cfg.MaxConcurrent),
+		"max-body":       cfg.MaxBody,
+		"grace":          cfg.Grace,
+		"idle-timeout":   cfg.IdleTimeout,
+		"probe-interval": cfg.ProbeInterval,
+		"piston-addr":    cfg.PistonAddr,
+	})
 	return runDaemon("serve", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
 		return o.serve(ctx, changed, log)
 	})
@@ -70,12 +89,12 @@ func runServe(ctx context.Context, args []string, std stdio) int {
 func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log *slog.Logger) error {
 	cfg := o.global.file.Service
 	listen := service.ListenConfig{
-		Socket:      first(o.socket, os.Getenv("SANDBOX_RUNNER_SOCKET"), cfg.Socket, service.DefaultSocket),
-		SocketGroup: first(o.socketGroup, cfg.SocketGroup),
-		TCP:         first(o.tcp, cfg.TCP),
+		Socket:      first(o.socket, service.DefaultSocket),
+		SocketGroup: o.socketGroup,
+		TCP:         o.tcp,
 		Log:         log,
 	}
-	tokenFile := first(o.tokenFile, cfg.TokenFile)
+	tokenFile := o.tokenFile
 	catalog, err := o.global.file.Catalog()
 	if err != nil {
 		return err
@@ -85,7 +104,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		service.WithCatalog(catalog),
 		service.WithLimits(o.global.file.TaskLimits),
 		service.WithMaxRuns(o.global.file.MaxRuns),
-		service.WithMaxConcurrent(firstInt(changed("max-concurrent"), o.maxConcurrent, cfg.MaxConcurrent, runtime.NumCPU())),
+		service.WithMaxConcurrent(firstInt(changed("max-concurrent"), o.maxConcurrent, runtime.NumCPU())),
 	}
 	switch {
 	case changed("queue"):
@@ -93,21 +112,21 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	case cfg.Queue != nil:
 		opts = append(opts, service.WithQueue(*cfg.Queue))
 	}
-	if s := first(o.maxBody, cfg.MaxBody); s != "" {
+	if s := o.maxBody; s != "" {
 		n, err := runner.ParseSize(s)
 		if err != nil {
 			return fmt.Errorf("--max-body: %w", err)
 		}
 		opts = append(opts, service.WithMaxBody(n))
 	}
-	if s := first(o.grace, cfg.Grace); s != "" {
+	if s := o.grace; s != "" {
 		d, err := runner.ParseDuration(s)
 		if err != nil {
 			return fmt.Errorf("--grace: %w", err)
 		}
 		opts = append(opts, service.WithGrace(d))
 	}
-	if s := first(o.idleTimeout, cfg.IdleTimeout); s != "" {
+	if s := o.idleTimeout; s != "" {
 		d, err := runner.ParseDuration(s)
 		if err == nil && d <= 0 {
 			err = usageError("%q: give a duration above zero, e.g. 1m", s)
@@ -118,7 +137,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 		opts = append(opts, service.WithIdleTimeout(d))
 	}
 	var probeInterval time.Duration
-	if s := first(o.probeInterval, cfg.ProbeInterval); s != "" {
+	if s := o.probeInterval; s != "" {
 		d, err := runner.ParseDuration(s)
 		if err != nil {
 			return fmt.Errorf("--probe-interval: %w", err)
@@ -132,7 +151,7 @@ func (o *serveOptions) serve(ctx context.Context, changed func(string) bool, log
 	}
 	// Piston's clients send no credentials: the API listens on a
 	// loopback address, or on another with the token required.
-	pistonAddr := first(o.pistonAddr, cfg.PistonAddr)
+	pistonAddr := o.pistonAddr
 	if pistonAddr != "" {
 		if err := service.CheckPistonAddr(pistonAddr, tokenFile != ""); err != nil {
 			return usageError("--piston-addr: %v", err)

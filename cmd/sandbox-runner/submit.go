@@ -86,7 +86,7 @@ func (o *submitOptions) submit(ctx context.Context, args []string, dash int, std
 	req := service.NewRequest(task, stdin)
 	// Checked as a worker will check it, but against no host's limits:
 	// those are the worker's to judge.
-	if _, err := req.Task(runner.Limits{}); err != nil {
+	if _, err := service.TaskOf(&req, runner.Limits{}); err != nil {
 		return 0, err
 	}
 	id := o.id

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/config"
 	"github.com/sandbox-runner/sandbox-runner/runner/fleet"
 	"github.com/sandbox-runner/sandbox-runner/runner/host"
 	"github.com/sandbox-runner/sandbox-runner/runner/service"
@@ -50,6 +51,21 @@ func runWorker(ctx context.Context, args []string, std stdio) int {
 	fs.StringVar(&o.poolInit, "pool-init", "", "the static sandbox-runner-init binary PID 1 of every sandbox (config [fleet.pool] init, or the top-level init; default: next to this binary)")
 	o.registry.register(fs)
 	o.global.register(fs)
+	// The config's [fleet] are the flags' defaults: the worker reads each
+	// setting from its flag alone (but --runtimes, a list, below).
+	o.global.preload(args)
+	var cfg config.Fleet
+	if o.global.file != nil {
+		cfg = o.global.file.Fleet
+	}
+	configDefaults(fs, map[string]string{
+		"max-concurrent": nonZero(cfg.MaxConcurrent),
+		"max-deliveries": nonZero(cfg.MaxDeliveries),
+		"retry-delay":    cfg.RetryDelay,
+		"grace":          cfg.Grace,
+		"metrics":        cfg.Metrics,
+		"pool-init":      cfg.Pool.Init,
+	})
 	return runDaemon("worker", fs, &o.global, args, std, func(changed func(string) bool, log *slog.Logger) error {
 		return o.work(ctx, changed, log)
 	})
@@ -66,8 +82,8 @@ func (o *workerOptions) fleetOptions(changed func(string) bool) ([]fleet.Option,
 	if changed("replicas") && o.replicas != 0 {
 		opts = append(opts, fleet.WithReplicas(o.replicas))
 	}
-	opts = append(opts, fleet.WithCapacity(firstInt(changed("max-concurrent"), o.maxConcurrent, cfg.MaxConcurrent, runtime.NumCPU())))
-	if n := firstInt(changed("max-deliveries"), o.maxDeliveries, cfg.MaxDeliveries); n != 0 {
+	opts = append(opts, fleet.WithCapacity(firstInt(changed("max-concurrent"), o.maxConcurrent, runtime.NumCPU())))
+	if n := o.maxDeliveries; n != 0 {
 		opts = append(opts, fleet.WithMaxDeliveries(n))
 	}
 	runtimes := o.runtimes
@@ -81,8 +97,8 @@ func (o *workerOptions) fleetOptions(changed func(string) bool) ([]fleet.Option,
 		flag, value string
 		opt         func(time.Duration) fleet.Option
 	}{
-		{"retry-delay", first(o.retryDelay, cfg.RetryDelay), fleet.WithRetryDelay},
-		{"grace", first(o.grace, cfg.Grace), fleet.WithGrace},
+		{"retry-delay", o.retryDelay, fleet.WithRetryDelay},
+		{"grace", o.grace, fleet.WithGrace},
 		{"ack-wait", o.ackWait, fleet.WithAckWait},
 		{"presence-ttl", o.presenceTTL, fleet.WithPresenceTTL},
 	} {
@@ -141,7 +157,7 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 	quietContainerd(o.global.logLevel)
 	puller := (&serveOptions{global: o.global, registry: o.registry}).puller(conn.Client, log)
 	runnerOpts := append(o.global.runnerOptions(runnerLogger(log, o.global.logLevel), catalog), runner.WithPull(puller), runner.WithOCIRuntimes(ocis))
-	if init := first(o.poolInit, o.global.file.Fleet.Pool.Init); init != "" {
+	if init := o.poolInit; init != "" {
 		runnerOpts = append(runnerOpts, runner.WithInit(init))
 	}
 	r, err := runner.New(conn.Client, runnerOpts...)
@@ -170,8 +186,8 @@ func (o *workerOptions) work(ctx context.Context, changed func(string) bool, log
 		defer drain()
 		exec = pool
 	}
-	if addr := first(o.metrics, o.global.file.Fleet.Metrics); addr != "" {
-		capacity := firstInt(changed("max-concurrent"), o.maxConcurrent, o.global.file.Fleet.MaxConcurrent, runtime.NumCPU())
+	if addr := o.metrics; addr != "" {
+		capacity := firstInt(changed("max-concurrent"), o.maxConcurrent, runtime.NumCPU())
 		m, err := service.NewMetrics(service.WithCatalog(catalog), service.WithMaxConcurrent(capacity),
 			service.WithVersion(version), service.WithSweep(rep, sweepErr), service.WithLogger(log),
 			service.WithContainerdProbe(service.ContainerdProbe(conn.Client), 0))

@@ -1,7 +1,11 @@
 // Package api holds what the service, the fleet and their clients say to
-// each other: the error kinds and the sentinels they stand for. It
-// imports no containerd and no Linux-only package, so a client builds on
-// any OS.
+// each other: the request (Request, with limits as written,
+// WrittenLimits, and their one Apply), the result document (Result,
+// BatchResult), the messages of a streamed answer and of an interactive
+// session, and the error kinds with the sentinels they stand for. The
+// runner and the service keep aliases of these types under their old
+// names. It imports no containerd client and no Linux-only package, so a
+// client builds on any OS (`make lint` checks it for darwin).
 package api
 
 import (

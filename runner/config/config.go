@@ -21,6 +21,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // DefaultPath is where the config file is read from when none is given.
@@ -76,23 +77,11 @@ type Registry struct {
 	DockerConfig string `toml:"docker_config"`
 }
 
-// Limits are task limits as written: sizes like "512m", durations like "30s".
-type Limits struct {
-	Timeout        string  `toml:"timeout"`
-	CompileTimeout string  `toml:"compile_timeout"`
-	Memory         string  `toml:"memory"`
-	CompileMemory  string  `toml:"compile_memory"`
-	CPUs           float64 `toml:"cpus"`
-	Pids           int64   `toml:"pids"`
-	OutputLimit    string  `toml:"output_limit"`
-	TmpSize        string  `toml:"tmp_size"`
-	// CPUTime is the run stage's CPU-time limit, e.g. "10s"; empty: none.
-	CPUTime string `toml:"cpu_time"`
-	// OutputFiles and OutputFilesSize cap the files a task returns: how
-	// many, and their bytes together (e.g. "1m").
-	OutputFiles     int    `toml:"output_files"`
-	OutputFilesSize string `toml:"output_files_size"`
-}
+// Limits are task limits as written (api.WrittenLimits, as requests and
+// exec's flags write them): sizes like "512m" or a number of bytes,
+// durations like "30s" or a number of seconds, CPUs like 0.5. A limit
+// left out takes the default; 0 is refused, as everywhere.
+type Limits = api.WrittenLimits
 
 // Runtime is one catalog entry as written.
 type Runtime struct {
@@ -244,7 +233,9 @@ func Decode(r io.Reader) (*File, error) {
 		return nil, fmt.Errorf("config is larger than %d bytes: %w", maxSize, errdefs.ErrInvalidArgument)
 	}
 	var c File
-	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	// The unmarshaler interface lets a limit be a string or a number
+	// (api.Limit.UnmarshalTOML).
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields().EnableUnmarshalerInterface()
 	if err := dec.Decode(&c); err != nil {
 		return nil, describe(err)
 	}
@@ -291,13 +282,13 @@ func (c *File) validate() error {
 			return fmt.Errorf("[runtimes.%s] oci_runtime %q is not among its oci_runtimes %q: add it there: %w", name, rt.OCIRuntime, rt.OCIRuntimes, errdefs.ErrInvalidArgument)
 		}
 	}
-	if _, err := c.Limits.Parse(runner.Limits{}); err != nil {
-		return fmt.Errorf("[limits]: %w", err)
+	if _, err := c.Limits.Apply(runner.Limits{}, limitsKey("")); err != nil {
+		return err
 	}
 	for _, name := range sortedKeys(c.Runtimes) {
 		rt := c.Runtimes[name]
-		if _, err := rt.Limits.Parse(runner.Limits{}); err != nil {
-			return fmt.Errorf("[runtimes.%s.limits]: %w", name, err)
+		if _, err := rt.Limits.Apply(runner.Limits{}, limitsKey(name)); err != nil {
+			return err
 		}
 		for _, e := range rt.Env {
 			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
@@ -373,56 +364,14 @@ func (f *Fleet) validate() error {
 	return nil
 }
 
-// Parse applies the limits as written on top of base: fields left empty
-// keep base's values.
-func (l Limits) Parse(base runner.Limits) (runner.Limits, error) {
-	out := base
-	var err error
-	if l.Timeout != "" {
-		if out.Timeout, err = runner.ParseDuration(l.Timeout); err != nil {
-			return out, fmt.Errorf("timeout: %w", err)
-		}
+// limitsKey spells a limit's key as the file does: "[limits] memory",
+// or "[runtimes.python.limits] memory" for a runtime's.
+func limitsKey(runtime string) func(string) string {
+	table := "[limits]"
+	if runtime != "" {
+		table = "[runtimes." + runtime + ".limits]"
 	}
-	if l.CompileTimeout != "" {
-		if out.CompileTimeout, err = runner.ParseDuration(l.CompileTimeout); err != nil {
-			return out, fmt.Errorf("compile_timeout: %w", err)
-		}
-	}
-	if l.CPUTime != "" {
-		if out.CPUTime, err = runner.ParseDuration(l.CPUTime); err != nil {
-			return out, fmt.Errorf("cpu_time: %w", err)
-		}
-		if out.CPUTime <= 0 {
-			return out, fmt.Errorf("cpu_time %q: give a duration above zero, or leave it out for no CPU-time limit: %w", l.CPUTime, errdefs.ErrInvalidArgument)
-		}
-	}
-	if l.OutputFiles < 0 {
-		return out, fmt.Errorf("output_files cannot be negative: %w", errdefs.ErrInvalidArgument)
-	}
-	if l.OutputFiles != 0 {
-		out.OutputFiles = l.OutputFiles
-	}
-	for _, s := range []struct {
-		key, value string
-		dst        *int64
-	}{{"memory", l.Memory, &out.Memory}, {"compile_memory", l.CompileMemory, &out.CompileMemory}, {"output_limit", l.OutputLimit, &out.OutputLimit}, {"tmp_size", l.TmpSize, &out.TmpSize}, {"output_files_size", l.OutputFilesSize, &out.OutputFilesSize}} {
-		if s.value == "" {
-			continue
-		}
-		if *s.dst, err = runner.ParseSize(s.value); err != nil {
-			return out, fmt.Errorf("%s: %w", s.key, err)
-		}
-	}
-	if l.CPUs < 0 || l.Pids < 0 {
-		return out, fmt.Errorf("cpus and pids cannot be negative: %w", errdefs.ErrInvalidArgument)
-	}
-	if l.CPUs != 0 {
-		out.CPUs = l.CPUs
-	}
-	if l.Pids != 0 {
-		out.Pids = l.Pids
-	}
-	return out, nil
+	return func(key string) string { return table + " " + key }
 }
 
 // Catalog returns the built-in catalog with the file's runtimes applied:
@@ -484,9 +433,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // per-task override: [limits], then [runtimes.NAME.limits], over the
 // runner's defaults (zero fields).
 func (c *File) TaskLimits(runtime string) (runner.Limits, error) {
-	l, err := c.Limits.Parse(runner.Limits{})
+	l, err := c.Limits.Apply(runner.Limits{}, limitsKey(""))
 	if err != nil {
-		return l, fmt.Errorf("[limits]: %w", err)
+		return l, err
 	}
 	if _, own := c.Runtimes[runtime]; !own {
 		// "csharp" takes [runtimes.dotnet.limits].
@@ -495,8 +444,8 @@ func (c *File) TaskLimits(runtime string) (runner.Limits, error) {
 		}
 	}
 	if rt, ok := c.Runtimes[runtime]; ok {
-		if l, err = rt.Limits.Parse(l); err != nil {
-			return l, fmt.Errorf("[runtimes.%s.limits]: %w", runtime, err)
+		if l, err = rt.Limits.Apply(l, limitsKey(runtime)); err != nil {
+			return l, err
 		}
 	}
 	return l, nil

@@ -104,7 +104,7 @@ func TestUnknownKeysAreRejectedWithTheirLine(t *testing.T) {
 
 func TestBadValues(t *testing.T) {
 	for name, doc := range map[string]string{
-		"type":          "[limits]\ntimeout = 5\n",
+		"type":          "[limits]\ntimeout = true\n",
 		"size":          "[limits]\nmemory = \"12qb\"\n",
 		"duration":      "[limits]\ntimeout = \"soon\"\n",
 		"negative cpus": "[limits]\ncpus = -1.0\n",
@@ -228,4 +228,43 @@ func TestMaxRuns(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errdefs.IsInvalidArgument(err))
 	assert.Contains(t, err.Error(), "max_runs -1 cannot be negative")
+}
+
+// TestZeroLimitIsRefused: 0 is no longer a silent "default"; the error
+// names the key as the file spells it and says to leave it out.
+func TestZeroLimitIsRefused(t *testing.T) {
+	for doc, want := range map[string]string{
+		"[limits]\ncpus = 0\n":                       `[limits] cpus: "0": give a number of CPUs above zero, such as 0.5, or leave it out for the default`,
+		"[limits]\npids = 0\n":                       `[limits] pids: "0": give a whole number above zero`,
+		"[limits]\noutput_files = 0\n":               `[limits] output_files: "0": give a whole number above zero`,
+		"[limits]\ntimeout = \"0\"\n":                `[limits] timeout: "0": give a duration above zero, or leave it out for the default`,
+		"[runtimes.python.limits]\nmemory = \"0\"\n": `[runtimes.python.limits] memory: "0": give a size above zero, or leave it out for the default`,
+	} {
+		_, err := Decode(strings.NewReader(doc))
+		require.Error(t, err, doc)
+		assert.True(t, errdefs.IsInvalidArgument(err), "%v", err)
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+// TestLimitsAsStringsOrNumbers: a limit is a string as on the command
+// line or a TOML number (bytes, seconds); other TOML values are refused
+// by name.
+func TestLimitsAsStringsOrNumbers(t *testing.T) {
+	c, err := Decode(strings.NewReader("[limits]\nmemory = 1_048_576\ntimeout = 1.5\ncpus = \"0.5\"\npids = \"64\"\noutput_files_size = '2k'\n"))
+	require.NoError(t, err)
+	l, err := c.TaskLimits("sh")
+	require.NoError(t, err)
+	assert.Equal(t, runner.Limits{Memory: 1 << 20, Timeout: 1500 * time.Millisecond, CPUs: 0.5, Pids: 64, OutputFilesSize: 2 << 10}, l)
+
+	for doc, want := range map[string]string{
+		"[limits]\ntimeout = true\n":        "[limits] timeout: expected a string or a number",
+		"[limits]\nmemory = [1]\n":          "[limits] memory: expected a string or a number",
+		"[limits]\ncpu_time = 2024-01-01\n": "[limits] cpu_time: expected a string or a number",
+		"[limits]\nmemory = 1.5\n":          "[limits] memory: 1.5: give a whole number of bytes",
+	} {
+		_, err := Decode(strings.NewReader(doc))
+		require.Error(t, err, doc)
+		assert.Contains(t, err.Error(), want)
+	}
 }

@@ -1,6 +1,9 @@
 // Package fleet runs tasks on many worker hosts that take them from a
 // NATS JetStream queue: `sandbox-runner worker` is a [Worker],
 // `sandbox-runner submit` and `sandbox-runner workers` use a [Client].
+// The submit side (the messages, the streams and subjects, the Client)
+// is runner/fleet/client, which builds on any OS; this package keeps its
+// names as aliases.
 //
 // A task message ([Task]) is the request document of the service's
 // POST /v1/exec and a task id, published on sandbox.tasks.RUNTIME with

@@ -3,14 +3,12 @@ package fleet
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -36,7 +34,7 @@ func TestTaskRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(b), string(again))
 
-	task, err := got.Request.Task(runner.Limits{})
+	task, err := service.TaskOf(&got.Request, runner.Limits{})
 	require.NoError(t, err)
 	assert.Equal(t, []byte{0, 0xff}, task.Files[1].Content)
 	assert.Equal(t, int64(256<<20), task.Limits.Memory)
@@ -188,80 +186,6 @@ func TestSubjects(t *testing.T) {
 	assert.Equal(t, "host_example_com-12", presenceKey("host.example.com-12"))
 }
 
-func TestParseURLs(t *testing.T) {
-	for _, c := range []struct {
-		in     string
-		urls   []string
-		secure bool
-		err    string
-	}{
-		{in: "nats://127.0.0.1:4222", urls: []string{"nats://127.0.0.1:4222"}},
-		{in: "tls://nats.example:4222", urls: []string{"tls://nats.example:4222"}, secure: true},
-		{in: "nats.example:4222", urls: []string{"tls://nats.example:4222"}, secure: true},
-		{in: "nats://a:1, nats://b:2", urls: []string{"nats://a:1", "nats://b:2"}},
-		{in: "wss://a:443", urls: []string{"wss://a:443"}, secure: true},
-		{in: "nats://a:1,tls://b:2", err: "mix clear"},
-		{in: "http://a:1", err: "unknown scheme"},
-		{in: "", err: "no NATS URL"},
-		{in: "nats://u:secret@a:1,tls://b", err: "REDACTED"},
-	} {
-		urls, secure, err := parseURLs(c.in)
-		if c.err != "" {
-			if assert.Error(t, err, c.in) {
-				assert.Contains(t, err.Error(), c.err)
-				assert.NotContains(t, err.Error(), "secret")
-				assert.True(t, errdefs.IsInvalidArgument(err))
-			}
-			continue
-		}
-		require.NoError(t, err, c.in)
-		assert.Equal(t, c.urls, urls, c.in)
-		assert.Equal(t, c.secure, secure, c.in)
-	}
-}
-
-// FuzzDecodeTask: any body either decodes to a task that encodes again
-// to a body that decodes to the same task, or is refused as invalid
-// input; it never panics.
-func FuzzDecodeTask(f *testing.F) {
-	f.Add([]byte(`{"id":"t-1","request":{"runtime":"sh","files":[{"content":"echo hi"}]}}`))
-	f.Add([]byte(`{"id":"t-1","request":{"runtime":"python","files":[{"name":"a.py","content":"AA==","encoding":"base64"}],"limits":{"memory":"1g","cpus":0.5,"timeout":3}}}`))
-	f.Add([]byte(`{"id":"","request":null}`))
-	f.Add([]byte(`{"id":"t-1","request":{"runtime":"sh","files":"x"}}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		task, err := DecodeTask(body)
-		if err != nil {
-			if !errors.Is(err, runner.ErrInvalidTask) {
-				t.Fatalf("error %v is not ErrInvalidTask", err)
-			}
-			if task.ID != "" && ValidateID(task.ID) != nil {
-				t.Fatalf("an invalid id %q came back", task.ID)
-			}
-			return
-		}
-		b, err := EncodeTask(task)
-		if err != nil {
-			t.Fatalf("a decoded task does not encode: %v", err)
-		}
-		again, err := DecodeTask(b)
-		if err != nil {
-			t.Fatalf("a re-encoded task does not decode: %v\n%s", err, b)
-		}
-		b2, err := EncodeTask(again)
-		if err != nil || string(b) != string(b2) {
-			t.Fatalf("encoding is not stable:\n%s\n%s", b, b2)
-		}
-	})
-}
-
-func TestClusterSettlingIsRetriedOnlyForPlacement(t *testing.T) {
-	noPeers := fmt.Errorf("creating stream X: %w", &jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"})
-	assert.True(t, clusterSettling(noPeers))
-	assert.False(t, clusterSettling(fmt.Errorf("creating stream X: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeBadRequest})))
-	assert.False(t, clusterSettling(errors.New("connection refused")))
-}
-
 func TestBatchTaskRoundTrip(t *testing.T) {
 	req := service.NewBatchRequest(runner.Task{Runtime: "cpp", Files: []runner.File{{Content: []byte("int main(){}")}}},
 		[][]byte{[]byte("1 2\n"), {0xff}})
@@ -269,7 +193,7 @@ func TestBatchTaskRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	got, err := DecodeTask(b)
 	require.NoError(t, err)
-	batch, err := got.Request.Batch(runner.Limits{})
+	batch, err := service.BatchOf(&got.Request, runner.Limits{})
 	require.NoError(t, err)
 	require.Len(t, batch.Runs, 2)
 

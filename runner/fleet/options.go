@@ -7,19 +7,20 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	fclient "github.com/sandbox-runner/sandbox-runner/runner/fleet/client"
 )
 
 // Defaults of the options.
 const (
-	DefaultAckWait       = 30 * time.Second
+	DefaultAckWait       = fclient.DefaultAckWait
 	DefaultMaxDeliveries = 5
 	DefaultRetryDelay    = time.Second
 	DefaultGrace         = 30 * time.Second
-	DefaultPresenceTTL   = 15 * time.Second
-	DefaultTaskTTL       = 24 * time.Hour
-	DefaultResultTTL     = 24 * time.Hour
-	DefaultDeadTTL       = 7 * 24 * time.Hour
-	DefaultDuplicates    = 10 * time.Minute
+	DefaultPresenceTTL   = fclient.DefaultPresenceTTL
+	DefaultTaskTTL       = fclient.DefaultTaskTTL
+	DefaultResultTTL     = fclient.DefaultResultTTL
+	DefaultDeadTTL       = fclient.DefaultDeadTTL
+	DefaultDuplicates    = fclient.DefaultDuplicates
 	// DefaultPollWait is how long an idle worker waits for a task in one
 	// pull request; with several runtimes it is shared among them.
 	DefaultPollWait = 2 * time.Second
@@ -33,13 +34,7 @@ type Option func(*options)
 
 type options struct {
 	// Streams, consumers and the bucket, when they are created.
-	replicas    int
-	ackWait     time.Duration
-	taskTTL     time.Duration
-	resultTTL   time.Duration
-	deadTTL     time.Duration
-	duplicates  time.Duration
-	presenceTTL time.Duration
+	streams fclient.Streams
 
 	// The worker's own.
 	catalog       images.Catalog
@@ -59,13 +54,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		replicas:      1,
-		ackWait:       DefaultAckWait,
-		taskTTL:       DefaultTaskTTL,
-		resultTTL:     DefaultResultTTL,
-		deadTTL:       DefaultDeadTTL,
-		duplicates:    DefaultDuplicates,
-		presenceTTL:   DefaultPresenceTTL,
+		streams:       fclient.DefaultStreams(),
 		catalog:       images.DefaultCatalog(),
 		limits:        func(string) (runner.Limits, error) { return runner.Limits{}, nil },
 		capacity:      runtime.NumCPU(),
@@ -81,32 +70,32 @@ func defaultOptions() options {
 // WithReplicas sets how many servers of a NATS cluster hold each stream,
 // consumer and the presence bucket: 3 on a cluster of three or more, so
 // that the fleet survives the loss of any one server. Default 1.
-func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
+func WithReplicas(n int) Option { return func(o *options) { o.streams.Replicas = n } }
 
 // WithAckWait sets the consumers' ack wait: how long a delivered task
 // may go without a heartbeat before it is delivered again. Workers send
 // a heartbeat every third of it. Default DefaultAckWait.
-func WithAckWait(d time.Duration) Option { return func(o *options) { o.ackWait = d } }
+func WithAckWait(d time.Duration) Option { return func(o *options) { o.streams.AckWait = d } }
 
 // WithTaskTTL sets how long a task may wait in the queue for a worker.
 // Default DefaultTaskTTL.
-func WithTaskTTL(d time.Duration) Option { return func(o *options) { o.taskTTL = d } }
+func WithTaskTTL(d time.Duration) Option { return func(o *options) { o.streams.TaskTTL = d } }
 
 // WithResultTTL sets how long answers are kept, which is also how long
 // a task id is remembered as answered. Default DefaultResultTTL.
-func WithResultTTL(d time.Duration) Option { return func(o *options) { o.resultTTL = d } }
+func WithResultTTL(d time.Duration) Option { return func(o *options) { o.streams.ResultTTL = d } }
 
 // WithDeadTTL sets how long dead letters are kept. Default DefaultDeadTTL.
-func WithDeadTTL(d time.Duration) Option { return func(o *options) { o.deadTTL = d } }
+func WithDeadTTL(d time.Duration) Option { return func(o *options) { o.streams.DeadTTL = d } }
 
 // WithDuplicates sets the window in which the streams drop a second
 // message with the same Nats-Msg-Id. Default DefaultDuplicates.
-func WithDuplicates(d time.Duration) Option { return func(o *options) { o.duplicates = d } }
+func WithDuplicates(d time.Duration) Option { return func(o *options) { o.streams.Duplicates = d } }
 
 // WithPresenceTTL sets how long a worker's presence entry lives without
 // a refresh; workers refresh it every third of it. Default
 // DefaultPresenceTTL.
-func WithPresenceTTL(d time.Duration) Option { return func(o *options) { o.presenceTTL = d } }
+func WithPresenceTTL(d time.Duration) Option { return func(o *options) { o.streams.PresenceTTL = d } }
 
 // WithCatalog sets the runtimes a worker knows; it must be its
 // executor's. Default images.DefaultCatalog().

@@ -41,7 +41,7 @@ func (w *Worker) runnerBatch(req service.Request, subjectRuntime string) (runner
 	if err != nil {
 		return runner.Batch{}, err
 	}
-	b, err := req.Batch(base)
+	b, err := service.BatchOf(&req, base)
 	if err != nil {
 		return b, err
 	}

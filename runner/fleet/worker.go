@@ -98,19 +98,7 @@ func NewWorker(nc *nats.Conn, exec service.Executor, opts ...Option) (*Worker, e
 }
 
 // validate checks the options that workers and clients share.
-func (o *options) validate() error {
-	switch {
-	case o.replicas < 1 || o.replicas > 5:
-		return fmt.Errorf("replicas %d: give 1 to 5: %w", o.replicas, errdefs.ErrInvalidArgument)
-	case o.ackWait < 100*time.Millisecond:
-		return fmt.Errorf("ack wait %s: give at least 100ms: %w", o.ackWait, errdefs.ErrInvalidArgument)
-	case o.presenceTTL < time.Second:
-		return fmt.Errorf("presence TTL %s: give at least 1s: %w", o.presenceTTL, errdefs.ErrInvalidArgument)
-	case o.taskTTL < 0 || o.resultTTL < 0 || o.deadTTL < 0 || o.duplicates < 0:
-		return fmt.Errorf("TTLs and the duplicate window cannot be negative: %w", errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
+func (o *options) validate() error { return o.streams.Validate() }
 
 // canonicalRuntimes resolves the runtimes a worker takes through its
 // catalog: aliases become their runtime's name, and every name must be
@@ -169,7 +157,7 @@ type taskConsumer struct {
 // it starts fetching; and STOPPING=1 the moment ctx is done.
 func (w *Worker) Run(ctx context.Context) error {
 	w.started = time.Now()
-	if err := w.o.ensureStreams(ctx, w.js); err != nil {
+	if err := w.o.streams.Ensure(ctx, w.js); err != nil {
 		return err
 	}
 	tasks, err := w.js.Stream(ctx, TaskStream)
@@ -180,13 +168,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.results, err = w.js.Stream(ctx, ResultStream); err != nil {
 		return fmt.Errorf("opening stream %s: %w", ResultStream, natsError(err))
 	}
-	kv, err := w.o.ensureBucket(ctx, w.js)
+	kv, err := w.o.streams.EnsureBucket(ctx, w.js)
 	if err != nil {
 		return err
 	}
 	var consumers []*taskConsumer
 	for _, rt := range w.runtimes {
-		c, err := w.o.ensureConsumer(ctx, tasks, rt)
+		c, err := w.o.streams.EnsureConsumer(ctx, tasks, rt)
 		if err != nil {
 			return err
 		}
@@ -318,7 +306,7 @@ func (w *Worker) recreate(ctx context.Context, tc *taskConsumer, err error) {
 			return
 		}
 	}
-	c, cerr := w.o.ensureConsumer(cctx, w.tasks, tc.runtime)
+	c, cerr := w.o.streams.EnsureConsumer(cctx, w.tasks, tc.runtime)
 	if cerr != nil {
 		w.o.log.Warn("making the consumer again", "runtime", tc.runtime, "error", cerr)
 		return
@@ -452,7 +440,7 @@ func (w *Worker) runnerTask(req service.Request, subjectRuntime string) (runner.
 	if err != nil {
 		return runner.Task{}, err
 	}
-	t, err := req.Task(base)
+	t, err := service.TaskOf(&req, base)
 	if err != nil {
 		return t, err
 	}
@@ -666,7 +654,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, d *delivery, 
 // keepPresence refreshes the worker's presence entry, which Run wrote
 // first, every third of the bucket's TTL until ctx is done.
 func (w *Worker) keepPresence(ctx context.Context, kv jetstream.KeyValue) {
-	every := w.o.presenceTTL / 3
+	every := w.o.streams.PresenceTTL / 3
 	if st, err := kv.Status(ctx); err == nil && st.TTL() > 0 {
 		every = st.TTL() / 3
 	}

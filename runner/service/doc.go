@@ -1,6 +1,8 @@
 // Package service is sandbox-runner's long-lived HTTP service: the API
-// that other programs use to run tasks, and the client that
-// `sandbox-runner exec --via` uses to reach it.
+// that other programs use to run tasks. Its wire types are runner/api's
+// and its client is runner/service/client (which `sandbox-runner exec
+// --via` uses); both build on any OS, and this package keeps aliases of
+// them (Request, Message, Error, NewClient) under their old names.
 //
 // A [Service] answers on the listeners it is given (a unix socket, made
 // by [Listen] or passed by systemd, and optionally TCP, where every

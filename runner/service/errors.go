@@ -2,10 +2,9 @@ package service
 
 import (
 	"net/http"
-	"slices"
-	"time"
 
 	"github.com/sandbox-runner/sandbox-runner/runner/api"
+	"github.com/sandbox-runner/sandbox-runner/runner/service/client"
 )
 
 // Kinds of error a response's "kind" field holds: api's, the one
@@ -26,11 +25,9 @@ const (
 	KindIdle               = api.KindIdle
 )
 
-// ErrorResponse is the body of every answer that is not a success.
-type ErrorResponse struct {
-	Error string `json:"error"`
-	Kind  string `json:"kind"`
-}
+// ErrorResponse is the body of every answer that is not a success
+// (api.ErrorResponse).
+type ErrorResponse = api.ErrorResponse
 
 // classify returns the status and kind of an error from the runner.
 func classify(err error) (int, string) {
@@ -50,20 +47,6 @@ func classify(err error) (int, string) {
 	}
 }
 
-// Error is an error answer from the service, as a Client returns it. It
-// matches the sentinels of its kind with errors.Is (runner.ErrInvalidTask,
-// runner.ErrImageNotFound, errdefs.ErrUnavailable, ...), so a caller
-// handles it as it would the same error from a local runner.
-type Error struct {
-	// Status is the HTTP status.
-	Status  int
-	Kind    string
-	Message string
-	// RetryAfter is the wait the service asked for, with a 429 or 503.
-	RetryAfter time.Duration
-}
-
-func (e *Error) Error() string { return e.Message }
-
-// Is reports whether the error is of target's class.
-func (e *Error) Is(target error) bool { return slices.Contains(api.Sentinel(e.Kind), target) }
+// Error is an error answer from the service, as a Client returns it
+// (client.Error); the service builds the same for its answers.
+type Error = client.Error

@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/sandbox-runner/sandbox-runner/runner/service/client"
 )
 
 // DefaultSocket is where the service listens, and where `exec --via`
 // looks for it.
-const DefaultSocket = "/run/sandbox-runner/sandbox-runner.sock"
+const DefaultSocket = client.DefaultSocket
 
 // DefaultSocketMode lets the socket's owner and group in, nobody else.
 const DefaultSocketMode fs.FileMode = 0o660

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // Piston's v2 API (POST /api/v2/execute, GET /api/v2/runtimes), answered
@@ -534,7 +535,7 @@ func (s *Service) decodePiston(body []byte) (runner.Task, *pistonRuntime, error)
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return runner.Task{}, nil, describeJSONError(err)
+		return runner.Task{}, nil, api.DescribeJSONError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return runner.Task{}, nil, badField("", "the request body holds more than one JSON value: send exactly one object")

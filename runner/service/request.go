@@ -3,248 +3,68 @@ package service
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
-
-	"github.com/containerd/errdefs"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
+
+// The request is defined in api, where a client on any OS builds it;
+// these aliases keep its service names.
 
 // Encodings of file contents and stdin in a Request.
 const (
-	EncodingUTF8   = "utf-8"
-	EncodingBase64 = "base64"
+	EncodingUTF8   = api.EncodingUTF8
+	EncodingBase64 = api.EncodingBase64
 )
 
-// Request is the body of POST /v1/exec: one task, as JSON.
-type Request struct {
-	// Runtime names the catalog entry (GET /v1/runtimes).
-	Runtime string `json:"runtime"`
-	// Image overrides the runtime's image.
-	Image string `json:"image,omitempty"`
-	// Files are written, read-only, to /code; the first is the entry point
-	// and may leave its name out to get the runtime's.
-	Files []File `json:"files"`
-	// Stdin is the task's standard input, in StdinEncoding.
-	Stdin         string `json:"stdin,omitempty"`
-	StdinEncoding string `json:"stdin_encoding,omitempty"`
-	// Args are appended to the runtime's command.
-	Args []string `json:"args,omitempty"`
-	// Env is added to the image's and the runtime's environment.
-	Env map[string]string `json:"env,omitempty"`
-	// Limits override the service's defaults for the runtime.
-	Limits Limits `json:"limits,omitzero"`
-	// Pull says when the image is pulled: "missing" (the default),
-	// "always" or "never".
-	Pull string `json:"pull,omitempty"`
-	// OCIRuntime is the OCI runtime the task runs under: "crun", "runc"
-	// or "runsc" (gVisor). Default: the runtime's as configured, else
-	// the service's.
-	OCIRuntime string `json:"oci_runtime,omitempty"`
-	// Outputs are glob patterns under /tmp, such as "/tmp/out/*.png", of
-	// the files to return in the result's files when the task ends.
-	Outputs []string `json:"outputs,omitempty"`
-	// Runs, when given, make the request a batch: the program is
-	// compiled once and run on each input (see RunRequest).
-	Runs []RunRequest `json:"runs,omitempty"`
-}
+// Request is the body of POST /v1/exec: one task, as JSON (api.Request).
+// TaskOf and BatchOf turn it into what the runner runs.
+type Request = api.Request
 
-// File is one file of a Request.
-type File struct {
-	Name string `json:"name,omitempty"`
-	// Content is the file's bytes: text when Encoding is "utf-8" (the
-	// default), base64 when it is "base64".
-	Content    string `json:"content"`
-	Encoding   string `json:"encoding,omitempty"`
-	Executable bool   `json:"executable,omitempty"`
-}
+// File is one file of a Request (api.File).
+type File = api.File
 
-// Limits are a Request's limits. Each is a string as on the command line
-// ("512m", "30s", "1.5") or a JSON number: bytes for sizes, seconds for
-// durations. A limit left out takes the service's default for the
-// runtime; zero and negative values are refused.
-type Limits struct {
-	Timeout        Limit `json:"timeout,omitzero"`
-	CompileTimeout Limit `json:"compile_timeout,omitzero"`
-	Memory         Limit `json:"memory,omitzero"`
-	CompileMemory  Limit `json:"compile_memory,omitzero"`
-	CPUs           Limit `json:"cpus,omitzero"`
-	Pids           Limit `json:"pids,omitzero"`
-	OutputLimit    Limit `json:"output_limit,omitzero"`
-	TmpSize        Limit `json:"tmp_size,omitzero"`
-	CPUTime        Limit `json:"cpu_time,omitzero"`
-}
+// Limits are a Request's limits, as written: each a string as on the
+// command line ("512m", "30s", "1.5") or a JSON number (bytes for sizes,
+// seconds for durations). A limit left out takes the service's default
+// for the runtime; zero and negative values are refused. They are
+// api.WrittenLimits, which the config file and exec's flags use too.
+type Limits = api.WrittenLimits
 
-// Limit is one limit as written: a JSON string or a JSON number. It is
-// checked when the request becomes a task, where the field is known, so
-// that the error can name it.
-type Limit struct {
-	text string
-	kind limitKind
-}
-
-type limitKind uint8
-
-const (
-	limitUnset limitKind = iota
-	limitString
-	limitNumber
-	// limitOther is any other JSON value; it is refused by name later.
-	limitOther
-)
+// Limit is one limit as written (api.Limit).
+type Limit = api.Limit
 
 // LimitString returns a limit written as a string, such as "512m".
-func LimitString(s string) Limit { return Limit{text: s, kind: limitString} }
+func LimitString(s string) Limit { return api.LimitString(s) }
 
 // LimitInt returns a limit written as a JSON integer.
-func LimitInt(n int64) Limit { return Limit{text: strconv.FormatInt(n, 10), kind: limitNumber} }
+func LimitInt(n int64) Limit { return api.LimitInt(n) }
 
 // LimitFloat returns a limit written as a JSON number.
-func LimitFloat(f float64) Limit {
-	return Limit{text: strconv.FormatFloat(f, 'g', -1, 64), kind: limitNumber}
-}
+func LimitFloat(f float64) Limit { return api.LimitFloat(f) }
 
-// IsZero tells whether the limit was left out.
-func (l Limit) IsZero() bool { return l.kind == limitUnset }
-
-// String returns the limit as written.
-func (l Limit) String() string { return l.text }
-
-// UnmarshalJSON accepts any JSON value and remembers its kind.
-func (l *Limit) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case string(b) == "null":
-		*l = Limit{}
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*l = LimitString(s)
-	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
-		*l = Limit{text: string(b), kind: limitNumber}
-	default:
-		*l = Limit{text: string(b), kind: limitOther}
-	}
-	return nil
-}
-
-// MarshalJSON writes the limit as it was given.
-func (l Limit) MarshalJSON() ([]byte, error) {
-	switch l.kind {
-	case limitUnset:
-		return []byte("null"), nil
-	case limitString:
-		return json.Marshal(l.text)
-	case limitNumber:
-		if _, err := strconv.ParseFloat(l.text, 64); err == nil {
-			return []byte(l.text), nil
-		}
-		return json.Marshal(l.text)
-	default:
-		if json.Valid([]byte(l.text)) {
-			return []byte(l.text), nil
-		}
-		return json.Marshal(l.text)
-	}
-}
-
-// fieldError is bad input in one field of a request. It is
-// runner.ErrInvalidTask and errdefs.ErrInvalidArgument, as the runner's
-// own refusals are.
-type fieldError struct {
-	field string
-	msg   string
-}
-
-func (e *fieldError) Error() string {
-	if e.field == "" {
-		return e.msg
-	}
-	return e.field + ": " + e.msg
-}
-
-func (e *fieldError) Is(target error) bool {
-	return target == runner.ErrInvalidTask || target == errdefs.ErrInvalidArgument
-}
-
+// badField is bad input in one field of a request (api.FieldError): it
+// is runner.ErrInvalidTask and errdefs.ErrInvalidArgument, as the
+// runner's own refusals are.
 func badField(field, format string, args ...any) error {
-	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+	return &api.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// DecodeRequest decodes one request body strictly: unknown fields, a
-// second JSON value and wrong types are refused with an error that names
-// the field. The error is runner.ErrInvalidTask.
-func DecodeRequest(body []byte) (*Request, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, badField("", "the request body is empty: send a JSON object such as {\"runtime\": \"python\", \"files\": [{\"content\": \"print(1)\"}]}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req Request
-	if err := dec.Decode(&req); err != nil {
-		return nil, describeJSONError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, badField("", "the request body holds more than one JSON value: send exactly one object")
-	}
-	return &req, nil
-}
+// DecodeRequest decodes one request body strictly (api.DecodeRequest):
+// unknown fields, a second JSON value and wrong types are refused with an
+// error that names the field. The error is runner.ErrInvalidTask.
+func DecodeRequest(body []byte) (*Request, error) { return api.DecodeRequest(body) }
 
-// describeJSONError turns a decoding error into one a client can act on.
-func describeJSONError(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syntax):
-		return badField("", "malformed JSON at byte %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badField("", "malformed JSON: the body ends before the object does")
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return badField("", "the request body must be a JSON object, not %s", typ.Value)
-		}
-		return badField(typ.Field, "expected %s, got %s", jsonKind(typ.Type), typ.Value)
-	}
-	// encoding/json's unknown-field error has no type of its own; its
-	// text ("json: unknown field \"x\"") already names the field.
-	return badField("", "%s", strings.TrimPrefix(err.Error(), "json: "))
-}
-
-// jsonKind names what JSON value a Go type is decoded from.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	default:
-		return "an object"
-	}
-}
-
-// Task turns the request into a runner.Task, on top of base, the limits
+// TaskOf turns the request into a runner.Task, on top of base, the limits
 // the runtime gets by default. Every error names its field and is
 // runner.ErrInvalidTask; what only the runner can check (the runtime,
 // file names, limits against the host) is left to runner.Validate.
-func (r *Request) Task(base runner.Limits) (runner.Task, error) {
+func TaskOf(r *Request, base runner.Limits) (runner.Task, error) {
 	t := runner.Task{Runtime: r.Runtime, Image: r.Image, OCIRuntime: r.OCIRuntime}
 	if r.OCIRuntime != "" && !slices.Contains(runner.OCIRuntimeNames, r.OCIRuntime) {
 		return t, badField("oci_runtime", "unknown OCI runtime %q: give one of %s", r.OCIRuntime, strings.Join(runner.OCIRuntimeNames, ", "))
@@ -315,7 +135,7 @@ func (r *Request) Task(base runner.Limits) (runner.Task, error) {
 		t.Outputs = slices.Clone(r.Outputs)
 	}
 	var err error
-	t.Limits, err = r.Limits.apply(base)
+	t.Limits, err = r.Limits.Apply(base, requestField)
 	return t, err
 }
 
@@ -333,131 +153,8 @@ func decodeContent(field, content, encField, encoding string) ([]byte, error) {
 	return nil, badField(encField, "%q is not an encoding: give %q (the default) or %q", encoding, EncodingUTF8, EncodingBase64)
 }
 
-// apply puts the limits that were given on top of base.
-func (l Limits) apply(base runner.Limits) (runner.Limits, error) {
-	out := base
-	var err error
-	for _, d := range []struct {
-		field string
-		v     Limit
-		dst   *time.Duration
-	}{
-		{"limits.timeout", l.Timeout, &out.Timeout},
-		{"limits.compile_timeout", l.CompileTimeout, &out.CompileTimeout},
-		{"limits.cpu_time", l.CPUTime, &out.CPUTime},
-	} {
-		if d.v.IsZero() {
-			continue
-		}
-		if *d.dst, err = parseDuration(d.field, d.v); err != nil {
-			return out, err
-		}
-		if *d.dst > runner.MaxTimeout {
-			return out, badField(d.field, "%q: give at most %s", d.v.text, runner.MaxTimeout)
-		}
-	}
-	for _, s := range []struct {
-		field string
-		v     Limit
-		dst   *int64
-	}{
-		{"limits.memory", l.Memory, &out.Memory},
-		{"limits.compile_memory", l.CompileMemory, &out.CompileMemory},
-		{"limits.output_limit", l.OutputLimit, &out.OutputLimit},
-		{"limits.tmp_size", l.TmpSize, &out.TmpSize},
-	} {
-		if s.v.IsZero() {
-			continue
-		}
-		if *s.dst, err = parseSize(s.field, s.v); err != nil {
-			return out, err
-		}
-	}
-	if !l.CPUs.IsZero() {
-		if err := checkKind("limits.cpus", l.CPUs, "a number of CPUs such as 0.5"); err != nil {
-			return out, err
-		}
-		f, perr := strconv.ParseFloat(strings.TrimSpace(l.CPUs.text), 64)
-		if perr != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
-			return out, badField("limits.cpus", "%q: give a number of CPUs above zero, such as 0.5", l.CPUs.text)
-		}
-		out.CPUs = f
-	}
-	if !l.Pids.IsZero() {
-		if err := checkKind("limits.pids", l.Pids, "a whole number such as 64"); err != nil {
-			return out, err
-		}
-		n, perr := parseWhole(l.Pids.text)
-		if perr != nil || n <= 0 {
-			return out, badField("limits.pids", "%q: give a whole number above zero, such as 64", l.Pids.text)
-		}
-		out.Pids = n
-	}
-	return out, nil
-}
-
-func checkKind(field string, v Limit, want string) error {
-	if v.kind == limitOther {
-		return badField(field, "expected a string or a number (%s), got %s", want, v.text)
-	}
-	return nil
-}
-
-// parseDuration reads a duration: a string as runner.ParseDuration
-// takes it, or a JSON number of seconds.
-func parseDuration(field string, v Limit) (time.Duration, error) {
-	if err := checkKind(field, v, `seconds, or a string such as "30s"`); err != nil {
-		return 0, err
-	}
-	d, err := runner.ParseDuration(v.text)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", field, err)
-	}
-	if d <= 0 {
-		return 0, badField(field, "%q: give a duration above zero, or leave the field out for the default", v.text)
-	}
-	return d, nil
-}
-
-// parseSize reads a size: a string as runner.ParseSize takes it, or a
-// JSON number of bytes.
-func parseSize(field string, v Limit) (int64, error) {
-	if err := checkKind(field, v, `bytes, or a string such as "512m"`); err != nil {
-		return 0, err
-	}
-	var n int64
-	var err error
-	if v.kind == limitNumber {
-		// JSON allows 1e6 and 1.0, which are fine numbers of bytes but
-		// not sizes ParseSize reads.
-		if n, err = parseWhole(v.text); err != nil {
-			return 0, badField(field, "%s: give a whole number of bytes, or a string such as \"512m\"", v.text)
-		}
-	} else if n, err = runner.ParseSize(v.text); err != nil {
-		return 0, fmt.Errorf("%s: %w", field, err)
-	}
-	if n <= 0 {
-		return 0, badField(field, "%q: give a size above zero, or leave the field out for the default", v.text)
-	}
-	return n, nil
-}
-
-// parseWhole parses a whole number written as an integer or as a float
-// without a fraction (64, 64.0, 6.4e1).
-func parseWhole(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, err
-	}
-	if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-		return 0, fmt.Errorf("%s is not a whole number in range", s)
-	}
-	return int64(f), nil
-}
+// requestField spells a limit's key as a request does.
+func requestField(key string) string { return "limits." + key }
 
 // NewRequest turns a task into a request, for clients of the service.
 // stdin is the task's whole standard input (a request cannot stream it);

@@ -21,7 +21,7 @@ func decodeTask(t *testing.T, body string) (runner.Task, error) {
 	if err != nil {
 		return runner.Task{}, err
 	}
-	return req.Task(runner.Limits{})
+	return TaskOf(req, runner.Limits{})
 }
 
 func TestDecodeRequestFull(t *testing.T) {
@@ -66,7 +66,7 @@ func TestDecodeRequestLimitsKeepDefaultsWhenLeftOut(t *testing.T) {
 	req, err := DecodeRequest([]byte(`{"runtime": "sh", "files": [{"content": "true"}], "limits": {"memory": "64m", "timeout": null}}`))
 	require.NoError(t, err)
 	base := runner.Limits{Timeout: 5 * time.Second, Memory: 1 << 30, Pids: 32}
-	task, err := req.Task(base)
+	task, err := TaskOf(req, base)
 	require.NoError(t, err)
 	assert.Equal(t, runner.Limits{Timeout: 5 * time.Second, Memory: 64 << 20, Pids: 32}, task.Limits)
 	assert.Nil(t, task.Stdin, "no stdin given")
@@ -153,7 +153,7 @@ func TestNewRequestRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	back, err := DecodeRequest(b)
 	require.NoError(t, err, "%s", b)
-	got, err := back.Task(runner.Limits{})
+	got, err := TaskOf(back, runner.Limits{})
 	require.NoError(t, err)
 	stdin, _ := io.ReadAll(got.Stdin)
 	assert.Equal(t, "in\n", string(stdin))
@@ -199,7 +199,7 @@ func checkRoundTrip(t *testing.T, body []byte) {
 		}
 		return
 	}
-	task, err := req.Task(runner.Limits{})
+	task, err := TaskOf(req, runner.Limits{})
 	if err != nil {
 		if !errors.Is(err, runner.ErrInvalidTask) {
 			t.Fatalf("refusal %v is not ErrInvalidTask", err)
@@ -214,7 +214,7 @@ func checkRoundTrip(t *testing.T, body []byte) {
 	if err != nil {
 		t.Fatalf("decoding %s again: %v", again, err)
 	}
-	task2, err := req2.Task(runner.Limits{})
+	task2, err := TaskOf(req2, runner.Limits{})
 	if err != nil {
 		t.Fatalf("%s is refused the second time: %v", again, err)
 	}

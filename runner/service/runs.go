@@ -3,10 +3,8 @@ package service
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,32 +13,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
-// RunRequest is one input of a batch request: POST /v1/exec with
-// "runs" compiles the program once and runs it on each input, every run
-// in a fresh sandbox of its own, and answers a runner.BatchResult.
-//
-//	{"runtime": "cpp", "files": [...], "limits": {"timeout": "2s"},
-//	 "runs": [{"stdin": "1 2\n"}, {"stdin": "3 4\n", "args": ["-v"], "limits": {"memory": "64m"}}]}
-type RunRequest struct {
-	// Stdin is the run's standard input, in StdinEncoding.
-	Stdin         string `json:"stdin,omitempty"`
-	StdinEncoding string `json:"stdin_encoding,omitempty"`
-	// Args are appended to the runtime's command; left out, the
-	// request's args are (an empty list means none).
-	Args []string `json:"args"`
-	// Limits override the request's limits field by field. The compile
-	// stage's (compile_timeout, compile_memory) are the request's alone.
-	Limits Limits `json:"limits,omitzero"`
-}
+// RunRequest is one input of a batch request (api.RunRequest).
+type RunRequest = api.RunRequest
 
-// Batch turns a request with runs into a runner.Batch, on top of base,
+// BatchOf turns a request with runs into a runner.Batch, on top of base,
 // the limits the runtime gets by default. Every error names its field
 // (runs[3].limits.memory) and is runner.ErrInvalidTask; the bound on the
 // number of runs and what only the runner can check are left to
 // runner.ValidateBatch.
-func (r *Request) Batch(base runner.Limits) (runner.Batch, error) {
+func BatchOf(r *Request, base runner.Limits) (runner.Batch, error) {
 	var b runner.Batch
 	if r.Runs == nil {
 		return b, badField("runs", "required for a batch")
@@ -51,7 +35,7 @@ func (r *Request) Batch(base runner.Limits) (runner.Batch, error) {
 	if r.Stdin != "" || r.StdinEncoding != "" {
 		return b, badField("stdin", "a request with runs has no stdin of its own: give each run's as runs[i].stdin")
 	}
-	t, err := r.Task(base)
+	t, err := TaskOf(r, base)
 	if err != nil {
 		return b, err
 	}
@@ -83,9 +67,8 @@ func (r *Request) Batch(base runner.Limits) (runner.Batch, error) {
 			}
 		}
 		// Only what the run gives: the runner puts it on the request's.
-		if in.Limits, err = run.Limits.apply(runner.Limits{}); err != nil {
-			// apply names the field from "limits." on.
-			return b, fmt.Errorf("%s.%w", field, err)
+		if in.Limits, err = run.Limits.Apply(runner.Limits{}, func(key string) string { return field + ".limits." + key }); err != nil {
+			return b, err
 		}
 		b.Runs = append(b.Runs, in)
 	}
@@ -196,7 +179,7 @@ func (s *Service) batch(req *Request) (runner.Batch, error) {
 	if err != nil {
 		return runner.Batch{}, err
 	}
-	b, err := req.Batch(base)
+	b, err := BatchOf(req, base)
 	if err != nil {
 		return b, err
 	}
@@ -231,38 +214,6 @@ func (m *metrics) observeBatch(rt string, res *runner.BatchResult) {
 		m.observeStage(StageRun, run.Duration)
 		m.observeResult(rt, run)
 	}
-}
-
-// ExecBatch sends a request with runs and returns the batch's result,
-// as Exec does for one task.
-func (c *Client) ExecBatch(ctx context.Context, req Request) (*runner.BatchResult, error) {
-	if len(req.Runs) == 0 {
-		return nil, badField("runs", "empty: a batch needs at least one run")
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the request: %w", err)
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/exec", body)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer*int64(len(req.Runs)+1)))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for the service: %w", context.Cause(ctx))
-		}
-		return nil, fmt.Errorf("reading the service's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, answerError(resp, b)
-	}
-	var res runner.BatchResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("decoding the service's answer: %w", err)
-	}
-	return &res, nil
 }
 
 // newRunsCounter is MetricRuns, with every outcome of every runtime

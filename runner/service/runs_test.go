@@ -23,7 +23,7 @@ func decodeBatch(t *testing.T, body string) (runner.Batch, error) {
 	if err != nil {
 		return runner.Batch{}, err
 	}
-	return req.Batch(runner.Limits{Timeout: 9 * time.Second, Memory: 128 << 20})
+	return BatchOf(req, runner.Limits{Timeout: 9 * time.Second, Memory: 128 << 20})
 }
 
 func TestBatchRequestDecodes(t *testing.T) {
@@ -224,7 +224,7 @@ func FuzzDecodeBatchRequest(f *testing.F) {
 		if err != nil || req.Runs == nil {
 			return
 		}
-		b, err := req.Batch(runner.Limits{})
+		b, err := BatchOf(req, runner.Limits{})
 		if err != nil {
 			if !errors.Is(err, runner.ErrInvalidTask) {
 				t.Fatalf("refusal %v is not ErrInvalidTask", err)
@@ -235,7 +235,7 @@ func FuzzDecodeBatchRequest(f *testing.F) {
 		require.NoError(t, err)
 		req2, err := DecodeRequest(again)
 		require.NoError(t, err, "decoding %s again", again)
-		b2, err := req2.Batch(runner.Limits{})
+		b2, err := BatchOf(req2, runner.Limits{})
 		require.NoError(t, err, "%s is refused the second time", again)
 		require.Len(t, b2.Runs, len(b.Runs))
 		for i := range b.Runs {

@@ -409,7 +409,7 @@ func (s *Service) task(req *Request) (runner.Task, error) {
 			return runner.Task{}, err
 		}
 	}
-	task, err := req.Task(base)
+	task, err := TaskOf(req, base)
 	if err != nil {
 		return task, err
 	}

@@ -1,12 +1,9 @@
 package service
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -187,32 +184,6 @@ func (s *Status) WriteText(w io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// Metrics fetches the service's GET /metrics, Prometheus text.
-func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	if err != nil {
-		return nil, fmt.Errorf("reading the service's metrics: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, answerError(resp, b)
-	}
-	return b, nil
-}
-
-// Status fetches and reads the service's success metrics.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
-	b, err := c.Metrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return ParseStatus(bytes.NewReader(b))
 }
 
 // histogramQuantile estimates the q-quantile of h as Prometheus's

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,83 +17,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
+// The streamed answer's and the interactive session's messages are
+// defined in api, where a client on any OS reads and writes them; these
+// aliases keep their service names.
+
 // ContentTypeNDJSON is the media type of a streamed answer of POST
-// /v1/exec: a request whose Accept names it gets its task's output as it
-// is written, one Message per line.
-const ContentTypeNDJSON = "application/x-ndjson"
+// /v1/exec (api.ContentTypeNDJSON).
+const ContentTypeNDJSON = api.ContentTypeNDJSON
 
 // Types of Message.
 const (
-	// MessageOutput carries a chunk of the task's output.
-	MessageOutput = "output"
-	// MessageResult carries the result document; it is the last message
-	// of a task that ran.
-	MessageResult = "result"
-	// MessageError says why the task could not run, or why an interactive
-	// session ends early; nothing but a result follows it.
-	MessageError = "error"
+	MessageOutput = api.MessageOutput
+	MessageResult = api.MessageResult
+	MessageError  = api.MessageError
 )
 
 // Streams of an output Message.
 const (
-	StreamStdout = "stdout"
-	StreamStderr = "stderr"
+	StreamStdout = api.StreamStdout
+	StreamStderr = api.StreamStderr
 )
 
-// Message is one line of a streamed answer of POST /v1/exec and one frame
-// GET /v1/exec/ws sends:
-//
-//	{"type":"output","stage":"run","stream":"stdout","data":"hi\n","encoding":"utf-8"}
-//	{"type":"result","result":{...the result document...}}
-//	{"type":"error","error":"...","kind":"runner_failed"}
-//
-// Output comes as the task writes it, up to the output limit per stream
-// and stage, exactly the bytes the result document holds: a character cut
-// between two writes waits for its end, so data is text whenever the
-// output is, and base64 (encoding "base64") only where it is not UTF-8.
-type Message struct {
-	Type string `json:"type"`
-	// Stage is "compile" or "run", for output.
-	Stage string `json:"stage,omitempty"`
-	// Stream is "stdout" or "stderr", for output.
-	Stream   string         `json:"stream,omitempty"`
-	Data     string         `json:"data,omitempty"`
-	Encoding string         `json:"encoding,omitempty"`
-	Result   *runner.Result `json:"result,omitempty"`
-	// Error and Kind are an error answer's fields (ErrorResponse).
-	Error string `json:"error,omitempty"`
-	Kind  string `json:"kind,omitempty"`
-}
+// Message is one line of a streamed answer and one frame of an
+// interactive session (api.Message).
+type Message = api.Message
 
-// Bytes returns an output message's data, decoded.
-func (m Message) Bytes() ([]byte, error) { return decodeData(m.Data, m.Encoding) }
+func decodeData(data, encoding string) ([]byte, error) { return api.DecodeData(data, encoding) }
 
-func decodeData(data, encoding string) ([]byte, error) {
-	switch encoding {
-	case EncodingUTF8, "":
-		return []byte(data), nil
-	case EncodingBase64:
-		b, err := base64.StdEncoding.DecodeString(data)
-		if err != nil {
-			return nil, fmt.Errorf("decoding base64 data: %w", err)
-		}
-		return b, nil
-	default:
-		return nil, fmt.Errorf("encoding %q: give utf-8 or base64", encoding)
-	}
-}
-
-// outputMessage encodes b as text when it is UTF-8, base64 otherwise.
 func outputMessage(stage, stream string, b []byte) Message {
-	m := Message{Type: MessageOutput, Stage: stage, Stream: stream, Encoding: EncodingUTF8}
-	if utf8.Valid(b) {
-		m.Data = string(b)
-	} else {
-		m.Encoding, m.Data = EncodingBase64, base64.StdEncoding.EncodeToString(b)
-	}
-	return m
+	return api.OutputMessage(stage, stream, b)
 }
 
 // Request modes, the labels of MetricRequestsByMode.

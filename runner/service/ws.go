@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // DefaultIdleTimeout is how long an interactive client may send nothing
@@ -40,44 +40,23 @@ func (s *Service) idleTimeout() time.Duration {
 	return DefaultIdleTimeout
 }
 
-// Types of Input, the messages a client sends an interactive session
-// after its request.
+// Types of Input (api's).
 const (
-	// InputStdin is data for the task's standard input.
-	InputStdin = "stdin"
-	// InputCloseStdin ends the task's standard input: it reads
-	// end-of-file once it has read what came before.
-	InputCloseStdin = "close_stdin"
-	// InputSignal sends a signal to the task.
-	InputSignal = "signal"
-	// InputKill kills the task: its result says cancelled.
-	InputKill = "kill"
+	InputStdin      = api.InputStdin
+	InputCloseStdin = api.InputCloseStdin
+	InputSignal     = api.InputSignal
+	InputKill       = api.InputKill
 )
 
-// Input is a message a client sends GET /v1/exec/ws after its request:
-//
-//	{"type":"stdin","data":"1 2\n"}            (encoding "base64" for bytes)
-//	{"type":"close_stdin"}
-//	{"type":"signal","signal":"SIGINT"}        (or "INT", or 2)
-//	{"type":"kill"}
-type Input struct {
-	Type     string `json:"type"`
-	Data     string `json:"data,omitempty"`
-	Encoding string `json:"encoding,omitempty"`
-	// Signal is a name (SIGTERM, TERM) or a number.
-	Signal json.RawMessage `json:"signal,omitempty"`
-}
+// Input is a message a client sends GET /v1/exec/ws after its request
+// (api.Input).
+type Input = api.Input
 
 // StdinInput returns the message that sends b to the task's stdin.
-func StdinInput(b []byte) Input {
-	m := outputMessage("", "", b)
-	return Input{Type: InputStdin, Data: m.Data, Encoding: m.Encoding}
-}
+func StdinInput(b []byte) Input { return api.StdinInput(b) }
 
 // SignalInput returns the message that sends sig to the task.
-func SignalInput(sig syscall.Signal) Input {
-	return Input{Type: InputSignal, Signal: json.RawMessage(strconv.Itoa(int(sig)))}
-}
+func SignalInput(sig syscall.Signal) Input { return api.SignalInput(sig) }
 
 // The causes of an interactive task's cancellation, besides the client's
 // going away.

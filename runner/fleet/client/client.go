@@ -1,9 +1,10 @@
-package fleet
+package client
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sandbox-runner/sandbox-runner/runner/service"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 const (
@@ -25,32 +26,51 @@ const (
 	submitTimeout = 30 * time.Second
 )
 
+// opTimeout bounds each request to the server.
+const opTimeout = 5 * time.Second
+
 // Client submits tasks to the fleet and waits for their answers.
 type Client struct {
-	nc *nats.Conn
-	js jetstream.JetStream
-	o  options
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	o   Streams
+	log *slog.Logger
 
 	ensureOnce sync.Once
 	ensureErr  error
 }
 
-// NewClient returns a client that talks to the fleet through nc. Of the
-// options, only those of the streams and bucket (created when the first
-// task is submitted, if no worker made them yet) and WithLogger apply.
-func NewClient(nc *nats.Conn, opts ...Option) (*Client, error) {
-	o := defaultOptions()
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	streams Streams
+	log     *slog.Logger
+}
+
+// WithStreams sets the settings of the streams and the presence bucket,
+// which the first Submit creates if no worker made them yet. Default
+// DefaultStreams().
+func WithStreams(s Streams) Option { return func(o *options) { o.streams = s } }
+
+// WithLogger sets where the client logs the retries of a publish or a
+// wait. Default: nowhere.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New returns a client that talks to the fleet through nc.
+func New(nc *nats.Conn, opts ...Option) (*Client, error) {
+	o := options{streams: DefaultStreams(), log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := o.validate(); err != nil {
+	if err := o.streams.Validate(); err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{nc: nc, js: js, o: o}, nil
+	return &Client{nc: nc, js: js, o: o.streams, log: o.log}, nil
 }
 
 // JetStream returns the client's JetStream context.
@@ -73,7 +93,7 @@ func (c *Client) Submit(ctx context.Context, t Task) error {
 		return fmt.Errorf("the task message is %d bytes, and the NATS server takes at most %d (its max_payload, less room for headers): send smaller files or raise max_payload: %w",
 			len(b), limit, errdefs.ErrInvalidArgument)
 	}
-	c.ensureOnce.Do(func() { c.ensureErr = c.o.ensureStreams(ctx, c.js) })
+	c.ensureOnce.Do(func() { c.ensureErr = c.o.Ensure(ctx, c.js) })
 	if c.ensureErr != nil {
 		return c.ensureErr
 	}
@@ -90,9 +110,9 @@ func (c *Client) Submit(ctx context.Context, t Task) error {
 		case err == nil:
 			return nil
 		case errors.As(err, &apiErr), ctx.Err() != nil, time.Now().After(deadline):
-			return fmt.Errorf("queueing task %s: %w", t.ID, natsError(err))
+			return fmt.Errorf("queueing task %s: %w", t.ID, NATSError(err))
 		}
-		c.o.log.Warn("queueing a task failed; retrying", "task", t.ID, "error", err)
+		c.log.Warn("queueing a task failed; retrying", "task", t.ID, "error", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(pause):
@@ -134,12 +154,12 @@ func (c *Client) Watch(id string) (*Watch, error) {
 	w := &Watch{c: c, id: id, wake: make(chan *nats.Msg, 1)}
 	var err error
 	if w.sub, err = c.nc.ChanSubscribe(ResultSubject(id), w.wake); err != nil {
-		return nil, fmt.Errorf("watching for task %s's answer: %w", id, natsError(err))
+		return nil, fmt.Errorf("watching for task %s's answer: %w", id, NATSError(err))
 	}
 	// The server knows of the subscription once this returns; its
 	// cluster learns of it a moment later.
 	if err := c.nc.FlushTimeout(opTimeout); err != nil {
-		c.o.log.Warn("flushing the subscription to an answer", "task", id, "error", err)
+		c.log.Warn("flushing the subscription to an answer", "task", id, "error", err)
 	}
 	return w, nil
 }
@@ -172,7 +192,7 @@ func (w *Watch) Wait(ctx context.Context) (*Answer, error) {
 		if w.results == nil {
 			w.results, err = c.js.Stream(rctx, ResultStream)
 			if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
-				c.o.log.Warn("opening the result stream", "error", err)
+				c.log.Warn("opening the result stream", "error", err)
 			}
 		}
 		if w.results != nil {
@@ -183,7 +203,7 @@ func (w *Watch) Wait(ctx context.Context) (*Answer, error) {
 				return DecodeAnswer(m.Data)
 			case errors.Is(err, jetstream.ErrMsgNotFound):
 			case ctx.Err() == nil:
-				c.o.log.Warn("looking up an answer", "task", w.id, "error", err)
+				c.log.Warn("looking up an answer", "task", w.id, "error", err)
 			}
 		}
 		cancel()
@@ -206,4 +226,4 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 }
 
 // NewTask returns a task with a fresh id for a request.
-func NewTask(req service.Request) Task { return Task{ID: NewTaskID(), Request: req} }
+func NewTask(req api.Request) Task { return Task{ID: NewTaskID(), Request: req} }

@@ -1,4 +1,4 @@
-package fleet
+package client
 
 import (
 	"context"
@@ -45,16 +45,16 @@ func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerInfo, err
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, natsError(err))
+		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, NATSError(err))
 	}
 	s, err := js.Stream(ctx, "KV_"+WorkersBucket)
 	if err != nil {
-		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, natsError(err))
+		return nil, fmt.Errorf("opening bucket %s: %w", WorkersBucket, NATSError(err))
 	}
 	prefix := "$KV." + WorkersBucket + "."
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
-		return nil, fmt.Errorf("listing workers: %w", natsError(err))
+		return nil, fmt.Errorf("listing workers: %w", NATSError(err))
 	}
 	var out []WorkerInfo
 	for subject := range info.State.Subjects {
@@ -64,7 +64,7 @@ func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerInfo, err
 			continue // deleted, or gone since it was listed
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading worker %s: %w", key, natsError(err))
+			return nil, fmt.Errorf("reading worker %s: %w", key, NATSError(err))
 		}
 		var w WorkerInfo
 		if err := json.Unmarshal(e.Value(), &w); err != nil {
@@ -77,8 +77,8 @@ func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerInfo, err
 	return out, nil
 }
 
-// presenceKey turns a worker id into a key the bucket takes.
-func presenceKey(id string) string {
+// PresenceKey turns a worker id into a key the bucket takes.
+func PresenceKey(id string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '=':

@@ -1,18 +1,17 @@
-package fleet
+package client
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/containerd/errdefs"
 )
 
 // Streams, subjects and the presence bucket. They are fixed: every
 // worker and client of a NATS account agree on them without
-// configuration. Their settings are in [EnsureStreams].
+// configuration. Their settings are a [Streams].
 const (
 	// TaskStream holds the queued tasks, on TaskSubjects, with work-queue
 	// retention: a task is gone once a worker acknowledges it.
@@ -75,14 +74,6 @@ func DeadSubject(runtime string) string { return "sandbox.dead." + runtime }
 // ConsumerName is the durable consumer every worker that runs runtime
 // shares.
 func ConsumerName(runtime string) string { return consumerPrefix + runtime }
-
-// runtimeOf returns the runtime token of a task subject.
-func runtimeOf(subject string) string {
-	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
-		return subject[i+1:]
-	}
-	return subject
-}
 
 // NewTaskID returns a fresh random task id.
 func NewTaskID() string {

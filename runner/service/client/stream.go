@@ -1,4 +1,4 @@
-package service
+package client
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/sandbox-runner/sandbox-runner/runner"
+	"github.com/sandbox-runner/sandbox-runner/runner/api"
 )
 
 // ExecStream sends one task asking for its output as it comes
@@ -24,12 +24,12 @@ import (
 // the result. A service that answers with one document has its output
 // written at the end. A failed write ends the request, which kills the
 // task, and is returned; so is a cancelled ctx.
-func (c *Client) ExecStream(ctx context.Context, req Request, stdout, stderr io.Writer) (*runner.Result, error) {
+func (c *Client) ExecStream(ctx context.Context, req api.Request, stdout, stderr io.Writer) (*api.Result, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the request: %w", err)
 	}
-	resp, err := c.doHeader(ctx, http.MethodPost, "/v1/exec", body, http.Header{"Accept": {ContentTypeNDJSON}})
+	resp, err := c.doHeader(ctx, http.MethodPost, "/v1/exec", body, http.Header{"Accept": {api.ContentTypeNDJSON}})
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (c *Client) ExecStream(ctx context.Context, req Request, stdout, stderr io.
 		}
 		return fmt.Errorf("reading the service's answer: %w", err)
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode != http.StatusOK || mt != ContentTypeNDJSON {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode != http.StatusOK || mt != api.ContentTypeNDJSON {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 		if err != nil {
 			return nil, readErr(err)
@@ -49,11 +49,11 @@ func (c *Client) ExecStream(ctx context.Context, req Request, stdout, stderr io.
 			return nil, answerError(resp, b)
 		}
 		// A service that does not stream.
-		var res runner.Result
+		var res api.Result
 		if err := json.Unmarshal(b, &res); err != nil {
 			return nil, fmt.Errorf("decoding the service's answer: %w", err)
 		}
-		for _, st := range []*runner.Stage{res.Compile, &res.Stage} {
+		for _, st := range []*api.Stage{res.Compile, &res.Stage} {
 			if st != nil {
 				if _, err := stdout.Write(st.Stdout.Data); err != nil {
 					return nil, fmt.Errorf("writing the task's stdout: %w", err)
@@ -67,14 +67,14 @@ func (c *Client) ExecStream(ctx context.Context, req Request, stdout, stderr io.
 	}
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer))
 	for {
-		var m Message
+		var m api.Message
 		if err := dec.Decode(&m); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, readErr(err)
 		}
-		res, err := m.deliver(stdout, stderr)
+		res, err := deliver(m, stdout, stderr)
 		if res != nil || err != nil {
 			return res, err
 		}
@@ -83,26 +83,26 @@ func (c *Client) ExecStream(ctx context.Context, req Request, stdout, stderr io.
 
 // deliver writes an output message to its stream and returns the result
 // or error a last message holds.
-func (m Message) deliver(stdout, stderr io.Writer) (*runner.Result, error) {
+func deliver(m api.Message, stdout, stderr io.Writer) (*api.Result, error) {
 	switch m.Type {
-	case MessageOutput:
+	case api.MessageOutput:
 		b, err := m.Bytes()
 		if err != nil {
 			return nil, fmt.Errorf("the service's %s: %w", m.Stream, err)
 		}
 		w := stdout
-		if m.Stream == StreamStderr {
+		if m.Stream == api.StreamStderr {
 			w = stderr
 		}
 		if _, err := w.Write(b); err != nil {
 			return nil, fmt.Errorf("writing the task's %s: %w", m.Stream, err)
 		}
-	case MessageResult:
+	case api.MessageResult:
 		if m.Result == nil {
 			return nil, errors.New("the service's result message holds no result")
 		}
 		return m.Result, nil
-	case MessageError:
+	case api.MessageError:
 		return nil, &Error{Status: kindStatus(m.Kind), Kind: m.Kind, Message: m.Error}
 	}
 	// Types this client does not know yet are skipped.
@@ -113,13 +113,13 @@ func (m Message) deliver(stdout, stderr io.Writer) (*runner.Result, error) {
 // answer, for an error that came as a message.
 func kindStatus(kind string) int {
 	switch kind {
-	case KindInvalidInput:
+	case api.KindInvalidInput:
 		return http.StatusBadRequest
-	case KindImageNotFound:
+	case api.KindImageNotFound:
 		return http.StatusNotFound
-	case KindQueueFull:
+	case api.KindQueueFull:
 		return http.StatusTooManyRequests
-	case KindSandboxUnavailable, KindCancelled, KindShuttingDown:
+	case api.KindSandboxUnavailable, api.KindCancelled, api.KindShuttingDown:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -171,7 +171,7 @@ const (
 // task. When ctx ends the task is killed and its result, cancelled, is
 // returned. A goroutine may still be reading stdin after Interactive
 // returns, until stdin ends: pass one that ends in long-lived programs.
-func (c *Client) Interactive(ctx context.Context, req Request, stdin io.Reader, stdout, stderr io.Writer, signals <-chan syscall.Signal) (*runner.Result, error) {
+func (c *Client) Interactive(ctx context.Context, req api.Request, stdin io.Reader, stdout, stderr io.Writer, signals <-chan syscall.Signal) (*api.Result, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the request: %w", err)
@@ -220,7 +220,7 @@ func (c *Client) Interactive(ctx context.Context, req Request, stdin io.Reader, 
 				return
 			case <-ctx.Done():
 				// Killed; the result follows, or the session ends.
-				_ = write(Input{Type: InputKill})
+				_ = write(api.Input{Type: api.InputKill})
 				select {
 				case <-sctx.Done():
 				case <-time.After(killWait):
@@ -228,7 +228,7 @@ func (c *Client) Interactive(ctx context.Context, req Request, stdin io.Reader, 
 				}
 				return
 			case sig := <-signals:
-				_ = write(SignalInput(sig))
+				_ = write(api.SignalInput(sig))
 			case <-t.C:
 				pctx, cancel := context.WithTimeout(sctx, pingEvery)
 				_ = conn.Ping(pctx)
@@ -242,21 +242,21 @@ func (c *Client) Interactive(ctx context.Context, req Request, stdin io.Reader, 
 			for {
 				n, err := stdin.Read(buf)
 				if n > 0 {
-					if werr := write(StdinInput(buf[:n])); werr != nil {
+					if werr := write(api.StdinInput(buf[:n])); werr != nil {
 						return
 					}
 				}
 				if err != nil {
-					_ = write(Input{Type: InputCloseStdin})
+					_ = write(api.Input{Type: api.InputCloseStdin})
 					return
 				}
 			}
 		}()
 	} else {
-		_ = write(Input{Type: InputCloseStdin})
+		_ = write(api.Input{Type: api.InputCloseStdin})
 	}
 
-	var res *runner.Result
+	var res *api.Result
 	var last error
 	for {
 		typ, b, err := conn.Read(sctx)
@@ -275,15 +275,15 @@ func (c *Client) Interactive(ctx context.Context, req Request, stdin io.Reader, 
 		if typ != websocket.MessageText {
 			continue
 		}
-		var m Message
+		var m api.Message
 		if err := json.Unmarshal(b, &m); err != nil {
 			return nil, fmt.Errorf("decoding the service's message: %w", err)
 		}
-		r, err := m.deliver(stdout, stderr)
+		r, err := deliver(m, stdout, stderr)
 		switch {
 		case r != nil:
 			res = r
-		case err != nil && m.Type == MessageError:
+		case err != nil && m.Type == api.MessageError:
 			// A result may still follow, saying how the task ended.
 			last = err
 		case err != nil:
