@@ -166,6 +166,10 @@ type env struct {
 	floorPID *runcFloor // the floor's spec with the task as PID 1
 	services []*serveProc
 	gojudge  *goJudge
+	// acct counts the CPU time of containerd, what it starts, the
+	// services and the sandboxes; nil where the host has no cgroup CPU
+	// accounting.
+	acct *cpuAccount
 }
 
 func run(ctx context.Context, o options) (rep *Report, retErr error) {
@@ -193,6 +197,9 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	if e.client, err = client.New(e.daemon.Address); err != nil {
 		return nil, err
 	}
+	if e.acct, err = e.newCPUAccount(); err != nil {
+		logf("no CPU per task for the containerd rows: %v", err)
+	}
 	ver, err := e.client.Version(ctx)
 	if err != nil {
 		return nil, err
@@ -218,6 +225,9 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		name string
 		run  func(i int) error
 		note string
+		// cpu: the path's work is over when run returns, so the CPU
+		// used meanwhile (cgroups and client processes) is its cost.
+		cpu bool
 	}
 	// A row per usable OCI runtime (gVisor's aside), measured in the same
 	// rounds, so their ratios hold however the machine's speed drifts.
@@ -244,28 +254,28 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		}
 		plains = append(plains, plain)
 		paths = append(paths,
-			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete"},
-			path{"service API, warm pool (" + oci + ")", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox"})
+			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete", true},
+			path{"service API, warm pool (" + oci + ")", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
 	}
 	grouped, err := e.serve(ctx, "grouped, "+def.Name, shimGroup, def.Name, poolSize)
 	if err != nil {
 		return nil, err
 	}
 	paths = append(paths,
-		path{fmt.Sprintf("service API, warm pool, %d per shim (%s)", shimGroup, def.Name), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
-		path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc"})
+		path{fmt.Sprintf("service API, warm pool, %d per shim (%s)", shimGroup, def.Name), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims", false},
+		path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc", true})
 	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor"), e.init); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
 	if e.floorPID, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor-pid1"), ""); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
-	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor"},
-		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost"})
+	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor", true},
+		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost", true})
 	// gVisor: a user-space kernel, through its own shim.
 	if gv := ocis.Find(runner.OCIRuntimeRunsc); gv.Usable {
 		paths = append(paths, path{"sandbox-runner exec (cold, runsc)", func(int) error { return e.execCold(runner.OCIRuntimeRunsc) },
-			"whole process, gVisor's shim and sandbox"})
+			"whole process, gVisor's shim and sandbox", true})
 		name := "plain, runsc"
 		if o.gvisorPool == 0 {
 			name += ", no pool"
@@ -275,9 +285,9 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			return nil, err
 		}
 		if o.gvisorPool > 0 {
-			paths = append(paths, path{"service API, warm pool (runsc)", func(int) error { return gvisor.execWarm(ctx) }, "unix socket, HTTP, pooled gVisor sandbox"})
+			paths = append(paths, path{"service API, warm pool (runsc)", func(int) error { return gvisor.execWarm(ctx) }, "unix socket, HTTP, pooled gVisor sandbox", false})
 		} else {
-			paths = append(paths, path{"service API, no pool (runsc)", func(int) error { return gvisor.execOne(ctx) }, "unix socket, HTTP, the cold path in the service"})
+			paths = append(paths, path{"service API, no pool (runsc)", func(int) error { return gvisor.execOne(ctx) }, "unix socket, HTTP, the cold path in the service", true})
 		}
 	} else {
 		rep.GVisorError = strings.TrimSpace(gv.Reason + "; " + gv.Fix)
@@ -300,7 +310,7 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			rep.Latency = append(rep.Latency, PathLatency{Path: goJudgePath, Note: "not measured: " + err.Error()})
 		} else {
 			gojudgeRow = len(paths)
-			paths = append(paths, path{goJudgePath, func(int) error { return e.gojudge.run(ctx) }, gjNote})
+			paths = append(paths, path{goJudgePath, func(int) error { return e.gojudge.run(ctx) }, gjNote, false})
 		}
 	}
 	if o.docker != "off" {
@@ -311,13 +321,14 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			rep.DockerError = err.Error()
 			logf("no docker run comparison: %v", err)
 		} else {
-			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd"})
+			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd", false})
 		}
 	}
 
 	samples := make([][]time.Duration, len(paths))
 	logf("latency: %d rounds of %d paths", o.iterations, len(paths))
 	var gjCPU time.Duration
+	cpus := make([]time.Duration, len(paths))
 	// A fixed seed: the same order in every run of the bench.
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range o.iterations {
@@ -332,23 +343,33 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			// sandbox, so no path pays for another's background work.
 			e.quiet(ctx, e.pooled())
 			var cpu0 time.Duration
-			if j == gojudgeRow {
+			switch {
+			case j == gojudgeRow:
 				cpu0 = e.gojudge.cpu()
+			case paths[j].cpu:
+				cpu0 = e.cpu()
 			}
 			start := time.Now()
 			if err := paths[j].run(i); err != nil {
 				return nil, fmt.Errorf("%s: %w", paths[j].name, err)
 			}
 			samples[j] = append(samples[j], time.Since(start))
-			if j == gojudgeRow {
+			switch {
+			case j == gojudgeRow:
 				gjCPU += e.gojudge.cpu() - cpu0
+			case paths[j].cpu:
+				cpus[j] += e.cpu() - cpu0
 			}
 		}
 	}
 	for j, p := range paths {
 		l := stats(p.name, samples[j], p.note)
-		if j == gojudgeRow && l.N > 0 {
+		switch {
+		case l.N == 0:
+		case j == gojudgeRow:
 			l.CPU = float64(gjCPU.Microseconds()) / 1000 / float64(l.N)
+		case paths[j].cpu && e.acct != nil:
+			l.CPU = float64(cpus[j].Microseconds()) / 1000 / float64(l.N)
 		}
 		rep.Latency = append(rep.Latency, l)
 	}
@@ -365,9 +386,17 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	for _, s := range e.services {
 		for _, c := range o.concurrency {
 			logf("throughput: %s service, %d clients", s.name, c)
+			cpu0 := e.cpu()
 			tp, err := s.throughput(ctx, c, o.throughput)
 			if err != nil {
 				return nil, err
+			}
+			if e.acct != nil {
+				// The pool's refill is the tasks' cost too: it is
+				// counted once the service is quiet again (looking
+				// seldom, as each look costs CPU too).
+				e.quietEvery(ctx, e.pooled(), 100*time.Millisecond)
+				tp.CPU = float64((e.cpu() - cpu0).Microseconds()) / 1000 / float64(tp.Tasks)
 			}
 			rep.Throughput = append(rep.Throughput, tp)
 		}
@@ -443,15 +472,55 @@ func (e *env) close() {
 	if e.daemon != nil {
 		_ = e.daemon.Stop()
 	}
+	if e.acct != nil {
+		if err := e.acct.close(); err != nil {
+			logf("%v", err)
+		}
+	}
 	_ = exec.Command("umount", "-R", "-l", e.dir).Run()
 	os.RemoveAll(e.dir)
 }
 
+// newCPUAccount makes the bench's cgroup and moves containerd into it,
+// before it has started anything.
+func (e *env) newCPUAccount() (*cpuAccount, error) {
+	a, err := newCPUAccount(fmt.Sprintf("srbench-%d", os.Getpid()), namespace)
+	if err != nil {
+		return nil, err
+	}
+	// The daemon is this process's child that names its dir.
+	pid := 0
+	for p, pt := range tree(os.Getpid()) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if pt.ppid == os.Getpid() && strings.Contains(string(cmdline), e.daemon.Dir+"/") {
+			pid = p
+		}
+	}
+	err = errors.New("no child process of the bench runs containerd in " + e.daemon.Dir)
+	if pid != 0 {
+		err = a.add(pid)
+	}
+	if err != nil {
+		_ = a.close()
+		return nil, fmt.Errorf("moving containerd into the bench's cgroup: %w", err)
+	}
+	return a, nil
+}
+
+// cpu is the CPU time used so far by containerd, what it started, the
+// services, the sandboxes and the client processes the bench waited for.
+func (e *env) cpu() time.Duration {
+	if e.acct == nil {
+		return 0
+	}
+	return e.acct.total() + time.Duration(childCPU.Load())
+}
+
 // execCold runs the CLI once, as a shell user would, under OCI runtime oci.
 func (e *env) execCold(oci string) error {
-	out, err := exec.Command(e.cli, "exec", "--address", e.daemon.Address, "--namespace", namespace,
+	out, err := combinedOutput(exec.Command(e.cli, "exec", "--address", e.daemon.Address, "--namespace", namespace,
 		"--state-dir", filepath.Join(e.dir, "exec-state"), "--via", "direct", "--oci-runtime", oci,
-		"--runtime", "sh", "--image", image, "-c", "true").CombinedOutput()
+		"--runtime", "sh", "--image", image, "-c", "true"))
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
@@ -460,9 +529,9 @@ func (e *env) execCold(oci string) error {
 
 // ctrRun runs the same task with ctr.
 func (e *env) ctrRun(i int) error {
-	out, err := exec.Command("ctr", "--address", e.daemon.Address, "--namespace", namespace, "run", "--rm",
+	out, err := combinedOutput(exec.Command("ctr", "--address", e.daemon.Address, "--namespace", namespace, "run", "--rm",
 		"--read-only", "--memory-limit", strconv.Itoa(512<<20), "--cpus", "1", "--seccomp",
-		image, fmt.Sprintf("ctr-%d-%d", os.Getpid(), i), "true").CombinedOutput()
+		image, fmt.Sprintf("ctr-%d-%d", os.Getpid(), i), "true"))
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
@@ -503,6 +572,11 @@ func (e *env) serve(ctx context.Context, name string, group int, oci string, poo
 	}
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	e.services = append(e.services, s)
+	if e.acct != nil {
+		if err := e.acct.add(s.cmd.Process.Pid); err != nil {
+			return nil, fmt.Errorf("moving serve (%s) into the bench's cgroup: %w", name, err)
+		}
+	}
 	s.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", s.socket)
@@ -540,9 +614,12 @@ func (s *serveProc) stop() {
 // quiet waits, up to 10 s, until the bench namespace holds exactly want
 // containers (the services' idle pooled sandboxes) and nothing else: no
 // refill under way, no sandbox being torn down, no leftover of a path.
-func (e *env) quiet(ctx context.Context, want int) {
+func (e *env) quiet(ctx context.Context, want int) { e.quietEvery(ctx, want, 5*time.Millisecond) }
+
+// quietEvery is quiet, looking every interval.
+func (e *env) quietEvery(ctx context.Context, want int, interval time.Duration) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(interval) {
 		cs, err := e.client.Containers(ctx)
 		if err != nil || len(cs) != want {
 			continue

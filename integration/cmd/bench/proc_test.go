@@ -51,3 +51,29 @@ func TestTreeCPUCountsChildren(t *testing.T) {
 		t.Error("a process that does not exist has CPU time")
 	}
 }
+
+func TestParseCPUStatUsage(t *testing.T) {
+	d, err := parseCPUStatUsage("usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != 1234567*time.Microsecond {
+		t.Errorf("usage %s", d)
+	}
+	if _, err := parseCPUStatUsage("user_usec 1\n"); err == nil {
+		t.Error("a cpu.stat without usage_usec parsed")
+	}
+}
+
+// The CPU time of a client process the bench waited for is counted.
+func TestCombinedOutputCountsChildCPU(t *testing.T) {
+	before := childCPU.Load()
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done")
+	if _, err := combinedOutput(cmd); err != nil {
+		t.Fatal(err)
+	}
+	used := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if got := time.Duration(childCPU.Load() - before); got != used || used == 0 {
+		t.Errorf("counted %s, the child used %s", got, used)
+	}
+}
