@@ -56,3 +56,15 @@ func TestGoJudgeMountsBindTheRootfsReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// Without the binary the row says how to build it, and nothing starts.
+func TestStartGoJudgeWithoutTheBinary(t *testing.T) {
+	dir := t.TempDir()
+	_, err := startGoJudge(t.Context(), dir+"/go-judge", dir, 1)
+	if err == nil || !strings.Contains(err.Error(), "make gojudge") {
+		t.Fatalf("error %v, want one naming make gojudge", err)
+	}
+	if g := (&goJudge{cgroup: "srbench-gojudge-test-none"}); len(g.removeCgroups()) != 0 {
+		t.Error("removing cgroups that do not exist left something")
+	}
+}
