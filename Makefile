@@ -61,7 +61,13 @@ GVISOR_DIR     := bin/gvisor
 # depend on the OCI runtime.
 GVISOR_TESTS := ^Test(GVisor.*|HelloWorld|ExitCodePassthrough|StdinReachesTask|ArgsReachTask|FilesStagedInCode|RootfsReadOnly|CodeReadOnly|TmpWritable|TmpSizeLimit|NetworkOnlyLoopback|HostNetworkUnreachable|NoCapabilities|NoNewPrivileges|SeccompFilter|NamespacesAndMountsRefused|NonRootUser|MemoryHogOOMKilled|ForkBombStopsAtPidsLimit|CPUQuota|TimeoutKills|TimeoutKillsEvasiveTask|OutputTruncated|OutputStreamedToWriters|Cancellation|NoRunMount|Hostname|WorkingDirIsTmp|Environment|StdinLeftOpenDoesNotBlock|TimeoutWhileFloodingOutput|OOMInChildReported|ConcurrentTasks|ExplicitTaskID|RuntimeMissingFromImage|CompileStageSharesTmp|CompileFailed|LargeStdin|OutputAtLimitNotTruncated|UsageReported|CompileTimeout|CLIExecTimeout|CLIExecOOM)$$
 
-.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 integration-gvisor containerd2 gvisor bench bench-runs lint install clean
+# go-judge, the peer `make bench` compares with, built from the release
+# integration/gojudge/go.mod pins, in a module of its own so its
+# dependencies stay out of ours, into bin/gojudge/. Only the bench uses it.
+GOJUDGE_VERSION := $(shell awk '$$1 == "github.com/criyle/go-judge" {print $$2; exit}' integration/gojudge/go.mod)
+GOJUDGE_DIR     := bin/gojudge
+
+.PHONY: help build deps host-prep demo test fuzz unit integration integration-ctrd2 integration-gvisor containerd2 gvisor gojudge bench bench-runs lint install clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -170,9 +176,21 @@ $(GVISOR_DIR)/runsc: integration/gvisor/go.mod integration/gvisor/go.sum integra
 		-o $(CURDIR)/$(GVISOR_DIR).tmp/ gvisor.dev/gvisor/runsc ./containerd-shim-runsc-v1
 	rm -rf $(GVISOR_DIR) && mv $(GVISOR_DIR).tmp $(GVISOR_DIR)
 
+gojudge: $(GOJUDGE_DIR)/go-judge ## build go-judge, the bench's peer, at the release integration/gojudge/go.mod pins, into bin/gojudge/
+
+$(GOJUDGE_DIR)/go-judge: integration/gojudge/go.mod integration/gojudge/go.sum
+	rm -rf $(GOJUDGE_DIR).tmp
+	cd integration/gojudge && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" \
+		-o $(CURDIR)/$(GOJUDGE_DIR).tmp/ github.com/criyle/go-judge/cmd/go-judge
+	rm -rf $(GOJUDGE_DIR) && mv $(GOJUDGE_DIR).tmp $(GOJUDGE_DIR)
+
 BENCH_ITERATIONS ?= 40
-bench: build ## compare exec, the warm service, ctr run and docker run on a private containerd (root); writes bin/bench.json
-	$(GO) run ./integration/cmd/bench --cli $(BIN) --init $(BIN)-init --iterations $(BENCH_ITERATIONS) --json bin/bench.json
+# BENCH_GVISOR_POOL is the runsc service's warm pool size (0: its tasks
+# take the cold path through the service).
+BENCH_GVISOR_POOL ?= 4
+bench: build gvisor gojudge ## compare exec, the warm service (crun, runc, runsc), ctr run, docker run and go-judge on a private containerd (root); writes bin/bench.json
+	PATH="$(CURDIR)/$(GVISOR_DIR):$$PATH" $(GO) run ./integration/cmd/bench --cli $(BIN) --init $(BIN)-init \
+		--iterations $(BENCH_ITERATIONS) --gvisor-pool $(BENCH_GVISOR_POOL) --gojudge $(GOJUDGE_DIR)/go-judge --json bin/bench.json
 
 BENCH_RUNS ?= 20
 bench-runs: build ## one C++ program on BENCH_RUNS inputs: one request with "runs" (1 compile) against as many requests, through the service on a private containerd (root; the cpp image from IMAGE_CACHE); writes bin/bench-runs.json

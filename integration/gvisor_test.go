@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sandbox-runner/sandbox-runner/images"
 	"github.com/sandbox-runner/sandbox-runner/runner"
 )
 
@@ -131,4 +133,58 @@ func TestGVisorLeavesNothing(t *testing.T) {
 		_, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory", h.Namespace, id))
 		assert.ErrorIs(t, err, os.ErrNotExist, "the sandbox's cgroup is removed")
 	}
+}
+
+// TestGVisorPoolClosesWithoutLeaks: a warm pool under runsc tears down
+// sandboxes that were created but never started (the idle ones, when it
+// closes) at once and completely. gVisor's shim learns a container's exit
+// only once it has started it, so the kill of an unstarted sandbox was
+// never followed by an exit: the delete waited out the runner's cleanup
+// timeout, failed, and left the container, its stopped task and its shim
+// behind.
+func TestGVisorPoolClosesWithoutLeaks(t *testing.T) {
+	h := RequiresRoot(t)
+	requireUsable(t, runner.OCIRuntimeRunsc)
+	cat := images.DefaultCatalog()
+	rt := cat[testRuntime]
+	rt.Image = testImage
+	cat[testRuntime] = rt
+	r := h.NewRunner(t, runner.WithCatalog(cat))
+	const size = 2
+	p, err := r.NewPool(context.Background(), runner.PoolOptions{
+		Runtimes: map[string]runner.PoolRuntime{testRuntime: {Size: size, OCIRuntime: runner.OCIRuntimeRunsc}},
+	})
+	require.NoError(t, err)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = p.Close(ctx)
+		}
+	})
+	waitFull(t, p, size)
+
+	// A task takes a pooled gVisor sandbox, and the pool refills.
+	res := pooledRun(t, p, "echo pooled", func(task *runner.Task) { task.OCIRuntime = runner.OCIRuntimeRunsc })
+	require.Equal(t, runner.OutcomeExited, res.Outcome, describe(res))
+	assert.Equal(t, "pooled\n", string(res.Stdout.Data))
+	assert.Equal(t, runner.OCIRuntimeRunsc, res.OCIRuntime)
+	assert.Equal(t, uint64(1), p.Stats()[0].Hits, "the task ran in a pooled sandbox")
+	waitFull(t, p, size)
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, p.Close(ctx))
+	closed = true
+	took := time.Since(start)
+	assert.Less(t, took, 15*time.Second, "closing the pool waited on its unstarted gVisor sandboxes")
+	t.Logf("closing a pool of %d idle gVisor sandboxes took %s", size, took.Round(time.Millisecond))
+	// Nothing of the unstarted sandboxes is left: no container, task,
+	// snapshot, shim or gVisor process, no runsc state (the runner's
+	// state dir is checked when the test ends).
+	h.CheckNoLeaks(t, "")
+	states, _ := filepath.Glob(filepath.Join("/run/containerd/runsc", h.Namespace, "*_sandbox:*"))
+	assert.Empty(t, states, "runsc's state of the pool's sandboxes is removed")
 }

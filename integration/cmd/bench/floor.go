@@ -90,8 +90,8 @@ func newRuncFloor(ctx context.Context, dir, init string) (*runcFloor, error) {
 // run is `runc run`, which creates, starts, waits for and deletes the
 // container.
 func (f *runcFloor) run(i int) error {
-	out, err := exec.Command("runc", "--root", f.state, "run", "--bundle", f.bundle,
-		fmt.Sprintf("%s-%d-%d", filepath.Base(filepath.Dir(f.bundle)), os.Getpid(), i)).CombinedOutput()
+	out, err := combinedOutput(exec.Command("runc", "--root", f.state, "run", "--bundle", f.bundle,
+		fmt.Sprintf("%s-%d-%d", filepath.Base(filepath.Dir(f.bundle)), os.Getpid(), i)))
 	if err != nil {
 		return fmt.Errorf("runc run: %w: %s", err, out)
 	}

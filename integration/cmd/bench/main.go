@@ -8,11 +8,16 @@
 //  4. `docker run --rm` with the hardening flags, when Debian's dockerd
 //     is installed (it is started here, on the same containerd);
 //  5. `runc run` of the cold path's own spec, with no containerd: the
-//     floor under every path through containerd and runc.
+//     floor under every path through containerd and runc;
+//  6. under gVisor (runsc), when its shim is on PATH: a cold `exec` and
+//     the service;
+//  7. go-judge, the peer: its /run over loopback HTTP, in its own
+//     container environment (no OCI runtime), on the same busybox.
 //
 // The paths alternate, round after round, so that a busy moment of the
 // machine hits all of them alike. It then measures the service's
-// throughput at 1, 2, 4 and 8 concurrent clients, the memory of the
+// throughput at 1, 2, 4 and 8 concurrent clients (go-judge's too, with its
+// CPU time per task), the memory of the
 // service and of an idle pooled sandbox, and that nothing leaked. It
 // prints a table with the ratios to ctr and docker, and writes it as
 // JSON with --json. It needs root; `make bench` runs it.
@@ -53,10 +58,14 @@ import (
 )
 
 const (
-	namespace = "bench"
-	image     = "sandbox-runner.test/busybox:latest"
-	poolSize  = 4
-	shimGroup = 8
+	// goJudgePath is the go-judge row's name; goJudgeParallelism is its
+	// -parallelism, the services' --max-concurrent.
+	goJudgePath        = "go-judge /run (v1.8.5)"
+	goJudgeParallelism = 8
+	namespace          = "bench"
+	image              = "sandbox-runner.test/busybox:latest"
+	poolSize           = 4
+	shimGroup          = 8
 )
 
 type options struct {
@@ -66,6 +75,8 @@ type options struct {
 	docker      string
 	jsonOut     string
 	concurrency []int
+	gojudge     string
+	gvisorPool  int
 }
 
 // Report is what one run measured.
@@ -80,6 +91,7 @@ type Report struct {
 	Leaks       int               `json:"leaks"`
 	WarmBreak   map[string]string `json:"warm_breakdown,omitempty"`
 	DockerError string            `json:"docker_error,omitempty"`
+	GVisorError string            `json:"gvisor_error,omitempty"`
 }
 
 // PathLatency is one path's latency figures, in milliseconds.
@@ -92,7 +104,10 @@ type PathLatency struct {
 	Mean     float64 `json:"mean_ms"`
 	VsCtr    float64 `json:"p50_vs_ctr,omitempty"`
 	VsDocker float64 `json:"p50_vs_docker,omitempty"`
-	Note     string  `json:"note,omitempty"`
+	// CPU is the CPU time per task, in milliseconds, where the bench can
+	// count all of it (go-judge's process tree).
+	CPU  float64 `json:"cpu_ms_per_task,omitempty"`
+	Note string  `json:"note,omitempty"`
 }
 
 // Throughput is the service's rate at one concurrency.
@@ -102,6 +117,7 @@ type Throughput struct {
 	Tasks       int     `json:"tasks"`
 	PerSecond   float64 `json:"tasks_per_second"`
 	PoolHits    int     `json:"pool_hits"`
+	CPU         float64 `json:"cpu_ms_per_task,omitempty"`
 }
 
 func main() {
@@ -114,6 +130,8 @@ func main() {
 	fs.IntSliceVar(&o.concurrency, "concurrency", []int{1, 2, 4, 8}, "client counts for the throughput measurement")
 	fs.StringVar(&o.docker, "docker", "auto", "docker run comparison: auto (when dockerd is installed), on, off")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&o.gojudge, "gojudge", "bin/gojudge/go-judge", "the go-judge binary (`make gojudge`); empty: no go-judge row")
+	fs.IntVar(&o.gvisorPool, "gvisor-pool", poolSize, "warm pool size of the runsc service (0: every task takes the cold path through the service)")
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -148,6 +166,11 @@ type env struct {
 	floor    *runcFloor
 	floorPID *runcFloor // the floor's spec with the task as PID 1
 	services []*serveProc
+	gojudge  *goJudge
+	// acct counts the CPU time of containerd, what it starts, the
+	// services and the sandboxes; nil where the host has no cgroup CPU
+	// accounting.
+	acct *cpuAccount
 }
 
 func run(ctx context.Context, o options) (rep *Report, retErr error) {
@@ -175,6 +198,9 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	if e.client, err = client.New(e.daemon.Address); err != nil {
 		return nil, err
 	}
+	if e.acct, err = e.newCPUAccount(); err != nil {
+		logf("no CPU per task for the containerd rows: %v", err)
+	}
 	ver, err := e.client.Version(ctx)
 	if err != nil {
 		return nil, err
@@ -200,6 +226,9 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		name string
 		run  func(i int) error
 		note string
+		// cpu: the path's work is over when run returns, so the CPU
+		// used meanwhile (cgroups and client processes) is its cost.
+		cpu bool
 	}
 	// A row per usable OCI runtime (gVisor's aside), measured in the same
 	// rounds, so their ratios hold however the machine's speed drifts.
@@ -220,30 +249,71 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	var paths []path
 	var plains []*serveProc
 	for _, oci := range ociNames {
-		plain, err := e.serve(ctx, "plain, "+oci, 0, oci)
+		plain, err := e.serve(ctx, "plain, "+oci, 0, oci, poolSize)
 		if err != nil {
 			return nil, err
 		}
 		plains = append(plains, plain)
 		paths = append(paths,
-			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete"},
-			path{"service API, warm pool (" + oci + ")", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox"})
+			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete", true},
+			path{"service API, warm pool (" + oci + ")", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
 	}
-	grouped, err := e.serve(ctx, "grouped, "+def.Name, shimGroup, def.Name)
+	grouped, err := e.serve(ctx, "grouped, "+def.Name, shimGroup, def.Name, poolSize)
 	if err != nil {
 		return nil, err
 	}
 	paths = append(paths,
-		path{fmt.Sprintf("service API, warm pool, %d per shim (%s)", shimGroup, def.Name), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims"},
-		path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc"})
+		path{fmt.Sprintf("service API, warm pool, %d per shim (%s)", shimGroup, def.Name), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims", false},
+		path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc", true})
 	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor"), e.init); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
 	if e.floorPID, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor-pid1"), ""); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
-	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor"},
-		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost"})
+	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor", true},
+		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost", true})
+	// gVisor: a user-space kernel, through its own shim.
+	if gv := ocis.Find(runner.OCIRuntimeRunsc); gv.Usable {
+		paths = append(paths, path{"sandbox-runner exec (cold, runsc)", func(int) error { return e.execCold(runner.OCIRuntimeRunsc) },
+			"whole process, gVisor's shim and sandbox", true})
+		name := "plain, runsc"
+		if o.gvisorPool == 0 {
+			name += ", no pool"
+		}
+		gvisor, err := e.serve(ctx, name, 0, runner.OCIRuntimeRunsc, o.gvisorPool)
+		if err != nil {
+			return nil, err
+		}
+		if o.gvisorPool > 0 {
+			paths = append(paths, path{"service API, warm pool (runsc)", func(int) error { return gvisor.execWarm(ctx) }, "unix socket, HTTP, pooled gVisor sandbox", false})
+		} else {
+			paths = append(paths, path{"service API, no pool (runsc)", func(int) error { return gvisor.execOne(ctx) }, "unix socket, HTTP, the cold path in the service", true})
+		}
+	} else {
+		rep.GVisorError = strings.TrimSpace(gv.Reason + "; " + gv.Fix)
+		logf("no gVisor rows: %s", rep.GVisorError)
+	}
+	// go-judge: a row either way; when it cannot run here, the row says why.
+	gojudgeRow := -1
+	if o.gojudge != "" {
+		gjNote := "loopback HTTP /run; go-judge's own namespaces + cgroups, no OCI runtime; the busybox rootfs's bin and etc bound read-only"
+		bin, err := filepath.Abs(o.gojudge)
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(e.dir, "gojudge")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if e.gojudge, err = startGoJudge(ctx, bin, dir, goJudgeParallelism); err != nil {
+			logf("no go-judge row: %v", err)
+			rep.Latency = append(rep.Latency, PathLatency{Path: goJudgePath, Note: "not measured: " + err.Error()})
+		} else {
+			gojudgeRow = len(paths)
+			paths = append(paths, path{goJudgePath, func(int) error { return e.gojudge.run(ctx) }, gjNote, false})
+		}
+	}
 	if o.docker != "off" {
 		if e.docker, err = startDockerd(ctx, e.dir, e.daemon.Address, archive); err != nil {
 			if o.docker == "on" {
@@ -252,12 +322,14 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			rep.DockerError = err.Error()
 			logf("no docker run comparison: %v", err)
 		} else {
-			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd"})
+			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd", false})
 		}
 	}
 
 	samples := make([][]time.Duration, len(paths))
 	logf("latency: %d rounds of %d paths", o.iterations, len(paths))
+	var gjCPU time.Duration
+	cpus := make([]time.Duration, len(paths))
 	// A fixed seed: the same order in every run of the bench.
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range o.iterations {
@@ -270,21 +342,42 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			// Each measurement starts on a quiet machine: the services
 			// have refilled their pools and torn down the last pooled
 			// sandbox, so no path pays for another's background work.
-			e.quiet(ctx, len(e.services)*poolSize)
+			e.quiet(ctx, e.pooled())
+			var cpu0 time.Duration
+			switch {
+			case j == gojudgeRow:
+				cpu0 = e.gojudge.cpu()
+			case paths[j].cpu:
+				cpu0 = e.cpu()
+			}
 			start := time.Now()
 			if err := paths[j].run(i); err != nil {
 				return nil, fmt.Errorf("%s: %w", paths[j].name, err)
 			}
 			samples[j] = append(samples[j], time.Since(start))
+			switch {
+			case j == gojudgeRow:
+				gjCPU += e.gojudge.cpu() - cpu0
+			case paths[j].cpu:
+				cpus[j] += e.cpu() - cpu0
+			}
 		}
 	}
 	for j, p := range paths {
-		rep.Latency = append(rep.Latency, stats(p.name, samples[j], p.note))
+		l := stats(p.name, samples[j], p.note)
+		switch {
+		case l.N == 0:
+		case j == gojudgeRow:
+			l.CPU = float64(gjCPU.Microseconds()) / 1000 / float64(l.N)
+		case paths[j].cpu && e.acct != nil:
+			l.CPU = float64(cpus[j].Microseconds()) / 1000 / float64(l.N)
+		}
+		rep.Latency = append(rep.Latency, l)
 	}
 	ratios(rep.Latency)
 
 	for _, s := range e.services {
-		if mem, err := s.metric(ctx, "sandbox_runner_pool_idle_memory_bytes"); err == nil {
+		if mem, err := s.metric(ctx, "sandbox_runner_pool_idle_memory_bytes"); err == nil && s.pool > 0 {
 			rep.Memory["idle pooled sandbox ("+s.name+")"] = uint64(mem)
 		}
 		rep.Memory["service process ("+s.name+", RSS)"] = rss(s.cmd.Process.Pid)
@@ -294,12 +387,33 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	for _, s := range e.services {
 		for _, c := range o.concurrency {
 			logf("throughput: %s service, %d clients", s.name, c)
+			cpu0 := e.cpu()
 			tp, err := s.throughput(ctx, c, o.throughput)
 			if err != nil {
 				return nil, err
 			}
+			if e.acct != nil {
+				// The pool's refill is the tasks' cost too: it is
+				// counted once the service is quiet again (looking
+				// seldom, as each look costs CPU too).
+				e.quietEvery(ctx, e.pooled(), 100*time.Millisecond)
+				tp.CPU = float64((e.cpu() - cpu0).Microseconds()) / 1000 / float64(tp.Tasks)
+			}
 			rep.Throughput = append(rep.Throughput, tp)
 		}
+	}
+	if e.gojudge != nil {
+		for _, c := range o.concurrency {
+			logf("throughput: go-judge, %d clients", c)
+			cpu0 := e.gojudge.cpu()
+			tp, err := throughput(ctx, "go-judge", c, o.throughput, e.gojudge.run)
+			if err != nil {
+				return nil, err
+			}
+			tp.CPU = float64((e.gojudge.cpu() - cpu0).Microseconds()) / 1000 / float64(tp.Tasks)
+			rep.Throughput = append(rep.Throughput, tp)
+		}
+		rep.Memory["go-judge (its process tree, RSS)"] = treeRSS(e.gojudge.cmd.Process.Pid)
 	}
 
 	// Stop the services (they drain their pools) and count what is left.
@@ -309,6 +423,14 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	e.services = nil
 	if rep.Leaks, err = leaks(ctx, e.client); err != nil {
 		return nil, err
+	}
+	if e.gojudge != nil {
+		left := e.gojudge.stop()
+		e.gojudge = nil
+		for _, l := range left {
+			logf("go-judge left %s", l)
+		}
+		rep.Leaks += len(left)
 	}
 	return rep, nil
 }
@@ -321,6 +443,9 @@ func (e *env) close() {
 	for _, s := range e.services {
 		s.stop()
 	}
+	if e.gojudge != nil {
+		e.gojudge.stop()
+	}
 	if e.docker != nil {
 		e.docker.stop()
 	}
@@ -331,7 +456,10 @@ func (e *env) close() {
 		e.floor.close()
 	}
 	if e.client != nil {
-		ctx := namespaces.WithNamespace(context.Background(), namespace)
+		// Bounded: a delete that never returns must not keep the bench,
+		// and its containerd, running.
+		ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), namespace), time.Minute)
+		defer cancel()
 		if cs, err := e.client.Containers(ctx); err == nil {
 			for _, c := range cs {
 				if t, err := c.Task(ctx, nil); err == nil {
@@ -345,15 +473,55 @@ func (e *env) close() {
 	if e.daemon != nil {
 		_ = e.daemon.Stop()
 	}
+	if e.acct != nil {
+		if err := e.acct.close(); err != nil {
+			logf("%v", err)
+		}
+	}
 	_ = exec.Command("umount", "-R", "-l", e.dir).Run()
 	os.RemoveAll(e.dir)
 }
 
+// newCPUAccount makes the bench's cgroup and moves containerd into it,
+// before it has started anything.
+func (e *env) newCPUAccount() (*cpuAccount, error) {
+	a, err := newCPUAccount(fmt.Sprintf("srbench-%d", os.Getpid()), namespace)
+	if err != nil {
+		return nil, err
+	}
+	// The daemon is this process's child that names its dir.
+	pid := 0
+	for p, pt := range tree(os.Getpid()) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if pt.ppid == os.Getpid() && strings.Contains(string(cmdline), e.daemon.Dir+"/") {
+			pid = p
+		}
+	}
+	err = errors.New("no child process of the bench runs containerd in " + e.daemon.Dir)
+	if pid != 0 {
+		err = a.add(pid)
+	}
+	if err != nil {
+		_ = a.close()
+		return nil, fmt.Errorf("moving containerd into the bench's cgroup: %w", err)
+	}
+	return a, nil
+}
+
+// cpu is the CPU time used so far by containerd, what it started, the
+// services, the sandboxes and the client processes the bench waited for.
+func (e *env) cpu() time.Duration {
+	if e.acct == nil {
+		return 0
+	}
+	return e.acct.total() + time.Duration(childCPU.Load())
+}
+
 // execCold runs the CLI once, as a shell user would, under OCI runtime oci.
 func (e *env) execCold(oci string) error {
-	out, err := exec.Command(e.cli, "exec", "--address", e.daemon.Address, "--namespace", namespace,
+	out, err := combinedOutput(exec.Command(e.cli, "exec", "--address", e.daemon.Address, "--namespace", namespace,
 		"--state-dir", filepath.Join(e.dir, "exec-state"), "--via", "direct", "--oci-runtime", oci,
-		"--runtime", "sh", "--image", image, "-c", "true").CombinedOutput()
+		"--runtime", "sh", "--image", image, "-c", "true"))
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
@@ -362,9 +530,9 @@ func (e *env) execCold(oci string) error {
 
 // ctrRun runs the same task with ctr.
 func (e *env) ctrRun(i int) error {
-	out, err := exec.Command("ctr", "--address", e.daemon.Address, "--namespace", namespace, "run", "--rm",
+	out, err := combinedOutput(exec.Command("ctr", "--address", e.daemon.Address, "--namespace", namespace, "run", "--rm",
 		"--read-only", "--memory-limit", strconv.Itoa(512<<20), "--cpus", "1", "--seccomp",
-		image, fmt.Sprintf("ctr-%d-%d", os.Getpid(), i), "true").CombinedOutput()
+		image, fmt.Sprintf("ctr-%d-%d", os.Getpid(), i), "true"))
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
@@ -374,6 +542,7 @@ func (e *env) ctrRun(i int) error {
 // serveProc is one `sandbox-runner serve` with a warm pool.
 type serveProc struct {
 	name   string
+	pool   int
 	socket string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
@@ -382,7 +551,9 @@ type serveProc struct {
 	done   chan struct{}
 }
 
-func (e *env) serve(ctx context.Context, name string, group int, oci string) (*serveProc, error) {
+// serve starts a service with a pool of pool sandboxes under oci, group
+// of them per shim (0: a shim each).
+func (e *env) serve(ctx context.Context, name string, group int, oci string, pool int) (*serveProc, error) {
 	dir := filepath.Join(e.dir, fmt.Sprintf("svc-%d", len(e.services)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -391,10 +562,10 @@ func (e *env) serve(ctx context.Context, name string, group int, oci string) (*s
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}
-	s := &serveProc{name: name, socket: filepath.Join(dir, "api.sock"), log: &bytes.Buffer{}, done: make(chan struct{})}
+	s := &serveProc{name: name, pool: pool, socket: filepath.Join(dir, "api.sock"), log: &bytes.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(e.cli, "serve", "--config", filepath.Join(dir, "config.toml"),
 		"--address", e.daemon.Address, "--namespace", namespace, "--state-dir", filepath.Join(dir, "state"),
-		"--socket", s.socket, "--pool", fmt.Sprintf("sh=%d", poolSize), "--pool-init", e.init,
+		"--socket", s.socket, "--pool", fmt.Sprintf("sh=%d", pool), "--pool-init", e.init,
 		"--max-concurrent", "8", "--queue", "64", "--log-level", "warn")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
@@ -402,6 +573,11 @@ func (e *env) serve(ctx context.Context, name string, group int, oci string) (*s
 	}
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	e.services = append(e.services, s)
+	if e.acct != nil {
+		if err := e.acct.add(s.cmd.Process.Pid); err != nil {
+			return nil, fmt.Errorf("moving serve (%s) into the bench's cgroup: %w", name, err)
+		}
+	}
 	s.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", s.socket)
@@ -409,7 +585,7 @@ func (e *env) serve(ctx context.Context, name string, group int, oci string) (*s
 	s.api = service.NewClient(s.socket)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if idle, err := s.metric(ctx, "sandbox_runner_pool_idle"); err == nil && idle == poolSize {
+		if idle, err := s.metric(ctx, "sandbox_runner_pool_idle"); err == nil && int(idle) == pool {
 			return s, nil
 		}
 		select {
@@ -439,9 +615,12 @@ func (s *serveProc) stop() {
 // quiet waits, up to 10 s, until the bench namespace holds exactly want
 // containers (the services' idle pooled sandboxes) and nothing else: no
 // refill under way, no sandbox being torn down, no leftover of a path.
-func (e *env) quiet(ctx context.Context, want int) {
+func (e *env) quiet(ctx context.Context, want int) { e.quietEvery(ctx, want, 5*time.Millisecond) }
+
+// quietEvery is quiet, looking every interval.
+func (e *env) quietEvery(ctx context.Context, want int, interval time.Duration) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(interval) {
 		cs, err := e.client.Containers(ctx)
 		if err != nil || len(cs) != want {
 			continue
@@ -451,6 +630,15 @@ func (e *env) quiet(ctx context.Context, want int) {
 		}
 	}
 	logf("the machine did not settle within 10s; measuring anyway")
+}
+
+// pooled is the number of sandboxes the services keep ready.
+func (e *env) pooled() int {
+	n := 0
+	for _, s := range e.services {
+		n += s.pool
+	}
+	return n
 }
 
 // idle is the number of idle pooled sandboxes over every service.
@@ -560,6 +748,18 @@ func (s *serveProc) breakdown(ctx context.Context) map[string]string {
 // rate; pool hits come from the service's counters.
 func (s *serveProc) throughput(ctx context.Context, c, n int) (Throughput, error) {
 	before, _ := s.metric(ctx, "sandbox_runner_pool_hits_total")
+	tp, err := throughput(ctx, s.name, c, n, s.execOne)
+	if err != nil {
+		return Throughput{}, err
+	}
+	after, _ := s.metric(ctx, "sandbox_runner_pool_hits_total")
+	tp.PoolHits = int(after - before)
+	return tp, nil
+}
+
+// throughput runs n tasks with run from c concurrent clients and reports
+// the rate.
+func throughput(ctx context.Context, name string, c, n int, run func(context.Context) error) (Throughput, error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -572,7 +772,7 @@ func (s *serveProc) throughput(ctx context.Context, c, n int) (Throughput, error
 	for range c {
 		wg.Go(func() {
 			for range next {
-				if err := s.execOne(ctx); err != nil {
+				if err := run(ctx); err != nil {
 					mu.Lock()
 					firstErr = cmpOr(firstErr, err)
 					mu.Unlock()
@@ -582,12 +782,10 @@ func (s *serveProc) throughput(ctx context.Context, c, n int) (Throughput, error
 	}
 	wg.Wait()
 	took := time.Since(start)
-	after, _ := s.metric(ctx, "sandbox_runner_pool_hits_total")
 	if firstErr != nil {
 		return Throughput{}, firstErr
 	}
-	return Throughput{Service: s.name, Concurrency: c, Tasks: n, PerSecond: float64(n) / took.Seconds(),
-		PoolHits: int(after - before)}, nil
+	return Throughput{Service: name, Concurrency: c, Tasks: n, PerSecond: float64(n) / took.Seconds()}, nil
 }
 
 func cmpOr(a, b error) error {
@@ -782,19 +980,30 @@ func ratios(ls []PathLatency) {
 func print(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "\nTrivial task (`true` in a busybox image), containerd %s, %d rounds, on %s\n\n", r.Containerd, r.Iterations, r.Host)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tp50 ms\tp95 ms\tp99 ms\tmean ms\tp50/ctr\tp50/docker\t")
+	fmt.Fprintln(tw, "path\tp50 ms\tp95 ms\tp99 ms\tmean ms\tp50/ctr\tp50/docker\tCPU ms/task\t")
+	var unmeasured []PathLatency
 	for _, l := range r.Latency {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t\n", l.Path, l.P50, l.P95, l.P99, l.Mean, ratio(l.VsCtr), ratio(l.VsDocker))
+		if l.N == 0 {
+			unmeasured = append(unmeasured, l)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t\n", l.Path, l.P50, l.P95, l.P99, l.Mean, ratio(l.VsCtr), ratio(l.VsDocker), cpuMS(l.CPU))
 	}
 	tw.Flush()
+	for _, l := range unmeasured {
+		fmt.Fprintf(w, "(no %s row: %s)\n", l.Path, l.Note)
+	}
+	if r.GVisorError != "" {
+		fmt.Fprintf(w, "(no gVisor rows: %s)\n", r.GVisorError)
+	}
 	if r.DockerError != "" {
 		fmt.Fprintf(w, "(no docker run: %s)\n", r.DockerError)
 	}
-	fmt.Fprintln(w, "\nService throughput (trivial tasks, pool of", poolSize, "sandboxes)")
+	fmt.Fprintln(w, "\nService throughput (trivial tasks, pools of", poolSize, "sandboxes unless the service's name says otherwise)")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "service\tclients\ttasks\ttasks/s\tpool hits\t")
+	fmt.Fprintln(tw, "service\tclients\ttasks\ttasks/s\tpool hits\tCPU ms/task\t")
 	for _, t := range r.Throughput {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t\n", t.Service, t.Concurrency, t.Tasks, t.PerSecond, t.PoolHits)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t%s\t\n", t.Service, t.Concurrency, t.Tasks, t.PerSecond, t.PoolHits, cpuMS(t.CPU))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nMemory")
@@ -820,6 +1029,13 @@ func print(w io.Writer, r *Report) {
 		}
 	}
 	fmt.Fprintf(w, "\nLeaked objects after the run: %d\n", r.Leaks)
+}
+
+func cpuMS(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func ratio(v float64) string {

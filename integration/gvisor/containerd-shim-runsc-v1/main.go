@@ -1,7 +1,8 @@
 // Binary containerd-shim-runsc-v1 is gVisor's containerd shim, as gVisor's
-// own shim/main.go builds it, with three changes: two to how it starts
+// own shim/main.go builds it, with four changes: two to how it starts
 // (its OOM score, and the form of the address it answers "start" with)
-// and one to the exit status of a sandbox's own container.
+// and two to the exit of a sandbox's own container (its status, and the
+// exit of one that was never started).
 //
 // gVisor's shim manager sets its serving process's oom_score_adj to -999
 // and refuses to start when the kernel says no. Lowering a score needs
@@ -28,6 +29,15 @@
 // shim, as its subreaper, reaps it: that status is what Wait and Delete
 // report instead of the internal error.
 //
+// gVisor's shim watches a container for its exit only from its start on:
+// a sandbox that is created, never started and killed (a warm pool's idle
+// sandbox, torn down) exits, but its Wait never returns, and containerd's
+// delete with its kill waits for that exit until its context ends, and
+// with it the rest of the cleanup, which leaves the container, its
+// stopped task and this shim behind. Wait on a root container that was
+// never started also returns when its sandbox process exits, with that
+// process's status.
+//
 // Everything else, serving included, is gVisor's code.
 package main
 
@@ -45,6 +55,7 @@ import (
 	task "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
@@ -235,9 +246,43 @@ func (s *service) Create(ctx context.Context, r *task.CreateTaskRequest) (*task.
 	return resp, err
 }
 
+func (s *service) Start(ctx context.Context, r *task.StartRequest) (*task.StartResponse, error) {
+	if r.ExecID != "" {
+		return s.TaskService.Start(ctx, r)
+	}
+	// Before the start, so that a sandbox that exits at once is the
+	// started container's exit, which gVisor's Wait reports.
+	s.exits.start(r.ID, true)
+	resp, err := s.TaskService.Start(ctx, r)
+	if err != nil {
+		s.exits.start(r.ID, false)
+	}
+	return resp, err
+}
+
 func (s *service) Wait(ctx context.Context, r *task.WaitRequest) (*task.WaitResponse, error) {
-	resp, err := s.TaskService.Wait(ctx, r)
-	if err == nil && r.ExecID == "" && resp.ExitStatus == internalError {
+	if r.ExecID != "" {
+		return s.TaskService.Wait(ctx, r)
+	}
+	type result struct {
+		resp *task.WaitResponse
+		err  error
+	}
+	inner := make(chan result, 1)
+	go func() {
+		resp, err := s.TaskService.Wait(ctx, r)
+		inner <- result{resp, err}
+	}()
+	var resp *task.WaitResponse
+	var err error
+	select {
+	case res := <-inner:
+		resp, err = res.resp, res.err
+	case st := <-s.exits.unstartedExit(ctx, r.ID):
+		// gVisor's Wait would never return.
+		return &task.WaitResponse{ExitStatus: uint32(st), ExitedAt: protobuf.ToTimestamp(time.Now())}, nil
+	}
+	if err == nil && resp.ExitStatus == internalError {
 		if status, ok := s.exits.wait(ctx, r.ID); ok {
 			resp.ExitStatus = uint32(status)
 		}
@@ -263,13 +308,15 @@ func (s *service) Delete(ctx context.Context, r *task.DeleteRequest) (*task.Dele
 type sandboxExits struct {
 	mu      sync.Mutex
 	pids    map[string]int // container id -> its sandbox's pid
-	status  map[int]int    // pid -> exit status, of tracked pids
-	early   map[int]int    // pid -> exit status, of exits seen before track
-	changed chan struct{}  // closed at each change
+	started map[string]bool
+	status  map[int]int   // pid -> exit status, of tracked pids
+	early   map[int]int   // pid -> exit status, of exits seen before track
+	changed chan struct{} // closed at each change
 }
 
 func newSandboxExits(c chan runc.Exit) *sandboxExits {
-	e := &sandboxExits{pids: map[string]int{}, status: map[int]int{}, early: map[int]int{}, changed: make(chan struct{})}
+	e := &sandboxExits{pids: map[string]int{}, started: map[string]bool{}, status: map[int]int{}, early: map[int]int{},
+		changed: make(chan struct{})}
 	go func() {
 		for exit := range c {
 			e.mu.Lock()
@@ -288,8 +335,7 @@ func newSandboxExits(c chan runc.Exit) *sandboxExits {
 				}
 				e.early[exit.Pid] = exit.Status
 			}
-			close(e.changed)
-			e.changed = make(chan struct{})
+			e.notify()
 			e.mu.Unlock()
 		}
 	}()
@@ -304,6 +350,7 @@ func (e *sandboxExits) track(id string, pid int) {
 		e.status[pid] = st
 		delete(e.early, pid)
 	}
+	e.notify()
 }
 
 func (e *sandboxExits) forget(id string) {
@@ -311,6 +358,51 @@ func (e *sandboxExits) forget(id string) {
 	defer e.mu.Unlock()
 	delete(e.status, e.pids[id])
 	delete(e.pids, id)
+	delete(e.started, id)
+}
+
+// start records whether id's container is (being) started.
+func (e *sandboxExits) start(id string, started bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.started[id] = started
+	e.notify()
+}
+
+// notify wakes every waiter; e.mu is held.
+func (e *sandboxExits) notify() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// unstartedExit sends the exit status of id's sandbox process if it
+// exits while id's container was never started. It sends nothing if the
+// container is started, or is not a tracked root container, or ctx ends.
+func (e *sandboxExits) unstartedExit(ctx context.Context, id string) <-chan int {
+	c := make(chan int, 1)
+	go func() {
+		for {
+			e.mu.Lock()
+			pid, tracked := e.pids[id]
+			st, exited := e.status[pid]
+			started := e.started[id]
+			changed := e.changed
+			e.mu.Unlock()
+			switch {
+			case !tracked || started:
+				return
+			case exited:
+				c <- st
+				return
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return c
 }
 
 // wait returns the exit status of id's sandbox, waiting up to
