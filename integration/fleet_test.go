@@ -323,6 +323,7 @@ func (e *fleetEnv) runningTaskOf(pid int, within time.Duration) string {
 // tasks; every task gets exactly one answer, with its own output, and
 // both workers take part. submit and workers work from the CLI.
 func TestFleetTwoWorkersShareFiftyTasks(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	a := e.startWorker(e.h.StateDir(t))
@@ -388,6 +389,7 @@ func TestFleetTwoWorkersShareFiftyTasks(t *testing.T) {
 // to the end on the other worker, and the dead worker's sandbox is
 // removed when it starts again.
 func TestFleetKilledWorkersTaskIsRedelivered(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	deadDir := e.h.StateDir(t)
@@ -430,6 +432,7 @@ func TestFleetKilledWorkersTaskIsRedelivered(t *testing.T) {
 // has) goes to the dead letters after the configured deliveries, with
 // its last error, and is answered with it; the workers go on.
 func TestFleetPoisonTasksAreDeadLettered(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	e.startWorker(e.h.StateDir(t))
@@ -479,6 +482,7 @@ func TestFleetPoisonTasksAreDeadLettered(t *testing.T) {
 // task and removes its presence entry; a killed one's entry expires
 // after the TTL.
 func TestFleetPresenceExpires(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	a := e.startWorker(e.h.StateDir(t))
@@ -527,6 +531,7 @@ func TestFleetPresenceExpires(t *testing.T) {
 // stream replicated three times, a worker goes on when the node it is
 // connected to stops: its running task is answered and new ones run.
 func TestFleetNATSClusterNodeStops(t *testing.T) {
+	Parallel(t)
 	begin := time.Now()
 	nodes := fleettest.StartCluster(t, 3)
 	t.Logf("cluster of 3 up in %s", time.Since(begin).Round(time.Millisecond))
@@ -672,6 +677,7 @@ func TestWorkerSystemdNotifyWithinTheUnitsCapabilities(t *testing.T) {
 // alone (it sweeps only what dead runners left), both run tasks at once,
 // and neither leaves anything behind.
 func TestWorkerNextToServiceOnOneStateDir(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	p := startServe(t, serveSetup{})
@@ -712,6 +718,7 @@ func TestWorkerNextToServiceOnOneStateDir(t *testing.T) {
 // runs a task in a sandbox made ahead, under the OCI runtime its config
 // names; a task naming another OCI runtime runs under that one, cold.
 func TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	other := otherOCIRuntime(t, e.h)

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,6 +88,13 @@ type Harness struct {
 	// OCIRuntime is the OCI runtime tasks run under by default.
 	OCIRuntime string
 
+	// builds are the init and the CLI, built once for the suite and
+	// shared by the namespaces of parallel tests.
+	builds *builds
+}
+
+// builds are the binaries the suite builds once.
+type builds struct {
 	initOnce sync.Once
 	initPath string
 	initErr  error
@@ -173,6 +181,10 @@ func RequiresRoot(t testing.TB) *Harness {
 		}
 		t.Skipf("privileged integration test: %s", skipReason)
 	}
+	top, _, _ := strings.Cut(t.Name(), "/")
+	if v, ok := views.Load(top); ok {
+		return v.(*Harness)
+	}
 	return harness
 }
 
@@ -205,7 +217,7 @@ func startHarness(ctx context.Context) (_ *Harness, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Harness{Dir: dir, Namespace: testNamespace}
+	h := &Harness{Dir: dir, Namespace: testNamespace, builds: &builds{}}
 	// An OCI runtime that cannot run here fails the suite with the fix
 	// (such as the host preparation crun needs), never falls back.
 	h.OCIRuntimes, err = runner.NewOCIRuntimes(os.Getenv(ociRuntimeEnv), nil)
@@ -235,38 +247,12 @@ func startHarness(ctx context.Context) (_ *Harness, retErr error) {
 		return nil, fmt.Errorf("connecting to containerd: %w", err)
 	}
 
-	archive := filepath.Join(dir, "busybox.tar")
+	archive := filepath.Join(dir, testArchive)
 	if err := testimage.BuildBusyboxArchive(archive, testImage); err != nil {
 		return nil, fmt.Errorf("building the test image: %w", err)
 	}
-	f, err := os.Open(archive)
-	if err != nil {
+	if h.layers, err = importTestImage(sctx, h.Client, testNamespace, archive); err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	nctx := namespaces.WithNamespace(sctx, testNamespace)
-	names, err := images.Import(nctx, h.Client, f, testSnapshotter)
-	if err != nil {
-		return nil, fmt.Errorf("importing the test image: %w", err)
-	}
-	if !slices.Contains(names, testImage) {
-		return nil, fmt.Errorf("importing the test image gave %v, not %s", names, testImage)
-	}
-
-	// Whatever exists now belongs to the image; tests must leave exactly it.
-	h.layers = map[string]bool{}
-	err = h.Client.SnapshotService(testSnapshotter).Walk(nctx, func(_ context.Context, info snapshots.Info) error {
-		if info.Kind != snapshots.KindCommitted {
-			return fmt.Errorf("snapshot %s is %s after the import, not committed", info.Name, info.Kind)
-		}
-		h.layers[info.Name] = true
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the image's snapshots: %w", err)
-	}
-	if len(h.layers) == 0 {
-		return nil, fmt.Errorf("the test image was not unpacked into %s", testSnapshotter)
 	}
 
 	// A host without seccomp or a cgroup controller refuses every task;
@@ -277,6 +263,76 @@ func startHarness(ctx context.Context) (_ *Harness, retErr error) {
 	}
 	_ = os.RemoveAll(probe)
 	return h, nil
+}
+
+// testArchive is the test image's archive in the harness's dir.
+const testArchive = "busybox.tar"
+
+// importTestImage imports the test image into namespace ns and returns
+// its layers' snapshots: all that may be there once a test is done.
+func importTestImage(ctx context.Context, c *client.Client, ns, archive string) (map[string]bool, error) {
+	f, err := os.Open(archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	nctx := namespaces.WithNamespace(ctx, ns)
+	names, err := images.Import(nctx, c, f, testSnapshotter)
+	if err != nil {
+		return nil, fmt.Errorf("importing the test image: %w", err)
+	}
+	if !slices.Contains(names, testImage) {
+		return nil, fmt.Errorf("importing the test image gave %v, not %s", names, testImage)
+	}
+	layers := map[string]bool{}
+	err = c.SnapshotService(testSnapshotter).Walk(nctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			return fmt.Errorf("snapshot %s is %s after the import, not committed", info.Name, info.Kind)
+		}
+		layers[info.Name] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the image's snapshots: %w", err)
+	}
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("the test image was not unpacked into %s", testSnapshotter)
+	}
+	return layers, nil
+}
+
+// views are the harnesses of the parallel tests running now, by test
+// name: RequiresRoot gives a parallel test (and its subtests, and the
+// helpers it calls) its own.
+var (
+	views       sync.Map
+	parallelSeq atomic.Int64
+)
+
+// Parallel runs t alongside the other parallel tests (go test's
+// -parallel of them at a time, once the serial ones are done), in a
+// containerd namespace of its own with the test image imported, so that
+// its leak check sees only what it made. Only tests that make their own
+// service, workers or NATS servers and need nothing host-wide take it:
+// no Docker, no containerd restart, no runtime images, no timing of
+// what they measure, no systemd unit.
+func Parallel(t *testing.T) *Harness {
+	t.Helper()
+	base := RequiresRoot(t)
+	t.Parallel()
+	ns := fmt.Sprintf("%s-%d", testNamespace, parallelSeq.Add(1))
+	c, err := client.New(base.Address, client.WithDefaultNamespace(ns))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	layers, err := importTestImage(ctx, c, ns, filepath.Join(base.Dir, testArchive))
+	require.NoError(t, err)
+	h := &Harness{Dir: base.Dir, Address: base.Address, Client: c, Namespace: ns, daemon: base.daemon,
+		layers: layers, OCIRuntimes: base.OCIRuntimes, OCIRuntime: base.OCIRuntime, builds: base.builds}
+	views.Store(t.Name(), h)
+	t.Cleanup(func() { views.Delete(t.Name()) })
+	return h
 }
 
 // stop removes whatever a failed test left behind, so no shim outlives
@@ -298,27 +354,38 @@ func (h *Harness) stop(ctx context.Context) {
 	}
 }
 
-// sweep kills and deletes every container in the test namespace and
-// returns how many there were.
+// sweep kills and deletes every container in the suite's namespaces (the
+// test namespace and those of parallel tests) and returns how many there
+// were.
 func (h *Harness) sweep(ctx context.Context) int {
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, h.Namespace), time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cs, err := h.Client.Containers(ctx)
+	nss, err := h.Client.NamespaceService().List(ctx)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "integration: listing leftover containers: %v\n", err)
-		return 0
+		fmt.Fprintf(os.Stderr, "integration: listing namespaces: %v\n", err)
+		nss = []string{h.Namespace}
 	}
-	for _, c := range cs {
-		if task, err := c.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				fmt.Fprintf(os.Stderr, "integration: deleting leftover task %s: %v\n", c.ID(), err)
+	n := 0
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		cs, err := h.Client.Containers(nctx)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "integration: listing leftover containers in %s: %v\n", ns, err)
+			continue
+		}
+		for _, c := range cs {
+			if task, err := c.Task(nctx, nil); err == nil {
+				if _, err := task.Delete(nctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					fmt.Fprintf(os.Stderr, "integration: deleting leftover task %s: %v\n", c.ID(), err)
+				}
+			}
+			if err := c.Delete(nctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+				fmt.Fprintf(os.Stderr, "integration: deleting leftover container %s: %v\n", c.ID(), err)
 			}
 		}
-		if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-			fmt.Fprintf(os.Stderr, "integration: deleting leftover container %s: %v\n", c.ID(), err)
-		}
+		n += len(cs)
 	}
-	return len(cs)
+	return n
 }
 
 // NewRunner returns a runner on the harness's daemon with its own state
@@ -351,7 +418,7 @@ func (h *Harness) StateDir(t *testing.T) string {
 
 // CheckNoLeaks asserts that nothing a task made is left: no container, no
 // task, no snapshot but the image's layers, no lease in the namespace, no
-// mount under stateDir and nothing in its tasks/ and fifo/ dirs. Tests run one at a time,
+// mount under stateDir and nothing in its tasks/ and fifo/ dirs. A namespace is one test's at a time,
 // so the namespace must be exactly as the import left it.
 func (h *Harness) CheckNoLeaks(t testing.TB, stateDir string) {
 	t.Helper()
@@ -490,16 +557,17 @@ func flagValue(args []string, name string) string {
 // sandbox, compiled once per run the way the Makefile does.
 func (h *Harness) InitBinary(t testing.TB) string {
 	t.Helper()
-	h.initOnce.Do(func() {
-		h.initPath = filepath.Join(h.Dir, runner.InitName)
-		cmd := exec.Command("cc", "-static", "-O2", "-Wall", "-Werror", "-o", h.initPath, "cmd/sandbox-runner-init/init.c")
+	b := h.builds
+	b.initOnce.Do(func() {
+		b.initPath = filepath.Join(h.Dir, runner.InitName)
+		cmd := exec.Command("cc", "-static", "-O2", "-Wall", "-Werror", "-o", b.initPath, "cmd/sandbox-runner-init/init.c")
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
-			h.initErr = fmt.Errorf("building %s: %w\n%s", runner.InitName, err, out)
+			b.initErr = fmt.Errorf("building %s: %w\n%s", runner.InitName, err, out)
 		}
 	})
-	require.NoError(t, h.initErr)
-	return h.initPath
+	require.NoError(t, b.initErr)
+	return b.initPath
 }
 
 // CLI returns the path of the sandbox-runner binary, built once per run,
@@ -507,22 +575,23 @@ func (h *Harness) InitBinary(t testing.TB) string {
 func (h *Harness) CLI(t testing.TB) string {
 	t.Helper()
 	h.InitBinary(t)
-	h.cliOnce.Do(func() {
-		h.cliPath = filepath.Join(h.Dir, "sandbox-runner")
+	b := h.builds
+	b.cliOnce.Do(func() {
+		b.cliPath = filepath.Join(h.Dir, "sandbox-runner")
 		goBin, err := exec.LookPath("go")
 		if err != nil {
 			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
-		cmd := exec.Command(goBin, "build", "-o", h.cliPath, "./cmd/sandbox-runner")
+		cmd := exec.Command(goBin, "build", "-o", b.cliPath, "./cmd/sandbox-runner")
 		// The test runs in integration/; the module root is one up.
 		cmd.Dir = ".."
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			h.cliErr = fmt.Errorf("building the CLI: %w\n%s", err, out)
+			b.cliErr = fmt.Errorf("building the CLI: %w\n%s", err, out)
 		}
 	})
-	require.NoError(t, h.cliErr)
-	return h.cliPath
+	require.NoError(t, b.cliErr)
+	return b.cliPath
 }
 
 // tail returns the last n lines of the file at path.

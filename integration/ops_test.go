@@ -193,6 +193,7 @@ func TestServeSeesContainerdGoAndComeBack(t *testing.T) {
 // TestWorkerServesMetrics: a fleet worker with --metrics serves the
 // service's figures for the tasks it runs, which status reads too.
 func TestWorkerServesMetrics(t *testing.T) {
+	Parallel(t)
 	srv := fleettest.Start(t)
 	e := newFleetEnv(t, srv.URL)
 	socket := filepath.Join(serveDir(t), "metrics.sock")

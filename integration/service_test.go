@@ -687,6 +687,7 @@ func TestServeRefusesTCPWithoutToken(t *testing.T) {
 }
 
 func TestServeSIGTERMFinishesOrKillsRunningTasks(t *testing.T) {
+	Parallel(t)
 	p := startServe(t, serveSetup{args: []string{"--max-concurrent", "2", "--queue", "2", "--grace", "3s"}})
 	marker := fmt.Sprintf("svc-term-%d", time.Now().UnixNano())
 	quick := make(chan apiAnswer, 1)

@@ -136,6 +136,7 @@ func TestStreamLimitsAreTheBufferedOnes(t *testing.T) {
 }
 
 func TestStreamClientGoingAwayLeavesNothingBehind(t *testing.T) {
+	Parallel(t)
 	p := startServe(t, serveSetup{})
 	marker := fmt.Sprintf("stream-gone-%d", time.Now().UnixNano())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -257,6 +258,7 @@ func TestWSCatRoundTripAndCloseStdin(t *testing.T) {
 }
 
 func TestWSKillAndSignal(t *testing.T) {
+	Parallel(t)
 	p := startServe(t, serveSetup{})
 	marker := fmt.Sprintf("ws-kill-%d", time.Now().UnixNano())
 	s := p.dialWS(execBody("echo up; sleep 100 # "+marker, `"args": ["`+marker+`"]`))
@@ -284,6 +286,7 @@ func TestWSKillAndSignal(t *testing.T) {
 }
 
 func TestWSIdleClientAndDeadline(t *testing.T) {
+	Parallel(t)
 	p := startServe(t, serveSetup{args: []string{"--idle-timeout", "1s"}})
 	marker := fmt.Sprintf("ws-idle-%d", time.Now().UnixNano())
 	start := time.Now()
@@ -325,6 +328,7 @@ func TestWSIdleClientAndDeadline(t *testing.T) {
 }
 
 func TestWSVanishedClientLeavesNothingBehind(t *testing.T) {
+	Parallel(t)
 	p := startServe(t, serveSetup{})
 	marker := fmt.Sprintf("ws-gone-%d", time.Now().UnixNano())
 	s := p.dialWS(execBody("echo up; sleep 100 # "+marker, `"args": ["`+marker+`"]`))
