@@ -338,7 +338,9 @@ func TestClosedStdoutEndsTheTask(t *testing.T) {
 	took := time.Since(closed)
 	t.Logf("exec exited %s after its stdout was closed", took)
 	assert.Equal(t, 141, cmd.ProcessState.ExitCode(), "%v", err)
-	assert.Less(t, took, 10*time.Second)
+	// Well before the task's 60 s timeout; usually ~150 ms, but once in
+	// CI (runc on containerd 2.4.2, 2 busy cores) 10.2 s.
+	assert.Less(t, took, 30*time.Second)
 	// Everything is gone by the time exec exits: the leak check that
 	// runs when this test ends sees the namespace and the state dir.
 	cs, err := h.Client.Containers(namespaces.WithNamespace(context.Background(), h.Namespace))
