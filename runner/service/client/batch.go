@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,30 +15,7 @@ func (c *Client) ExecBatch(ctx context.Context, req api.Request) (*api.BatchResu
 	if len(req.Runs) == 0 {
 		return nil, &api.FieldError{Field: "runs", Msg: "empty: a batch needs at least one run"}
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the request: %w", err)
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/exec", body)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer*int64(len(req.Runs)+1)))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for the service: %w", context.Cause(ctx))
-		}
-		return nil, fmt.Errorf("reading the service's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, answerError(resp, b)
-	}
-	var res api.BatchResult
-	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("decoding the service's answer: %w", err)
-	}
-	return &res, nil
+	return post[api.BatchResult](ctx, c, req, maxAnswer*int64(len(req.Runs)+1))
 }
 
 // Metrics fetches the service's GET /metrics, Prometheus text.

@@ -1,10 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -104,6 +102,12 @@ func (c *Client) Ping(ctx context.Context) error {
 // the service is an *Error that matches the runner's sentinels; a
 // cancelled ctx cancels the task on the service, which kills it.
 func (c *Client) Exec(ctx context.Context, req api.Request) (*api.Result, error) {
+	return post[api.Result](ctx, c, req, maxAnswer)
+}
+
+// post sends req to POST /v1/exec and decodes the answer, at most limit
+// bytes, as a T.
+func post[T any](ctx context.Context, c *Client, req api.Request, limit int64) (*T, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the request: %w", err)
@@ -113,7 +117,7 @@ func (c *Client) Exec(ctx context.Context, req api.Request) (*api.Result, error)
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("waiting for the service: %w", context.Cause(ctx))
@@ -123,7 +127,7 @@ func (c *Client) Exec(ctx context.Context, req api.Request) (*api.Result, error)
 	if resp.StatusCode != http.StatusOK {
 		return nil, answerError(resp, b)
 	}
-	var res api.Result
+	var res T
 	if err := json.Unmarshal(b, &res); err != nil {
 		return nil, fmt.Errorf("decoding the service's answer: %w", err)
 	}
@@ -131,29 +135,7 @@ func (c *Client) Exec(ctx context.Context, req api.Request) (*api.Result, error)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
-	// On a socket the host is a placeholder: the transport dials the socket.
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var de *dialError
-		if errors.As(err, &de) {
-			return nil, fmt.Errorf("no service at %s: %w: %w", c.socket, de.err, ErrUnreachable)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("waiting for the service: %w", context.Cause(ctx))
-		}
-		return nil, fmt.Errorf("talking to the service at %s: %w", c.socket, err)
-	}
-	return resp, nil
+	return c.doHeader(ctx, method, path, body, nil)
 }
 
 // answerError turns an error answer into an *Error.

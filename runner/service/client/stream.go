@@ -126,7 +126,8 @@ func kindStatus(kind string) int {
 	}
 }
 
-// doHeader is do with extra request headers.
+// doHeader sends one request with header's fields added; on a socket the
+// host is a placeholder, as the transport dials the socket.
 func (c *Client) doHeader(ctx context.Context, method, path string, body []byte, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
@@ -138,7 +139,9 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body []byte,
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var de *dialError
