@@ -202,9 +202,11 @@ func TestWorkersShareTasksOneAnswerEach(t *testing.T) {
 	assert.Equal(t, uint64(n), info.State.Msgs)
 	ts, err := js.Stream(ctx, fleet.TaskStream)
 	require.NoError(t, err)
-	tinfo, err := ts.Info(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, tinfo.State.Msgs, "the queue is empty")
+	// Each task is answered first and acknowledged after.
+	assert.Eventually(t, func() bool {
+		tinfo, err := ts.Info(ctx)
+		return err == nil && tinfo.State.Msgs == 0
+	}, 10*time.Second, 20*time.Millisecond, "the queue is empty")
 }
 
 // TestWorkerFetchesNoMoreThanItsCapacity: with capacity 2 and a queue of
