@@ -326,7 +326,16 @@ func TestCancellationAtAnyPointLeavesNothing(t *testing.T) {
 	h := RequiresRoot(t)
 	r := h.NewRunner(t)
 	outcomes := map[string]int{}
-	for d := 20 * time.Millisecond; d < 160*time.Millisecond; d += 4 * time.Millisecond {
+	// Every 4 ms up to 160 ms, around a sandbox's creation on a quiet
+	// machine; then, until a few cancellations came after the start (a
+	// loaded machine creates slower), at growing steps up to 5 s.
+	next := func(d time.Duration) time.Duration {
+		if d < 160*time.Millisecond {
+			return d + 4*time.Millisecond
+		}
+		return d * 5 / 4
+	}
+	for d := 20 * time.Millisecond; d < 160*time.Millisecond || (outcomes["cancelled"] < 3 && d < 5*time.Second); d = next(d) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		start := time.Now()
 		res, err := r.Run(ctx, runner.Task{Runtime: testRuntime, Image: testImage,
