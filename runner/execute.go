@@ -123,9 +123,11 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	var oomKills uint64
 	var usage Usage
-	if c.spec.oci.Name == OCIRuntimeRunsc {
-		oomKills, usage, err = readCgroupUsage(r.cgroupPath(c.spec.id))
-	} else {
+	// Straight from the cgroup, where this process can see it: the
+	// shim's metrics are the same counters a round trip away (two, with
+	// containerd), and gVisor's shim reports none once the task exited.
+	oomKills, usage, err = readCgroupUsage(r.cgroupPath(c.spec.id))
+	if err != nil && c.spec.oci.Name != OCIRuntimeRunsc {
 		oomKills, usage, err = readUsage(mctx, task)
 	}
 	cancel()

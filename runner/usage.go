@@ -56,12 +56,14 @@ func readUsage(ctx context.Context, task client.Task) (oomKills uint64, u Usage,
 }
 
 // readCgroupUsage reads the OOM kill count, CPU time and peak memory
-// straight from the cgroup at path (cgroup v1 and v2), for a sandbox
-// whose shim reports none once it exited: gVisor's asks the sandbox,
-// which is gone by then ("no metrics received"). runsc keeps the cgroup
-// until the task is deleted. The figures are the whole sandbox's,
-// gVisor's kernel (the sentry) and its gofer included. A counter the
-// kernel does not keep reads as 0, never as a guess.
+// straight from the cgroup at path (cgroup v1 and v2): the counters the
+// runc shim's metrics carry, without the round trips, and the only ones
+// for a sandbox whose shim reports none once it exited (gVisor's asks
+// the sandbox, which is gone by then: "no metrics received"). The
+// runtimes keep the cgroup until the task is deleted. Under gVisor the
+// figures are the whole sandbox's, its kernel (the sentry) and its gofer
+// included. A counter the kernel does not keep reads as 0, never as a
+// guess.
 func readCgroupUsage(path string) (oomKills uint64, u Usage, err error) {
 	v1 := func(ctrl, file string) string { return filepath.Join("/sys/fs/cgroup", ctrl, path, file) }
 	if _, statErr := os.Stat(v1("memory", "")); statErr == nil {
