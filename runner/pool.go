@@ -37,12 +37,21 @@ type PoolOptions struct {
 	// MaxIdle is how long a sandbox may wait before it is recycled.
 	// Default DefaultMaxIdle.
 	MaxIdle time.Duration
-	// ShimGroup is how many sandboxes share one containerd shim (the runc
-	// v2 shim's group annotation). 0 or 1: a shim each. Sharing saves the
-	// memory of a shim per sandbox; a shim that dies takes its group's
-	// tasks with it, each of which then fails with an error.
+	// ShimGroup is how many sandboxes of a runtime share one containerd
+	// shim (the runc v2 shim's group annotation), under crun and runc.
+	// 0: the default, DefaultShimGroup; 1: a shim each. Sharing saves the
+	// CPU and memory of starting a shim per sandbox; a shim that dies
+	// takes its group's tasks with it, each of which then fails with
+	// ErrShimLost.
 	ShimGroup int
 }
+
+// DefaultShimGroup is how many pooled sandboxes share a shim by default
+// (at most the runtime's pool size). A group is filled before the next
+// starts, and tasks take sandboxes of full groups first: the sandboxes
+// being made share no shim with the tasks running, which matters as the
+// runc shim of containerd 1.6 serves nothing else while it creates one.
+const DefaultShimGroup = 4
 
 // shimGroupAnnotation makes the runc v2 shim serve every container that
 // carries the same value from one process.
@@ -109,10 +118,11 @@ type Pool struct {
 	bg     sync.WaitGroup // teardowns
 	closed atomic.Bool
 
-	// group and grouped name the shim group new sandboxes join and how
-	// many have joined it; only the refill loop touches them.
-	group   string
-	grouped int
+	// filling is, per runtime, the shim group new sandboxes join
+	// (guarded by mu).
+	filling map[string]*shimGroup
+	// unholdFreezer releases the freezer hold (see holdFreezer).
+	unholdFreezer func() error
 }
 
 type poolCounters struct {
@@ -126,6 +136,14 @@ type slot struct {
 	dir     *taskDir
 	sandbox *sandbox
 	born    time.Time
+	// group is the shim group it joined, if any.
+	group *shimGroup
+}
+
+// shimGroup is the sandboxes of a runtime that share a shim.
+type shimGroup struct {
+	name   string
+	joined int
 }
 
 // NewPool starts a pool that fills itself in the background. Close drains
@@ -159,8 +177,15 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 	}
 	tctx := namespaces.WithNamespace(context.WithoutCancel(ctx), r.opts.namespace)
 	pctx, cancel := context.WithCancel(tctx)
-	p := &Pool{r: r, opts: o, idle: map[string][]*slot{}, stats: stats,
+	p := &Pool{r: r, opts: o, idle: map[string][]*slot{}, stats: stats, filling: map[string]*shimGroup{},
 		wake: make(chan struct{}, 1), ctx: pctx, tctx: tctx, cancel: cancel}
+	unhold, err := holdFreezer(r.opts.namespace)
+	if err != nil {
+		// Only speed depends on it.
+		r.opts.log.Warn("the pool runs without its cgroup freezer hold", "error", err)
+		unhold = func() error { return nil }
+	}
+	p.unholdFreezer = sync.OnceValue(unhold)
 	p.filler.Go(p.refill)
 	return p, nil
 }
@@ -243,15 +268,19 @@ func (p *Pool) take(pt *prepared) *slot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[pt.runtime.Name]
-	// Of the sandboxes that fit, the newest on the least busy CPUs.
-	best, load := -1, 0
-	for i := len(list) - 1; i >= 0; i-- {
-		s := list[i].sandbox
+	filling := p.filling[pt.runtime.Name]
+	// Of the sandboxes that fit: one whose shim takes no new sandboxes,
+	// then the least busy CPUs, then the oldest.
+	best, bestFilling, load := -1, false, 0
+	for i, sl := range list {
+		s := sl.sandbox
 		if s.spec.image != pt.image || s.spec.limits.TmpSize != pt.limits.TmpSize || s.spec.oci.Name != pt.oci.Name {
 			continue
 		}
-		if l := p.r.cpus.load(s.cpus); best < 0 || l < load {
-			best, load = i, l
+		f := sl.group != nil && sl.group == filling
+		l := p.r.cpus.load(s.cpus)
+		if best < 0 || (bestFilling && !f) || (f == bestFilling && l < load) {
+			best, bestFilling, load = i, f, l
 		}
 	}
 	if best < 0 {
@@ -379,24 +408,47 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 		return nil, err
 	}
 	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits, oci: ocirt}
-	if p.opts.ShimGroup > 1 {
-		if p.group == "" || p.grouped >= p.opts.ShimGroup {
-			p.group, p.grouped = "sr-pool-"+id, 0
-		}
-		p.grouped++
-		spec.annotations = map[string]string{shimGroupAnnotation: p.group}
+	group := p.join(name, id, ocirt)
+	if group != nil {
+		spec.annotations = map[string]string{shimGroupAnnotation: group.name}
 	}
 	sb, err := r.newSandbox(p.tctx, r.opts.log, spec)
 	if err != nil {
 		_ = dir.remove()
-		if spec.annotations != nil {
+		if group != nil {
 			// The group's shim may be what failed (it died): the next
 			// sandbox starts a group of its own.
-			p.group = ""
+			p.mu.Lock()
+			if p.filling[name] == group {
+				delete(p.filling, name)
+			}
+			p.mu.Unlock()
 		}
 		return nil, err
 	}
-	return &slot{runtime: name, env: info.env, dir: dir, sandbox: sb, born: time.Now()}, nil
+	return &slot{runtime: name, env: info.env, dir: dir, sandbox: sb, born: time.Now(), group: group}, nil
+}
+
+// join returns the shim group runtime name's next sandbox (id, under
+// ocirt) joins, or nil for a shim of its own: gVisor's shim has no
+// groups, and a group of 1 is no group.
+func (p *Pool) join(name, id string, ocirt OCIRuntime) *shimGroup {
+	size := p.opts.ShimGroup
+	if size == 0 {
+		size = min(DefaultShimGroup, p.opts.Runtimes[name].Size)
+	}
+	if size <= 1 || ocirt.shim() != DefaultShim {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.filling[name]
+	if g == nil || g.joined >= size {
+		g = &shimGroup{name: "sr-pool-" + id}
+		p.filling[name] = g
+	}
+	g.joined++
+	return g
 }
 
 // Stats returns every pooled runtime's figures, sorted by runtime.
@@ -477,7 +529,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
+		return p.unholdFreezer()
 	case <-ctx.Done():
 		return errors.New("pool: sandboxes still being torn down when the context ended")
 	}

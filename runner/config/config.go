@@ -148,8 +148,8 @@ type Pool struct {
 	Init string `toml:"init"`
 	// MaxIdle is how long a sandbox may wait before it is recycled.
 	MaxIdle string `toml:"max_idle"`
-	// ShimGroup is how many sandboxes share one containerd shim; 0 or 1
-	// gives each its own.
+	// ShimGroup is how many sandboxes of a runtime share one containerd
+	// shim; 0: runner.DefaultShimGroup, 1: a shim each.
 	ShimGroup int `toml:"shim_group"`
 }
 

@@ -1,0 +1,67 @@
+package runner
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sandbox-runner/sandbox-runner/images"
+)
+
+// By default a runtime's pooled sandboxes share shims in groups of
+// DefaultShimGroup, at most its pool size; a group fills before the next
+// starts; gVisor's shim and a group of 1 mean a shim each.
+func TestPoolShimGroups(t *testing.T) {
+	crun := OCIRuntime{Name: OCIRuntimeCrun}
+	pool := func(group, size int) *Pool {
+		return &Pool{filling: map[string]*shimGroup{},
+			opts: PoolOptions{ShimGroup: group, Runtimes: map[string]PoolRuntime{"sh": {Size: size}, "py": {Size: size}}}}
+	}
+
+	p := pool(0, 10)
+	var names []string
+	for i := range 2*DefaultShimGroup + 1 {
+		g := p.join("sh", string(rune('a'+i)), crun)
+		require.NotNil(t, g)
+		names = append(names, g.name)
+	}
+	assert.Equal(t, "sr-pool-a", names[0])
+	assert.Equal(t, names[0], names[DefaultShimGroup-1], "a group fills first")
+	assert.Equal(t, "sr-pool-"+string(rune('a'+DefaultShimGroup)), names[DefaultShimGroup], "then the next starts")
+	assert.NotEqual(t, names[0], p.join("py", "z", crun).name, "each runtime has its own groups")
+
+	p = pool(0, 2)
+	a, b, c := p.join("sh", "a", crun), p.join("sh", "b", crun), p.join("sh", "c", crun)
+	assert.Same(t, a, b)
+	assert.NotSame(t, a, c, "no larger than the pool")
+
+	assert.Nil(t, pool(1, 10).join("sh", "a", crun), "1: a shim each")
+	assert.Nil(t, pool(0, 1).join("sh", "a", crun), "a pool of 1 has no group")
+	assert.Nil(t, pool(0, 10).join("sh", "a", OCIRuntime{Name: OCIRuntimeRunsc}), "gVisor's shim has no groups")
+
+	p = pool(3, 10)
+	a, b = p.join("sh", "a", crun), p.join("sh", "b", crun)
+	assert.Same(t, a, b, "a group as configured")
+}
+
+// A task takes a sandbox whose shim group is full before one of the group
+// new sandboxes are joining, so that making them never holds up the shim
+// its task runs under; among equals, the oldest.
+func TestPoolTakesFromFullShimGroupsFirst(t *testing.T) {
+	cpus := &cpuSets{cpus: []int{0}, held: make([]int, 1), busy: make([]int, 1)}
+	full, filling := &shimGroup{name: "full"}, &shimGroup{name: "filling"}
+	slotIn := func(g *shimGroup, born int64) *slot {
+		return &slot{group: g, born: time.Unix(born, 0), sandbox: &sandbox{spec: sandboxSpec{image: "img"}, cpus: []int{0}}}
+	}
+	s1, s2, s3, s4 := slotIn(filling, 1), slotIn(full, 2), slotIn(full, 3), slotIn(filling, 4)
+	p := &Pool{r: &Runner{cpus: cpus}, filling: map[string]*shimGroup{"sh": filling},
+		idle: map[string][]*slot{"sh": {s1, s2, s3, s4}}}
+	pt := &prepared{runtime: images.Runtime{Name: "sh"}, image: "img"}
+	var order []*slot
+	for s := p.take(pt); s != nil; s = p.take(pt) {
+		order = append(order, s)
+	}
+	assert.Equal(t, []*slot{s2, s3, s1, s4}, order)
+}
