@@ -5,6 +5,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -267,4 +270,55 @@ func TestPoolSharedShimKilledMidTask(t *testing.T) {
 		requireExit(t, res, 0)
 		assert.Equal(t, fmt.Sprintf("%d\n", i), string(res.Stdout.Data))
 	}
+}
+
+// TestPoolHoldsTheFreezer: while a pool lives, an empty cgroup of the
+// namespace stays frozen in the v1 freezer hierarchy (it keeps the
+// kernel's freezer switched on, which crun's freeze and thaw of every
+// deleted sandbox would otherwise switch on and off); the pool removes
+// it when it closes, and a hold whose process is gone when the next
+// pool starts.
+func TestPoolHoldsTheFreezer(t *testing.T) {
+	h := RequiresRoot(t)
+	const root = "/sys/fs/cgroup/freezer"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("this CI host has no cgroup v1 freezer: %v", err)
+		}
+		t.Skipf("no cgroup v1 freezer on this host: %v", err)
+	}
+	parent := filepath.Join(root, h.Namespace)
+	require.NoError(t, os.MkdirAll(parent, 0o755))
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	dead := filepath.Join(parent, fmt.Sprintf("sr-freezer-hold-%d", gone.Process.Pid))
+	require.NoError(t, os.Mkdir(dead, 0o755))
+	t.Cleanup(func() { _ = os.Remove(dead) })
+	require.NoError(t, os.WriteFile(filepath.Join(dead, "freezer.state"), []byte("FROZEN"), 0))
+
+	cat := images.DefaultCatalog()
+	rt := cat[testRuntime]
+	rt.Image = testImage
+	cat[testRuntime] = rt
+	r := h.NewRunner(t, runner.WithCatalog(cat))
+	p, err := r.NewPool(context.Background(), runner.PoolOptions{Runtimes: map[string]runner.PoolRuntime{testRuntime: {Size: 1}}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = p.Close(ctx)
+	})
+	hold := filepath.Join(parent, fmt.Sprintf("sr-freezer-hold-%d", os.Getpid()))
+	state, err := os.ReadFile(filepath.Join(hold, "freezer.state"))
+	require.NoError(t, err, "the pool holds the freezer")
+	assert.Equal(t, "FROZEN", strings.TrimSpace(string(state)))
+	assert.NoDirExists(t, dead, "the dead process's hold is removed")
+	waitFull(t, p, 1)
+	res := pooledRun(t, p, "echo ran", nil)
+	assert.Equal(t, "ran\n", string(res.Stdout.Data))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, p.Close(ctx))
+	assert.NoDirExists(t, hold, "closed, the pool lets go of the freezer")
 }
