@@ -38,6 +38,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,7 +66,6 @@ const (
 	namespace          = "bench"
 	image              = "sandbox-runner.test/busybox:latest"
 	poolSize           = 4
-	shimGroup          = 8
 )
 
 type options struct {
@@ -77,6 +77,9 @@ type options struct {
 	concurrency []int
 	gojudge     string
 	gvisorPool  int
+	// only, when set, keeps the latency paths and the throughput
+	// services whose names it matches.
+	only string
 }
 
 // Report is what one run measured.
@@ -132,6 +135,7 @@ func main() {
 	fs.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.gojudge, "gojudge", "bin/gojudge/go-judge", "the go-judge binary (`make gojudge`); empty: no go-judge row")
 	fs.IntVar(&o.gvisorPool, "gvisor-pool", poolSize, "warm pool size of the runsc service (0: every task takes the cold path through the service)")
+	fs.StringVar(&o.only, "only", "", "measure only the latency paths and throughput services whose names match this regular expression (such as 'crun|runc')")
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -179,6 +183,12 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	}
 	e := &env{}
 	var err error
+	var only *regexp.Regexp
+	if o.only != "" {
+		if only, err = regexp.Compile(o.only); err != nil {
+			return nil, fmt.Errorf("--only: %w", err)
+		}
+	}
 	if e.cli, err = filepath.Abs(o.cli); err != nil {
 		return nil, err
 	}
@@ -247,24 +257,25 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		}
 	}
 	var paths []path
-	var plains []*serveProc
-	for _, oci := range ociNames {
-		plain, err := e.serve(ctx, "plain, "+oci, 0, oci, poolSize)
-		if err != nil {
-			return nil, err
-		}
-		plains = append(plains, plain)
-		paths = append(paths,
-			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete", true},
-			path{"service API, warm pool (" + oci + ")", func(int) error { return plain.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
-	}
-	grouped, err := e.serve(ctx, "grouped, "+def.Name, shimGroup, def.Name, poolSize)
+	// The service as configured by default (its OCI runtime's pooled
+	// sandboxes share shims, runner.DefaultShimGroup to a shim), and,
+	// per OCI runtime, the same with a shim per sandbox.
+	dflt, err := e.serve(ctx, def.Name+", default", 0, def.Name, poolSize)
 	if err != nil {
 		return nil, err
 	}
-	paths = append(paths,
-		path{fmt.Sprintf("service API, warm pool, %d per shim (%s)", shimGroup, def.Name), func(int) error { return grouped.execWarm(ctx) }, "pooled sandboxes share shims", false},
-		path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc", true})
+	paths = append(paths, path{fmt.Sprintf("service API, warm pool (%s, the default: %d per shim)", def.Name, runner.DefaultShimGroup),
+		func(int) error { return dflt.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
+	for _, oci := range ociNames {
+		each, err := e.serve(ctx, oci+", a shim each", 1, oci, poolSize)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths,
+			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete", true},
+			path{"service API, warm pool (" + oci + ", a shim each)", func(int) error { return each.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
+	}
+	paths = append(paths, path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc", true})
 	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor"), e.init); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
@@ -326,6 +337,21 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		}
 	}
 
+	if only != nil {
+		kept := paths[:0]
+		for i, p := range paths {
+			switch {
+			case only.MatchString(p.name):
+				if i == gojudgeRow {
+					gojudgeRow = len(kept)
+				}
+				kept = append(kept, p)
+			case i == gojudgeRow:
+				gojudgeRow = -1
+			}
+		}
+		paths = kept
+	}
 	samples := make([][]time.Duration, len(paths))
 	logf("latency: %d rounds of %d paths", o.iterations, len(paths))
 	var gjCPU time.Duration
@@ -382,9 +408,12 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		}
 		rep.Memory["service process ("+s.name+", RSS)"] = rss(s.cmd.Process.Pid)
 	}
-	rep.WarmBreak = plains[0].breakdown(ctx)
+	rep.WarmBreak = dflt.breakdown(ctx)
 
 	for _, s := range e.services {
+		if only != nil && !only.MatchString(s.name) {
+			continue
+		}
 		for _, c := range o.concurrency {
 			logf("throughput: %s service, %d clients", s.name, c)
 			cpu0 := e.cpu()
@@ -402,7 +431,7 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			rep.Throughput = append(rep.Throughput, tp)
 		}
 	}
-	if e.gojudge != nil {
+	if e.gojudge != nil && (only == nil || only.MatchString("go-judge")) {
 		for _, c := range o.concurrency {
 			logf("throughput: go-judge, %d clients", c)
 			cpu0 := e.gojudge.cpu()
@@ -552,7 +581,7 @@ type serveProc struct {
 }
 
 // serve starts a service with a pool of pool sandboxes under oci, group
-// of them per shim (0: a shim each).
+// of them per shim (0: the default, runner.DefaultShimGroup; 1: a shim each).
 func (e *env) serve(ctx context.Context, name string, group int, oci string, pool int) (*serveProc, error) {
 	dir := filepath.Join(e.dir, fmt.Sprintf("svc-%d", len(e.services)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
