@@ -27,6 +27,9 @@ const (
 	// refillBackoffMax bounds the wait between failed attempts to fill
 	// the pool (a missing image, a containerd restart).
 	refillBackoffMax = 30 * time.Second
+	// refillAfter is how long a task may run before the pool starts
+	// replacing the sandbox it took.
+	refillAfter = 100 * time.Millisecond
 )
 
 // PoolOptions configure a warm pool.
@@ -218,7 +221,14 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 		return p.r.run(ctx, t, pt)
 	}
 	p.stats[pt.runtime.Name].hits.Add(1)
-	p.poke()
+	// The refill waits until the task has ended or run for refillAfter:
+	// making a sandbox takes both cores of a small host for a while, and
+	// a short task then starts and ends on a quiet machine.
+	refill := time.AfterFunc(refillAfter, p.poke)
+	defer func() {
+		refill.Stop()
+		p.poke()
+	}()
 	ctx = namespaces.WithNamespace(ctx, p.r.opts.namespace)
 	sb := s.sandbox
 	log := p.r.opts.log.With("task", sb.spec.id, "runtime", s.runtime, "pooled", true)
