@@ -117,6 +117,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 		}
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
+	c.exited = true
 
 	// The counters live in the task's cgroup, which goes with the task.
 	afterExit := time.Now()

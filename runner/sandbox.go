@@ -146,6 +146,8 @@ type sandbox struct {
 	streams   *streams
 	stdin     *gate
 	undo      cleanup
+	// exited: its task's exit was seen, so nothing of it runs.
+	exited bool
 	// limits are the task's, as claim handed them over.
 	limits Limits
 }
@@ -283,6 +285,15 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	s.task = task
 	s.undo.add(func(ctx context.Context) error {
 		drain(task.IO(), 0)
+		if s.exited {
+			// Nothing to kill (the task's PID 1 took its PID namespace
+			// along): deleteTask's kill of every process would cost
+			// another run of the OCI runtime (`crun kill --all`) for
+			// nothing.
+			if _, err := task.Delete(ctx); err == nil || errdefs.IsNotFound(err) {
+				return nil
+			}
+		}
 		return deleteTask(ctx, task)
 	})
 	if err := pinOOMScore(task.Pid()); err != nil {
