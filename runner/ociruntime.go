@@ -350,8 +350,12 @@ type OCIRuntimes struct {
 // default (empty: the fastest usable one) and rules per catalog runtime.
 // It refuses unknown names, and an OCI runtime the rules or def name
 // that is not usable here, with an error that is ErrInvalidTask.
-func NewOCIRuntimes(def string, rules map[string]OCIRuntimeRule) (*OCIRuntimes, error) {
-	return newOCIRuntimes(hostProbe, def, rules)
+func NewOCIRuntimes(def string, rules map[string]OCIRuntimeRule, opts ...OCIRuntimesOption) (*OCIRuntimes, error) {
+	p := hostProbe
+	for _, opt := range opts {
+		opt(&p)
+	}
+	return newOCIRuntimes(p, def, rules)
 }
 
 func newOCIRuntimes(p probe, def string, rules map[string]OCIRuntimeRule) (*OCIRuntimes, error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -272,7 +273,8 @@ func (g *globalFlags) withLocalImages(ctx context.Context, c *client.Client, cat
 // default, and the config's rules per runtime. A name that is unknown
 // or not usable here is bad input.
 func (g *globalFlags) ociRuntimes() (*runner.OCIRuntimes, error) {
-	return runner.NewOCIRuntimes(g.ociRuntime, g.file.OCIRuntimeRules())
+	return runner.NewOCIRuntimes(g.ociRuntime, g.file.OCIRuntimeRules(),
+		runner.WithVersionCache(filepath.Join(g.stateDir, "cache")))
 }
 
 func (g *globalFlags) runnerOptions(log *slog.Logger, catalog images.Catalog) []runner.Option {
