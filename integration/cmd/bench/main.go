@@ -239,6 +239,12 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 		// cpu: the path's work is over when run returns, so the CPU
 		// used meanwhile (cgroups and client processes) is its cost.
 		cpu bool
+		// ready, if set, is waited for before the measurement starts.
+		ready func() error
+	}
+	warm := func(name string, s *serveProc, note string) path {
+		return path{name: name, run: func(int) error { return s.execOne(ctx) }, note: note,
+			ready: func() error { return s.waitIdle(ctx) }}
 	}
 	// A row per usable OCI runtime (gVisor's aside), measured in the same
 	// rounds, so their ratios hold however the machine's speed drifts.
@@ -264,30 +270,30 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	paths = append(paths, path{fmt.Sprintf("service API, warm pool (%s, the default: %d per shim)", def.Name, runner.DefaultShimGroup),
-		func(int) error { return dflt.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
+	paths = append(paths, warm(fmt.Sprintf("service API, warm pool (%s, the default: %d per shim)", def.Name, runner.DefaultShimGroup),
+		dflt, "unix socket, HTTP, pooled sandbox"))
 	for _, oci := range ociNames {
 		each, err := e.serve(ctx, oci+", a shim each", 1, oci, poolSize)
 		if err != nil {
 			return nil, err
 		}
 		paths = append(paths,
-			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete", true},
-			path{"service API, warm pool (" + oci + ", a shim each)", func(int) error { return each.execWarm(ctx) }, "unix socket, HTTP, pooled sandbox", false})
+			path{"sandbox-runner exec (cold, " + oci + ")", func(int) error { return e.execCold(oci) }, "whole process: connect, sweep, create, run, delete", true, nil},
+			warm("service API, warm pool ("+oci+", a shim each)", each, "unix socket, HTTP, pooled sandbox"))
 	}
-	paths = append(paths, path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc", true})
+	paths = append(paths, path{"ctr run --rm", e.ctrRun, "read-only, memory, cpus, seccomp; ctr's runc", true, nil})
 	if e.floor, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor"), e.init); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
 	if e.floorPID, err = newRuncFloor(ctx, filepath.Join(e.dir, "floor-pid1"), ""); err != nil {
 		return nil, fmt.Errorf("runc floor: %w", err)
 	}
-	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor", true},
-		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost", true})
+	paths = append(paths, path{"runc run (no containerd)", e.floor.run, "the cold path's spec with its init, runc alone: the floor", true, nil},
+		path{"runc run, task as PID 1 (no init)", e.floorPID.run, "the same without the init: the difference is the init's cost", true, nil})
 	// gVisor: a user-space kernel, through its own shim.
 	if gv := ocis.Find(runner.OCIRuntimeRunsc); gv.Usable {
 		paths = append(paths, path{"sandbox-runner exec (cold, runsc)", func(int) error { return e.execCold(runner.OCIRuntimeRunsc) },
-			"whole process, gVisor's shim and sandbox", true})
+			"whole process, gVisor's shim and sandbox", true, nil})
 		name := "plain, runsc"
 		if o.gvisorPool == 0 {
 			name += ", no pool"
@@ -297,9 +303,9 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			return nil, err
 		}
 		if o.gvisorPool > 0 {
-			paths = append(paths, path{"service API, warm pool (runsc)", func(int) error { return gvisor.execWarm(ctx) }, "unix socket, HTTP, pooled gVisor sandbox", false})
+			paths = append(paths, warm("service API, warm pool (runsc)", gvisor, "unix socket, HTTP, pooled gVisor sandbox"))
 		} else {
-			paths = append(paths, path{"service API, no pool (runsc)", func(int) error { return gvisor.execOne(ctx) }, "unix socket, HTTP, the cold path in the service", true})
+			paths = append(paths, path{"service API, no pool (runsc)", func(int) error { return gvisor.execOne(ctx) }, "unix socket, HTTP, the cold path in the service", true, nil})
 		}
 	} else {
 		rep.GVisorError = strings.TrimSpace(gv.Reason + "; " + gv.Fix)
@@ -322,7 +328,7 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			rep.Latency = append(rep.Latency, PathLatency{Path: goJudgePath, Note: "not measured: " + err.Error()})
 		} else {
 			gojudgeRow = len(paths)
-			paths = append(paths, path{goJudgePath, func(int) error { return e.gojudge.run(ctx) }, gjNote, false})
+			paths = append(paths, path{goJudgePath, func(int) error { return e.gojudge.run(ctx) }, gjNote, false, nil})
 		}
 	}
 	if o.docker != "off" {
@@ -333,7 +339,7 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 			rep.DockerError = err.Error()
 			logf("no docker run comparison: %v", err)
 		} else {
-			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd", false})
+			paths = append(paths, path{"docker run --rm", e.docker.run, "hardening flags, same containerd", false, nil})
 		}
 	}
 
@@ -375,6 +381,11 @@ func run(ctx context.Context, o options) (rep *Report, retErr error) {
 				cpu0 = e.gojudge.cpu()
 			case paths[j].cpu:
 				cpu0 = e.cpu()
+			}
+			if paths[j].ready != nil {
+				if err := paths[j].ready(); err != nil {
+					return nil, fmt.Errorf("%s: %w", paths[j].name, err)
+				}
 			}
 			start := time.Now()
 			if err := paths[j].run(i); err != nil {
@@ -683,10 +694,10 @@ func (e *env) idle(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// execWarm sends one trivial task once the pool has a sandbox ready, so
-// that each measurement is of a pooled sandbox (a miss would be the cold
-// path).
-func (s *serveProc) execWarm(ctx context.Context) error {
+// waitIdle waits, up to 10 s, until the pool has a sandbox ready, so
+// that the measurement that follows is of a pooled sandbox (a miss would
+// be the cold path).
+func (s *serveProc) waitIdle(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		idle, err := s.metric(ctx, "sandbox_runner_pool_idle")
@@ -694,11 +705,10 @@ func (s *serveProc) execWarm(ctx context.Context) error {
 			return err
 		}
 		if idle >= 1 || time.Now().After(deadline) {
-			break
+			return nil
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return s.execOne(ctx)
 }
 
 func (s *serveProc) execOne(ctx context.Context) error {
