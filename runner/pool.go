@@ -54,6 +54,7 @@ type PoolOptions struct {
 // starts, and tasks take sandboxes of full groups first: the sandboxes
 // being made share no shim with the tasks running, which matters as the
 // runc shim of containerd 1.6 serves nothing else while it creates one.
+// A group closes once one of its sandboxes leaves the pool (closeGroup).
 const DefaultShimGroup = 4
 
 // shimGroupAnnotation makes the runc v2 shim serve every container that
@@ -298,7 +299,18 @@ func (p *Pool) take(pt *prepared) *slot {
 	}
 	s := list[best]
 	p.idle[pt.runtime.Name] = slices.Delete(list, best, best+1)
+	p.closeGroup(pt.runtime.Name, s)
 	return s
+}
+
+// closeGroup makes the group of s, which is leaving the pool, take no
+// new sandboxes (p.mu held). A shim exits with its last sandbox, and a
+// sandbox joining a group whose shim is exiting would fail: a group
+// takes new sandboxes only while none of its own has left.
+func (p *Pool) closeGroup(runtime string, s *slot) {
+	if s.group != nil && p.filling[runtime] == s.group {
+		delete(p.filling, runtime)
+	}
 }
 
 // discard destroys a sandbox in the background.
@@ -378,6 +390,7 @@ func (p *Pool) recycle() {
 		keep := list[:0]
 		for _, s := range list {
 			if time.Since(s.born) > p.opts.MaxIdle {
+				p.closeGroup(name, s)
 				old = append(old, s)
 				p.stats[name].recycled.Add(1)
 			} else {

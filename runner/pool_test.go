@@ -48,7 +48,8 @@ func TestPoolShimGroups(t *testing.T) {
 
 // A task takes a sandbox whose shim group is full before one of the group
 // new sandboxes are joining, so that making them never holds up the shim
-// its task runs under; among equals, the oldest.
+// its task runs under; among equals, the oldest. A group that lost a
+// sandbox takes no more: its shim exits with its last one.
 func TestPoolTakesFromFullShimGroupsFirst(t *testing.T) {
 	cpus := &cpuSets{cpus: []int{0}, held: make([]int, 1), busy: make([]int, 1)}
 	full, filling := &shimGroup{name: "full"}, &shimGroup{name: "filling"}
@@ -62,6 +63,10 @@ func TestPoolTakesFromFullShimGroupsFirst(t *testing.T) {
 	var order []*slot
 	for s := p.take(pt); s != nil; s = p.take(pt) {
 		order = append(order, s)
+		if s == s1 {
+			assert.Nil(t, p.filling["sh"], "a group one of whose sandboxes left takes no new ones")
+		}
 	}
 	assert.Equal(t, []*slot{s2, s3, s1, s4}, order)
+	assert.Nil(t, p.filling["sh"])
 }
