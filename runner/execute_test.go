@@ -30,6 +30,9 @@ type fakeTask struct {
 	// status answers Status; by default the task is there.
 	status func() error
 	kills  []syscall.Signal
+	// deletes counts the options of each Delete; del answers it.
+	deletes []int
+	del     func() error
 }
 
 func newFakeTask() *fakeTask {
@@ -55,6 +58,13 @@ func (f *fakeTask) Metrics(context.Context) (*types.Metric, error) {
 	return nil, errors.New("no metrics in a fake")
 }
 func (f *fakeTask) IO() cio.IO { return nil }
+func (f *fakeTask) Delete(_ context.Context, opts ...client.ProcessDeleteOpts) (*client.ExitStatus, error) {
+	f.deletes = append(f.deletes, len(opts))
+	if f.del != nil {
+		return nil, f.del()
+	}
+	return nil, nil
+}
 func (f *fakeTask) Status(context.Context) (client.Status, error) {
 	return client.Status{Status: client.Running}, f.status()
 }
@@ -189,4 +199,48 @@ func TestExecuteLostContainerd(t *testing.T) {
 	}
 	_, err := executeFake(t, context.Background(), f, time.Minute)
 	require.ErrorContains(t, err, "lost containerd while the task ran")
+}
+
+// A task whose exit was seen is deleted as it is, without a kill of
+// every process (one more run of the OCI runtime); any other, and one
+// whose plain delete fails, is killed and deleted.
+func TestDeleteSandboxTaskKillsOnlyWhatMayRun(t *testing.T) {
+	ctx := context.Background()
+	exited := newFakeTask()
+	require.NoError(t, deleteSandboxTask(ctx, exited, true))
+	assert.Equal(t, []int{0}, exited.deletes, "deleted with no kill")
+
+	unknown := newFakeTask()
+	require.NoError(t, deleteSandboxTask(ctx, unknown, false))
+	assert.Equal(t, []int{1}, unknown.deletes, "deleted with WithProcessKill")
+
+	stuck := newFakeTask()
+	fail := true
+	stuck.del = func() error {
+		if fail {
+			fail = false
+			return errdefs.ErrFailedPrecondition
+		}
+		return nil
+	}
+	require.NoError(t, deleteSandboxTask(ctx, stuck, true))
+	assert.Equal(t, []int{0, 1}, stuck.deletes, "killed and deleted when the plain delete fails")
+}
+
+// execute marks a sandbox whose task's exit it saw, and no other.
+func TestExecuteMarksTheExit(t *testing.T) {
+	r := &Runner{opts: options{namespace: "test", log: slog.New(slog.DiscardHandler)}}
+	f := newFakeTask()
+	f.start = func(context.Context) error { f.exit(0, nil); return nil }
+	s := &sandbox{spec: sandboxSpec{id: "fake"}, task: f, streams: newStreams(1<<10, nil, nil, nil)}
+	_, err := r.execute(context.Background(), r.opts.log, s, time.Minute)
+	require.NoError(t, err)
+	assert.True(t, s.exited)
+
+	lost := newFakeTask()
+	lost.start = func(context.Context) error { return errors.New("ttrpc: closed") }
+	s = &sandbox{spec: sandboxSpec{id: "fake"}, task: lost, streams: newStreams(1<<10, nil, nil, nil)}
+	_, err = r.execute(context.Background(), r.opts.log, s, time.Minute)
+	require.Error(t, err)
+	assert.False(t, s.exited)
 }

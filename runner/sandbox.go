@@ -285,16 +285,7 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	s.task = task
 	s.undo.add(func(ctx context.Context) error {
 		drain(task.IO(), 0)
-		if s.exited {
-			// Nothing to kill (the task's PID 1 took its PID namespace
-			// along): deleteTask's kill of every process would cost
-			// another run of the OCI runtime (`crun kill --all`) for
-			// nothing.
-			if _, err := task.Delete(ctx); err == nil || errdefs.IsNotFound(err) {
-				return nil
-			}
-		}
-		return deleteTask(ctx, task)
+		return deleteSandboxTask(ctx, task, s.exited)
 	})
 	if err := pinOOMScore(task.Pid()); err != nil {
 		return err
@@ -303,6 +294,20 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 		return fmt.Errorf("creating task: %w", err)
 	}
 	return nil
+}
+
+// deleteSandboxTask deletes a sandbox's task. One whose exit was seen
+// has nothing left to kill (its PID 1 took its PID namespace along), so
+// it is deleted as it is: deleteTask's kill of every process would cost
+// another run of the OCI runtime (`crun kill --all`) for nothing. Any
+// other, or one that will not go that way, gets deleteTask.
+func deleteSandboxTask(ctx context.Context, task client.Task, exited bool) error {
+	if exited {
+		if _, err := task.Delete(ctx); err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+	}
+	return deleteTask(ctx, task)
 }
 
 // runscConfigFile is the file in the state dir gVisor's shim reads its
