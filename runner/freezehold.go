@@ -43,7 +43,7 @@ func holdFreezer(namespace string) (release func() error, err error) {
 		return nil, fmt.Errorf("holding the cgroup freezer: %w", err)
 	}
 	removeDeadHolds(parent)
-	dir := filepath.Join(parent, freezerHoldPrefix+strconv.Itoa(os.Getpid()))
+	dir := holdDir(namespace)
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("holding the cgroup freezer: %w", err)
 	}
@@ -69,12 +69,17 @@ func dropHold(namespace string) error {
 		return nil
 	}
 	delete(holds.n, namespace)
-	dir := filepath.Join(freezerRoot, namespace, freezerHoldPrefix+strconv.Itoa(os.Getpid()))
+	dir := holdDir(namespace)
 	// Removing a frozen cgroup drops the kernel's count, as thawing does.
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing the cgroup freezer hold %s: %w", dir, err)
 	}
 	return nil
+}
+
+// holdDir is this process's hold in namespace.
+func holdDir(namespace string) string {
+	return filepath.Join(freezerRoot, namespace, freezerHoldPrefix+strconv.Itoa(os.Getpid()))
 }
 
 // removeDeadHolds removes the holds in parent whose process is gone.
@@ -85,7 +90,7 @@ func removeDeadHolds(parent string) {
 		if !ok || !e.IsDir() {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join("/proc", pid)); errors.Is(err, os.ErrNotExist) {
+		if startTime(pid) == "" {
 			_ = os.Remove(filepath.Join(parent, e.Name()))
 		}
 	}

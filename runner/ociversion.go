@@ -33,10 +33,7 @@ func WithVersionCache(dir string) OCIRuntimesOption {
 			}
 			out, err := run(path)
 			if err == nil && os.MkdirAll(dir, 0o700) == nil {
-				tmp := fmt.Sprintf("%s.%d.tmp", file, os.Getpid())
-				if os.WriteFile(tmp, out, 0o600) == nil && os.Rename(tmp, file) != nil {
-					_ = os.Remove(tmp)
-				}
+				_ = replaceFile(file, out, 0o600)
 			}
 			return out, err
 		}

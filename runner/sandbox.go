@@ -327,16 +327,27 @@ func (r *Runner) shimOptions(o OCIRuntime) (any, error) {
 	r.runscMu.Lock()
 	defer r.runscMu.Unlock()
 	if !bytes.Equal(r.runscConfig, want) {
-		tmp := path + ".new"
-		if err := os.WriteFile(tmp, want, 0o644); err != nil {
-			return nil, fmt.Errorf("writing gVisor's shim configuration: %w", err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := replaceFile(path, want, 0o644); err != nil {
 			return nil, fmt.Errorf("writing gVisor's shim configuration: %w", err)
 		}
 		r.runscConfig = want
 	}
 	return o.shimOptions(path), nil
+}
+
+// replaceFile writes data to path through a new file renamed into place,
+// so that no reader, in this process or another, sees half of it.
+func replaceFile(path string, data []byte, perm os.FileMode) error {
+	tmp := fmt.Sprintf("%s.%d.new", path, os.Getpid())
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // pinOOMScore makes the spec's OOM score adjustment the floor of the
