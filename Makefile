@@ -72,9 +72,10 @@ GOJUDGE_DIR     := bin/gojudge
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/sandbox-runner (version stamped) and bin/sandbox-runner-init, PID 1 of every sandbox (static C)
+build: ## build bin/sandbox-runner (version stamped), bin/sandbox-runner-init, PID 1 of every sandbox, and bin/sandbox-runner-shim, the shim containerd runs for them (static C)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sandbox-runner
 	$(CC) -static -O2 -Wall -Werror -s -o $(BIN)-init cmd/sandbox-runner-init/init.c
+	$(CC) -static -O2 -Wall -Werror -s -o $(BIN)-shim cmd/sandbox-runner-shim/shim.c
 
 deps: ## install DEB_PACKAGES (containerd, runc, crun, busybox-static, ...) when missing (root), and the Piston test client into integration/piston/node_modules (npm ci); changes nothing else on the host
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -214,6 +215,7 @@ lint: ## gofmt, go vet, and the packages a client on any OS imports (CLIENT_PACK
 install: build ## install the binary, the systemd units and the example config under DESTDIR/PREFIX
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sandbox-runner
 	install -D -m 0755 $(BIN)-init $(DESTDIR)$(PREFIX)/libexec/sandbox-runner/sandbox-runner-init
+	install -D -m 0755 $(BIN)-shim $(DESTDIR)$(PREFIX)/libexec/sandbox-runner/sandbox-runner-shim
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/sandbox-runner
 	@# The units name the binary and the config where PREFIX and SYSCONFDIR put them.
 	for unit in sandbox-runner.service sandbox-runner-worker.service; do \

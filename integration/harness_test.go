@@ -554,16 +554,19 @@ func flagValue(args []string, name string) string {
 }
 
 // InitBinary returns the path of sandbox-runner-init, PID 1 of every
-// sandbox, compiled once per run the way the Makefile does.
+// sandbox, compiled once per run the way the Makefile does, with
+// sandbox-runner-shim beside it, where the runner looks for it.
 func (h *Harness) InitBinary(t testing.TB) string {
 	t.Helper()
 	b := h.builds
 	b.initOnce.Do(func() {
 		b.initPath = filepath.Join(h.Dir, runner.InitName)
-		cmd := exec.Command("cc", "-static", "-O2", "-Wall", "-Werror", "-o", b.initPath, "cmd/sandbox-runner-init/init.c")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.initErr = fmt.Errorf("building %s: %w\n%s", runner.InitName, err, out)
+		for name, src := range map[string]string{runner.InitName: "cmd/sandbox-runner-init/init.c", runner.ShimName: "cmd/sandbox-runner-shim/shim.c"} {
+			cmd := exec.Command("cc", "-static", "-O2", "-Wall", "-Werror", "-o", filepath.Join(h.Dir, name), src)
+			cmd.Dir = ".."
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.initErr = fmt.Errorf("building %s: %w\n%s", name, err, out)
+			}
 		}
 	})
 	require.NoError(t, b.initErr)

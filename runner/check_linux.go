@@ -23,7 +23,7 @@ func Check(ctx context.Context, o host.ConnectOptions, ocis *OCIRuntimes) []Find
 	}
 	out = append(out, checkOCIRuntimes(ocis)...)
 	out = append(out, host.CheckCgroups())
-	out = append(out, checkInitFinding(), checkOOMScore())
+	out = append(out, checkInitFinding(), checkShimFinding(), checkOOMScore())
 	f := Finding{Name: "seccomp", OK: true, Detail: "kernel seccomp filters available"}
 	if err := SeccompAvailable(); err != nil {
 		f = Finding{Name: "seccomp", Detail: err.Error(), Fix: "use a kernel built with CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER (every distribution kernel is)"}

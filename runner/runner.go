@@ -63,6 +63,10 @@ type Runner struct {
 	init string // the init binary's host path, or "" with initErr
 	// initErr says why no init binary was found; tasks fail with it.
 	initErr error
+	// shimFront is the sandbox-runner-shim beside the init, the shim
+	// binary containerd runs for crun and runc sandboxes, or "" for
+	// containerd's runc shim itself (see findShimFront).
+	shimFront string
 
 	mu     sync.Mutex
 	images map[string]*imageInfo
@@ -193,6 +197,12 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	}
 	if r.initErr == nil {
 		r.initErr = checkInit(r.init)
+	}
+	if r.initErr == nil {
+		var why error
+		if r.shimFront, why = findShimFront(r.init); why != nil {
+			o.log.Warn("sandboxes run containerd's runc shim directly, without "+ShimName+", which spares each sandbox's teardown about 30 ms", "reason", why)
+		}
 	}
 	return r, nil
 }

@@ -257,7 +257,7 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 		client.WithImageName(s.spec.image),
 		client.WithSnapshotter(r.opts.snapshotter),
 		client.WithNewSnapshot(id, s.spec.img, snapshots.WithLabels(labels)),
-		client.WithRuntime(s.spec.oci.shim(), shimOpts),
+		client.WithRuntime(r.shimFor(s.spec.oci), shimOpts),
 		client.WithNewSpec(specOpts...),
 	)
 	done()

@@ -1,0 +1,46 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestFindShimFront(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	init := filepath.Join(dir, InitName)
+
+	_, err := findShimFront(init)
+	assert.ErrorContains(t, err, "no "+ShimName+" beside the init")
+
+	front := filepath.Join(dir, ShimName)
+	require.NoError(t, os.WriteFile(front, []byte("#!/bin/sh\n"), 0o755))
+	path, err := findShimFront(init)
+	if os.Geteuid() == 0 {
+		require.NoError(t, err)
+		assert.Equal(t, front, path)
+	} else {
+		assert.ErrorContains(t, err, "someone other than root may change it", "containerd runs it as root: only root may own it")
+	}
+
+	require.NoError(t, os.Chmod(front, 0o775))
+	_, err = findShimFront(init)
+	assert.ErrorContains(t, err, "someone other than root may change it", "a group-writable front is refused")
+	require.NoError(t, os.Chmod(front, 0o755))
+
+	require.NoError(t, os.Chmod(dir, 0o777))
+	_, err = findShimFront(init)
+	assert.ErrorContains(t, err, "someone other than root may change it", "a front in a world-writable directory is refused")
+}
+
+func TestShimForUsesTheFrontForTheRuncShimOnly(t *testing.T) {
+	r := &Runner{shimFront: "/opt/sr/" + ShimName}
+	assert.Equal(t, "/opt/sr/"+ShimName, r.shimFor(OCIRuntime{Name: OCIRuntimeCrun}))
+	assert.Equal(t, "/opt/sr/"+ShimName, r.shimFor(OCIRuntime{Name: OCIRuntimeRunc}))
+	assert.Equal(t, RunscShim, r.shimFor(OCIRuntime{Name: OCIRuntimeRunsc}))
+	assert.Equal(t, DefaultShim, (&Runner{}).shimFor(OCIRuntime{Name: OCIRuntimeCrun}), "without a front: containerd's runc shim")
+}
