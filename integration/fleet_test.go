@@ -743,7 +743,8 @@ func TestFleetWorkerUsesTheWarmPoolAndItsOCIRuntime(t *testing.T) {
 					continue
 				}
 				if task, err := c.Task(ctx, nil); err == nil {
-					if st, err := task.Status(ctx); err == nil && st.Status == client.Created {
+					// Started ahead: the init waits for a task's command.
+					if st, err := task.Status(ctx); err == nil && st.Status == client.Running {
 						id = cid
 						return true
 					}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -321,4 +323,49 @@ func TestPoolHoldsTheFreezer(t *testing.T) {
 	defer cancel()
 	require.NoError(t, p.Close(ctx))
 	assert.NoDirExists(t, hold, "closed, the pool lets go of the freezer")
+}
+
+// TestPoolStartsSandboxesAhead: a pooled crun or runc sandbox is started
+// before a task claims it, its init waiting for the command; the task's
+// deadline and duration count from the claim, not from that start; and
+// a sandbox whose init died while idle is passed over.
+func TestPoolStartsSandboxesAhead(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	ctx := namespaces.WithNamespace(t.Context(), h.Namespace)
+	idle := func() client.Task {
+		t.Helper()
+		var cs []client.Container
+		// Until a used sandbox's teardown, which runs after the answer,
+		// is done.
+		require.Eventually(t, func() bool {
+			var err error
+			cs, err = h.Client.Containers(ctx)
+			return err == nil && len(cs) == 1
+		}, 10*time.Second, 20*time.Millisecond, "the pool's one sandbox")
+		task, err := cs[0].Task(ctx, nil)
+		require.NoError(t, err)
+		return task
+	}
+	st, err := idle().Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, client.Running, st.Status, "the idle sandbox is started ahead")
+
+	time.Sleep(1200 * time.Millisecond)
+	res := pooledRun(t, p, "sleep 0.5; echo done", func(task *runner.Task) { task.Limits.Timeout = time.Second })
+	requireExit(t, res, 0)
+	assert.Equal(t, "done\n", string(res.Stdout.Data), "the deadline counts from the claim")
+	assert.Less(t, res.Duration, time.Second, "the duration counts from the claim")
+	assert.Equal(t, uint64(1), p.Stats()[0].Hits)
+
+	waitFull(t, p, 1)
+	task := idle()
+	require.NoError(t, syscall.Kill(int(task.Pid()), syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		st, err := task.Status(ctx)
+		return err == nil && st.Status == client.Stopped
+	}, 10*time.Second, 20*time.Millisecond)
+	res = pooledRun(t, p, "echo next", nil)
+	requireExit(t, res, 0)
+	assert.Equal(t, "next\n", string(res.Stdout.Data))
 }

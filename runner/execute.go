@@ -51,7 +51,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	}
 	start := time.Now()
 	stage := &Stage{}
-	if err := task.Start(ctx); err != nil {
+	if err := c.start(ctx); err != nil {
 		if ended(ctx) == nil {
 			if shimGone(context.WithoutCancel(ctx), task) {
 				return nil, fmt.Errorf("%w: the task's shim died while the task was started, so its outcome is unknown; containerd removed the task: %w", ErrShimLost, err)

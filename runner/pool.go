@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/sandbox-runner/sandbox-runner/images"
@@ -261,9 +262,18 @@ func (p *Pool) takeLive(ctx context.Context, pt *prepared) *slot {
 		if s == nil {
 			return nil
 		}
-		_, err := s.sandbox.task.Status(ctx)
-		if err == nil {
+		// Created, or running when started ahead: its init waits for a
+		// command. Stopped, its init died.
+		want := client.Created
+		if s.sandbox.startedAhead {
+			want = client.Running
+		}
+		st, err := s.sandbox.task.Status(ctx)
+		if err == nil && st.Status == want {
 			return s
+		}
+		if err == nil {
+			err = fmt.Errorf("its task is %s, not %s", st.Status, want)
 		}
 		p.r.opts.log.Warn("a pooled sandbox's task is gone; discarding it", "task", s.sandbox.spec.id, "runtime", s.runtime, "error", err)
 		p.discard(s)
@@ -436,6 +446,11 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 		spec.annotations = map[string]string{shimGroupAnnotation: group.name}
 	}
 	sb, err := r.newSandbox(p.tctx, r.opts.log, spec)
+	if err == nil && ocirt.Name != OCIRuntimeRunsc {
+		if err = sb.startAhead(p.tctx); err != nil {
+			sb.destroy(p.tctx, r.opts.log)
+		}
+	}
 	if err != nil {
 		_ = dir.remove()
 		if group != nil {

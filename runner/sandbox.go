@@ -18,6 +18,7 @@ import (
 	ctrdoci "github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-runner/sandbox-runner/oci"
 	"github.com/sandbox-runner/sandbox-runner/runner/initcmd"
@@ -34,7 +35,9 @@ import (
 //	remove   the dir unmounted and removed, the identity freed
 //
 // The cold path makes a sandbox and claims it at once; the warm pool makes
-// them ahead of time and claims one when a task comes.
+// them ahead of time, starts them (startAhead: the init then waits on a
+// FIFO for its command, which execute writes) and claims one when a task
+// comes.
 
 // taskDir is a task's private directory on the host, tasks/<id> under the
 // state dir: root's, 0700, so no other host user can reach anything in it.
@@ -131,9 +134,10 @@ type sandboxSpec struct {
 	binds []oci.Bind
 }
 
-// sandbox is one container and its task, created and not yet started:
-// namespaces, cgroup, seccomp filter and mounts in place, its init
-// waiting to be started to read the command claim writes.
+// sandbox is one container and its task, created and not yet started
+// (or, in the warm pool, started ahead): namespaces, cgroup, seccomp
+// filter and mounts in place, its init waiting to be started to read the
+// command claim writes (or waiting for the command itself).
 type sandbox struct {
 	spec      sandboxSpec
 	cmdDir    string
@@ -148,6 +152,11 @@ type sandbox struct {
 	undo      cleanup
 	// exited: its task's exit was seen, so nothing of it runs.
 	exited bool
+	// startedAhead: its init runs already, waiting for the command that
+	// start writes into the FIFO in cmdDir (see startAhead); command is
+	// that command, from claim.
+	startedAhead bool
+	command      []byte
 	// limits are the task's, as claim handed them over.
 	limits Limits
 }
@@ -364,6 +373,53 @@ func pinOOMScore(pid uint32) error {
 	return nil
 }
 
+// startAhead starts s before any task claims it, so that a task's start
+// is a write into a FIFO rather than a run of the OCI runtime (crun's
+// start takes about 12 ms, runc's 22): its init opens the FIFO its command
+// file is and waits there. gVisor's sandboxes are started when claimed,
+// as the cold path's are: a host FIFO bound into gVisor is not the pipe
+// the runner writes to.
+func (s *sandbox) startAhead(ctx context.Context) error {
+	file := filepath.Join(s.cmdDir, initcmd.File)
+	if err := unix.Mkfifo(file, 0o400); err != nil {
+		return fmt.Errorf("making the task's command FIFO: %w", err)
+	}
+	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
+		return fmt.Errorf("making the task's command FIFO: %w", err)
+	}
+	if err := s.task.Start(ctx); err != nil {
+		return fmt.Errorf("starting a pooled sandbox: %w", err)
+	}
+	s.startedAhead = true
+	return nil
+}
+
+// start starts s's task: through the OCI runtime, or, when s was
+// started ahead, by writing the command its init waits for.
+func (s *sandbox) start(ctx context.Context) error {
+	if !s.startedAhead {
+		return s.task.Start(ctx)
+	}
+	// Non-blocking, so that an init that is gone is an error (ENXIO: no
+	// reader) instead of a wait for ever; the writes then wait as a
+	// pipe's do, on Go's poller.
+	f, err := os.OpenFile(filepath.Join(s.cmdDir, initcmd.File), os.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENXIO) {
+			return fmt.Errorf("the pooled sandbox's init was gone before its task started: %w", err)
+		}
+		return fmt.Errorf("handing the task its command: %w", err)
+	}
+	_, err = f.Write(s.command)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("handing the task its command: %w", err)
+	}
+	return nil
+}
+
 // claim hands s its task: the command its init runs, the task's limits
 // where they differ from those s was made with, and the task's streams.
 func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -371,12 +427,10 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 	if err != nil {
 		return err
 	}
-	file := filepath.Join(s.cmdDir, initcmd.File)
-	if err := os.WriteFile(file, b, 0o400); err != nil {
-		return fmt.Errorf("writing the task's command: %w", err)
-	}
-	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
-		return fmt.Errorf("writing the task's command: %w", err)
+	if s.startedAhead {
+		s.command = b
+	} else if err := s.writeCommand(b); err != nil {
+		return err
 	}
 	if err := s.retarget(ctx, limits); err != nil {
 		return err
@@ -386,6 +440,19 @@ func (s *sandbox) claim(ctx context.Context, cmd initcmd.Command, limits Limits,
 	s.streams.stdout.reset(limits.OutputLimit, stdout)
 	s.streams.stderr.reset(limits.OutputLimit, stderr)
 	s.stdin.open(stdin)
+	return nil
+}
+
+// writeCommand writes the command file the init of a sandbox that was not
+// started ahead reads when started.
+func (s *sandbox) writeCommand(b []byte) error {
+	file := filepath.Join(s.cmdDir, initcmd.File)
+	if err := os.WriteFile(file, b, 0o400); err != nil {
+		return fmt.Errorf("writing the task's command: %w", err)
+	}
+	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
+		return fmt.Errorf("writing the task's command: %w", err)
+	}
 	return nil
 }
 

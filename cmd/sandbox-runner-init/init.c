@@ -6,7 +6,10 @@
  * file as its one argument. The runner writes that file (read-only inside,
  * in a directory of this sandbox alone) just before it starts the
  * container, which is what lets a warm-pool sandbox be made before anyone
- * knows what it will run.
+ * knows what it will run. A pooled sandbox is started ahead: its command
+ * file is a FIFO, which this process opens and reads to its end when the
+ * runner writes the task's command into it; the deadline counts from
+ * then.
  *
  * It starts the task as its child, so the task gets the signal semantics
  * of any process (a PID 1 has no default signal actions: abort() and a
@@ -109,25 +112,37 @@ static char **list(char **p, char *end)
 
 static void read_command(const char *path, struct command *c)
 {
+	/* A regular file, or a FIFO (a pooled sandbox, started ahead): then
+	 * the open waits for the runner, which writes the command and closes
+	 * its end when a task claims the sandbox. Either way it is read to
+	 * its end. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	char *buf, *p, *end, *f, *stop;
-	size_t have = 0;
+	char *buf = NULL, *p, *end, *f, *stop;
+	size_t have = 0, cap = 0;
 	if (fd < 0)
 		fail(EXIT_CANNOT_RUN, "reading the task's command", strerror(errno));
-	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > MAX_COMMAND)
-		fail(EXIT_CANNOT_RUN, "the task's command file is empty or too large", NULL);
-	buf = malloc(st.st_size);
-	if (!buf)
-		fail(EXIT_CANNOT_RUN, "reading the task's command", "out of memory");
-	while (have < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + have, st.st_size - have);
+	for (;;) {
+		ssize_t n;
+		if (have == cap) {
+			cap = cap ? cap * 2 : 64 << 10;
+			if (cap > MAX_COMMAND + 1)
+				cap = MAX_COMMAND + 1;
+			if (have == cap)
+				fail(EXIT_CANNOT_RUN, "the task's command file is too large", NULL);
+			if (!(buf = realloc(buf, cap)))
+				fail(EXIT_CANNOT_RUN, "reading the task's command", "out of memory");
+		}
+		n = read(fd, buf + have, cap - have);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			fail(EXIT_CANNOT_RUN, "reading the task's command", n < 0 ? strerror(errno) : "short read");
+		if (n < 0)
+			fail(EXIT_CANNOT_RUN, "reading the task's command", strerror(errno));
+		if (n == 0)
+			break;
 		have += n;
 	}
+	if (have == 0)
+		fail(EXIT_CANNOT_RUN, "the task's command file is empty", NULL);
 	close(fd);
 	p = buf;
 	end = buf + have;

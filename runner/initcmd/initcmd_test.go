@@ -219,3 +219,29 @@ int main(void) {
 	assert.Equal(t, 7, code, output)
 	assert.Equal(t, "usr1\n", output)
 }
+
+// A pooled sandbox's init starts before its task is known: its command
+// file is a FIFO, which it reads when the runner writes the command, and
+// the deadline counts from then, not from the init's start.
+func TestInitWaitsForTheCommandInAFIFO(t *testing.T) {
+	bin := initBinary(t)
+	fifo := filepath.Join(t.TempDir(), "command")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	c := sh("sleep 0.4; echo ran")
+	c.Deadline = 600 * time.Millisecond
+	b, err := initcmd.Encode(c)
+	require.NoError(t, err)
+	begun := time.Now()
+	code, out := runFile(t, bin, fifo, func(p *os.Process) {
+		time.Sleep(500 * time.Millisecond)
+		require.NoError(t, p.Signal(syscall.Signal(0)), "the init waits for its command")
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = w.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+	})
+	assert.Equal(t, 0, code, "the deadline counts from the command, 0.4 s before it: %s", out)
+	assert.Equal(t, "ran\n", out)
+	assert.Greater(t, time.Since(begun), 900*time.Millisecond)
+}
