@@ -400,15 +400,9 @@ func (s *sandbox) start(ctx context.Context) error {
 	if !s.startedAhead {
 		return s.task.Start(ctx)
 	}
-	// Non-blocking, so that an init that is gone is an error (ENXIO: no
-	// reader) instead of a wait for ever; the writes then wait as a
-	// pipe's do, on Go's poller.
-	f, err := os.OpenFile(filepath.Join(s.cmdDir, initcmd.File), os.O_WRONLY|unix.O_NONBLOCK, 0)
+	f, err := openCommandFIFO(ctx, filepath.Join(s.cmdDir, initcmd.File), s.task.Pid())
 	if err != nil {
-		if errors.Is(err, unix.ENXIO) {
-			return fmt.Errorf("the pooled sandbox's init was gone before its task started: %w", err)
-		}
-		return fmt.Errorf("handing the task its command: %w", err)
+		return err
 	}
 	_, err = f.Write(s.command)
 	if cerr := f.Close(); err == nil {
@@ -418,6 +412,47 @@ func (s *sandbox) start(ctx context.Context) error {
 		return fmt.Errorf("handing the task its command: %w", err)
 	}
 	return nil
+}
+
+// fifoReaderWait bounds how long openCommandFIFO waits for a started init
+// to open its end: an exec and an open, about a millisecond.
+const fifoReaderWait = 5 * time.Second
+
+// openCommandFIFO opens the writing end of the command FIFO of the init
+// whose host pid is pid, once the init has opened its end: a sandbox is
+// ready as soon as its start returned, just before its init opens the
+// FIFO. Non-blocking, so an init that is gone is an error (ENXIO: no
+// reader) instead of a wait for ever; the writes then wait as a pipe's do,
+// on Go's poller.
+func openCommandFIFO(ctx context.Context, path string, pid uint32) (*os.File, error) {
+	deadline := time.Now().Add(fifoReaderWait)
+	for {
+		f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.ENXIO) {
+			return nil, fmt.Errorf("handing the task its command: %w", err)
+		}
+		if !processAlive(pid) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("the pooled sandbox's init was gone before its task started: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Microsecond):
+		}
+	}
+}
+
+// processAlive tells whether host process pid exists and is not a zombie.
+func processAlive(pid uint32) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // claim hands s its task: the command its init runs, the task's limits

@@ -2,7 +2,11 @@ package runner
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -10,6 +14,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-runner/sandbox-runner/oci"
 )
@@ -60,4 +65,35 @@ func TestPooledSandboxMatchesACold(t *testing.T) {
 			assert.Equal(t, cold, pooled, "a pooled sandbox's spec differs from a cold one's beyond its limits")
 		}
 	}
+}
+
+// A pooled sandbox is handed out as soon as its start returns, which can
+// be just before its init opens the command FIFO: the writer waits for
+// the reader, but not for an init that is gone.
+func TestOpenCommandFIFOWaitsForTheInit(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "command")
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	got := make(chan string, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		b, err := os.ReadFile(fifo)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b)
+	}()
+	f, err := openCommandFIFO(t.Context(), fifo, uint32(os.Getpid()))
+	require.NoError(t, err)
+	_, err = f.Write([]byte("the command"))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	assert.Equal(t, "the command", <-got)
+
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	begun := time.Now()
+	_, err = openCommandFIFO(t.Context(), fifo, uint32(gone.Process.Pid))
+	assert.ErrorContains(t, err, "init was gone before its task started")
+	assert.Less(t, time.Since(begun), fifoReaderWait, "a dead init is not waited for")
 }
