@@ -369,3 +369,44 @@ func TestPoolStartsSandboxesAhead(t *testing.T) {
 	requireExit(t, res, 0)
 	assert.Equal(t, "next\n", string(res.Stdout.Data))
 }
+
+// TestPoolMissesShareShims: tasks that miss the pool run cold, their
+// sandboxes sharing a shim (a group per OCI runtime), each with its own
+// verdict, and nothing is left after them.
+func TestPoolMissesShareShims(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	marker := fmt.Sprintf("pool-miss-%d", time.Now().UnixNano())
+	const n = 3
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			// Another tmp size: a miss.
+			task := shTask(fmt.Sprintf("sleep 1; exit %d", i))
+			task.Args = []string{marker}
+			task.Limits.TmpSize = 8 << 20
+			res, err := p.Run(context.Background(), task)
+			if err == nil && res.ExitCode != i {
+				err = fmt.Errorf("task %d: %s", i, describe(res))
+			}
+			errs <- err
+		}()
+	}
+	shims := map[int]bool{}
+	require.Eventually(t, func() bool {
+		pids := hostProcesses([]byte(marker))
+		if len(pids) < n {
+			return false
+		}
+		clear(shims)
+		for _, pid := range pids {
+			shims[ancestor(t, pid, "containerd-shim")] = true
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "the tasks should be running")
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	assert.Len(t, shims, 1, "the tasks that missed the pool share a shim")
+	assert.Equal(t, uint64(n), p.Stats()[0].Misses)
+}

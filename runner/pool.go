@@ -126,6 +126,9 @@ type Pool struct {
 	// filling is, per runtime, the shim group new sandboxes join
 	// (guarded by mu).
 	filling map[string]*shimGroup
+	// coldFilling is, per OCI runtime, the shim group the sandboxes of
+	// tasks that miss the pool join (guarded by mu).
+	coldFilling map[string]*shimGroup
 	// unholdFreezer releases the freezer hold (see holdFreezer).
 	unholdFreezer func() error
 }
@@ -182,7 +185,7 @@ func (r *Runner) NewPool(ctx context.Context, o PoolOptions) (*Pool, error) {
 	}
 	tctx := namespaces.WithNamespace(context.WithoutCancel(ctx), r.opts.namespace)
 	pctx, cancel := context.WithCancel(tctx)
-	p := &Pool{r: r, opts: o, idle: map[string][]*slot{}, stats: stats, filling: map[string]*shimGroup{},
+	p := &Pool{r: r, opts: o, idle: map[string][]*slot{}, stats: stats, filling: map[string]*shimGroup{}, coldFilling: map[string]*shimGroup{},
 		wake: make(chan struct{}, 1), ctx: pctx, tctx: tctx, cancel: cancel}
 	unhold, err := holdFreezer(r.opts.namespace)
 	if err != nil {
@@ -220,6 +223,7 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 		if c := p.stats[pt.runtime.Name]; c != nil {
 			c.misses.Add(1)
 		}
+		pt.groups = p
 		return p.r.run(ctx, t, pt)
 	}
 	p.stats[pt.runtime.Name].hits.Add(1)
@@ -441,7 +445,7 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 		return nil, err
 	}
 	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits, oci: ocirt}
-	group := p.join(name, id, ocirt)
+	group := p.joinPooled(name, id, ocirt)
 	if group != nil {
 		spec.annotations = map[string]string{shimGroupAnnotation: group.name}
 	}
@@ -467,10 +471,39 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 	return &slot{runtime: name, env: info.env, dir: dir, sandbox: sb, born: time.Now(), group: group}, nil
 }
 
-// join returns the shim group runtime name's next sandbox (id, under
+// join is the shimGrouper of the tasks that miss the pool: their
+// sandboxes share shims too, a group of them per OCI runtime, which takes
+// new sandboxes until one of its own leaves (as the pool's groups do: a
+// shim exits with its last sandbox).
+func (p *Pool) join(o OCIRuntime) (map[string]string, func()) {
+	size := p.opts.ShimGroup
+	if size == 0 {
+		size = DefaultShimGroup
+	}
+	if size <= 1 || o.shim() != DefaultShim {
+		return nil, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.coldFilling[o.Name]
+	if g == nil || g.joined >= size {
+		g = &shimGroup{name: "sr-cold-" + NewID()}
+		p.coldFilling[o.Name] = g
+	}
+	g.joined++
+	return map[string]string{shimGroupAnnotation: g.name}, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.coldFilling[o.Name] == g {
+			delete(p.coldFilling, o.Name)
+		}
+	}
+}
+
+// joinPooled returns the shim group runtime name's next sandbox (id, under
 // ocirt) joins, or nil for a shim of its own: gVisor's shim has no
 // groups, and a group of 1 is no group.
-func (p *Pool) join(name, id string, ocirt OCIRuntime) *shimGroup {
+func (p *Pool) joinPooled(name, id string, ocirt OCIRuntime) *shimGroup {
 	size := p.opts.ShimGroup
 	if size == 0 {
 		size = min(DefaultShimGroup, p.opts.Runtimes[name].Size)

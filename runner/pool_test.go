@@ -23,27 +23,59 @@ func TestPoolShimGroups(t *testing.T) {
 	p := pool(0, 10)
 	var names []string
 	for i := range 2*DefaultShimGroup + 1 {
-		g := p.join("sh", string(rune('a'+i)), crun)
+		g := p.joinPooled("sh", string(rune('a'+i)), crun)
 		require.NotNil(t, g)
 		names = append(names, g.name)
 	}
 	assert.Equal(t, "sr-pool-a", names[0])
 	assert.Equal(t, names[0], names[DefaultShimGroup-1], "a group fills first")
 	assert.Equal(t, "sr-pool-"+string(rune('a'+DefaultShimGroup)), names[DefaultShimGroup], "then the next starts")
-	assert.NotEqual(t, names[0], p.join("py", "z", crun).name, "each runtime has its own groups")
+	assert.NotEqual(t, names[0], p.joinPooled("py", "z", crun).name, "each runtime has its own groups")
 
 	p = pool(0, 2)
-	a, b, c := p.join("sh", "a", crun), p.join("sh", "b", crun), p.join("sh", "c", crun)
+	a, b, c := p.joinPooled("sh", "a", crun), p.joinPooled("sh", "b", crun), p.joinPooled("sh", "c", crun)
 	assert.Same(t, a, b)
 	assert.NotSame(t, a, c, "no larger than the pool")
 
-	assert.Nil(t, pool(1, 10).join("sh", "a", crun), "1: a shim each")
-	assert.Nil(t, pool(0, 1).join("sh", "a", crun), "a pool of 1 has no group")
-	assert.Nil(t, pool(0, 10).join("sh", "a", OCIRuntime{Name: OCIRuntimeRunsc}), "gVisor's shim has no groups")
+	assert.Nil(t, pool(1, 10).joinPooled("sh", "a", crun), "1: a shim each")
+	assert.Nil(t, pool(0, 1).joinPooled("sh", "a", crun), "a pool of 1 has no group")
+	assert.Nil(t, pool(0, 10).joinPooled("sh", "a", OCIRuntime{Name: OCIRuntimeRunsc}), "gVisor's shim has no groups")
 
 	p = pool(3, 10)
-	a, b = p.join("sh", "a", crun), p.join("sh", "b", crun)
+	a, b = p.joinPooled("sh", "a", crun), p.joinPooled("sh", "b", crun)
 	assert.Same(t, a, b, "a group as configured")
+}
+
+// The sandboxes of tasks that miss the pool share shims too, per OCI
+// runtime: a group takes new sandboxes until it is full or one of its
+// own leaves (its shim exits with its last sandbox).
+func TestPoolColdShimGroups(t *testing.T) {
+	crun, runc := OCIRuntime{Name: OCIRuntimeCrun}, OCIRuntime{Name: OCIRuntimeRunc}
+	pool := func(group int) *Pool { return &Pool{coldFilling: map[string]*shimGroup{}, opts: PoolOptions{ShimGroup: group}} }
+	group := func(a map[string]string) string { return a[shimGroupAnnotation] }
+
+	p := pool(0)
+	a, leaveA := p.join(crun)
+	b, _ := p.join(crun)
+	assert.NotEmpty(t, group(a))
+	assert.Equal(t, group(a), group(b))
+	r, _ := p.join(runc)
+	assert.NotEqual(t, group(a), group(r), "each OCI runtime has its own")
+	leaveA()
+	c, _ := p.join(crun)
+	assert.NotEqual(t, group(a), group(c), "a group one has left takes no more")
+	for range DefaultShimGroup - 1 {
+		d, _ := p.join(crun)
+		assert.Equal(t, group(c), group(d))
+	}
+	e, _ := p.join(crun)
+	assert.NotEqual(t, group(c), group(e), "a full group takes no more")
+
+	none, leave := pool(1).join(crun)
+	assert.Nil(t, none, "1: a shim each")
+	assert.Nil(t, leave)
+	none, _ = pool(0).join(OCIRuntime{Name: OCIRuntimeRunsc})
+	assert.Nil(t, none, "gVisor's shim has no groups")
 }
 
 // A task takes a sandbox whose shim group is full before one of the group

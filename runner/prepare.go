@@ -33,6 +33,9 @@ type prepared struct {
 	env     []string
 	oci     OCIRuntime
 	outputs []string
+	// groups gives the task's sandboxes shim groups to join (the warm
+	// pool's, for a task that missed it); nil: a shim each.
+	groups shimGrouper
 }
 
 // Validate checks everything about t that can be checked without

@@ -84,7 +84,7 @@ func (r *Runner) run(ctx context.Context, t Task, p *prepared) (*Result, error) 
 	}
 
 	res := &Result{ID: p.id, Runtime: p.runtime.Name, Image: p.image, OCIRuntime: p.oci.Name}
-	spec := sandboxSpec{id: p.id, task: p.id, dir: dir, image: p.image, img: info.img, limits: p.limits, oci: p.oci}
+	spec := sandboxSpec{id: p.id, task: p.id, dir: dir, image: p.image, img: info.img, limits: p.limits, oci: p.oci, groups: p.groups}
 	env := taskEnv(info.env, p.env)
 	if p.compile != nil || len(p.outputs) > 0 {
 		// The stages share /tmp: a tmpfs of the task's size, mounted on
@@ -144,15 +144,54 @@ const compileSuffix = ".compile"
 // at once, and removes the sandbox before it returns.
 func (r *Runner) runStage(ctx context.Context, log *slog.Logger, spec sandboxSpec, cmd initcmd.Command,
 	timeout time.Duration, stdin io.Reader, stdout, stderr io.Writer) (*Stage, error) {
-	s, err := r.newSandbox(ctx, log, spec)
+	s, leave, err := r.newGroupedSandbox(ctx, log, spec)
 	if err != nil {
 		return nil, err
 	}
 	defer s.destroy(ctx, log)
+	// Before the sandbox goes: its group then takes no new sandbox, so
+	// none joins a shim about to exit with its last one.
+	defer leave()
 	if err := s.claim(ctx, taskCommand(cmd, timeout), spec.limits, stdin, stdout, stderr); err != nil {
 		return nil, err
 	}
 	return r.execute(ctx, log, s, timeout)
+}
+
+// shimGrouper hands sandboxes shim groups to join: several sandboxes
+// served by one runc shim process, which saves starting one per sandbox.
+type shimGrouper interface {
+	// join returns the annotations that make a sandbox under o join a
+	// group, and leave, to call before that sandbox is removed; nil
+	// annotations for a shim of its own.
+	join(o OCIRuntime) (annotations map[string]string, leave func())
+}
+
+// newGroupedSandbox is newSandbox, in a shim group when spec.groups gives
+// one. A sandbox that fails to join its group (its shim died) is made
+// again with a shim of its own: a task does not fail for a group.
+func (r *Runner) newGroupedSandbox(ctx context.Context, log *slog.Logger, spec sandboxSpec) (*sandbox, func(), error) {
+	leave := func() {}
+	if spec.groups != nil {
+		var annotations map[string]string
+		if annotations, leave = spec.groups.join(spec.oci); annotations != nil {
+			spec.annotations = annotations
+		} else {
+			leave = func() {}
+		}
+	}
+	s, err := r.newSandbox(ctx, log, spec)
+	if err != nil && spec.annotations != nil && ended(ctx) == nil {
+		leave()
+		log.Warn("making a sandbox in a shim group failed; making it with a shim of its own", "container", spec.id, "error", err)
+		spec.annotations, leave = nil, func() {}
+		s, err = r.newSandbox(ctx, log, spec)
+	}
+	if err != nil {
+		leave()
+		return nil, nil, err
+	}
+	return s, leave, nil
 }
 
 // initGrace is how long after the runner's own deadline the init kills

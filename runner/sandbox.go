@@ -129,6 +129,10 @@ type sandboxSpec struct {
 	// of a compiled task; else /tmp is a tmpfs of the sandbox's own.
 	scratch     bool
 	annotations map[string]string
+	// groups, when set, gives the sandbox a shim group to join (see
+	// runStage); else it has a shim of its own, or the group annotations
+	// says.
+	groups shimGrouper
 	// binds are further read-only binds, such as a batch's compiled
 	// program in each run's /tmp (see artifacts).
 	binds []oci.Bind
