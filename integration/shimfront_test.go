@@ -4,7 +4,9 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +85,32 @@ func TestShimFrontAnswersOnlyTheCleanupOfWhatIsGone(t *testing.T) {
 		defer func() { require.NoError(t, syscall.Unmount(rootfs, 0)) }()
 		toRuncShim(t, "delete")
 	})
-	t.Run("every other call goes to the runc shim", func(t *testing.T) {
+	t.Run("a start with no group to join goes to the runc shim", func(t *testing.T) {
+		toRuncShim(t, "start")
+	})
+	t.Run("a start that joins a running group's shim: answered here", func(t *testing.T) {
+		sock := filepath.Join(t.TempDir(), "shim.sock")
+		l, err := net.Listen("unix", sock)
+		require.NoError(t, err)
+		defer l.Close()
+		spec := func(address, socket string) {
+			t.Helper()
+			b, err := json.Marshal(map[string]any{"ociVersion": "1.0.2", "annotations": map[string]string{
+				"io.containerd.runc.v2.group": "g", "io.sandbox-runner/shim-address": address, "io.sandbox-runner/shim-socket": socket}})
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644))
+		}
+		defer os.Remove(filepath.Join(bundle, "config.json"))
+
+		spec("/run/containerd/containerd.sock", "unix://"+sock)
+		assert.Equal(t, "unix://"+sock, string(run(t, "start")), "the group's socket, as the runc shim prints it")
+		b, err := os.ReadFile(filepath.Join(bundle, "address"))
+		require.NoError(t, err)
+		assert.Equal(t, "unix://"+sock, string(b), "where containerd 1.6 finds the shim after a restart")
+
+		spec("/run/other/containerd.sock", "unix://"+sock)
+		toRuncShim(t, "start")
+		spec("/run/containerd/containerd.sock", "unix://"+sock+".gone")
 		toRuncShim(t, "start")
 	})
 	t.Run("an id that is not a plain name goes to the runc shim", func(t *testing.T) {

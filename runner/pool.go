@@ -447,7 +447,7 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits, oci: ocirt}
 	group := p.joinPooled(name, id, ocirt)
 	if group != nil {
-		spec.annotations = map[string]string{shimGroupAnnotation: group.name}
+		spec.annotations = r.groupAnnotations(group.name)
 	}
 	sb, err := r.newSandbox(p.tctx, r.opts.log, spec)
 	if err == nil && ocirt.Name != OCIRuntimeRunsc {
@@ -491,7 +491,7 @@ func (p *Pool) join(o OCIRuntime) (map[string]string, func()) {
 		p.coldFilling[o.Name] = g
 	}
 	g.joined++
-	return map[string]string{shimGroupAnnotation: g.name}, func() {
+	return p.r.groupAnnotations(g.name), func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.coldFilling[o.Name] == g {

@@ -51,7 +51,9 @@ func TestPoolShimGroups(t *testing.T) {
 // own leaves (its shim exits with its last sandbox).
 func TestPoolColdShimGroups(t *testing.T) {
 	crun, runc := OCIRuntime{Name: OCIRuntimeCrun}, OCIRuntime{Name: OCIRuntimeRunc}
-	pool := func(group int) *Pool { return &Pool{coldFilling: map[string]*shimGroup{}, opts: PoolOptions{ShimGroup: group}} }
+	pool := func(group int) *Pool {
+		return &Pool{r: &Runner{}, coldFilling: map[string]*shimGroup{}, opts: PoolOptions{ShimGroup: group}}
+	}
 	group := func(a map[string]string) string { return a[shimGroupAnnotation] }
 
 	p := pool(0)

@@ -67,6 +67,9 @@ type Runner struct {
 	// binary containerd runs for crun and runc sandboxes, or "" for
 	// containerd's runc shim itself (see findShimFront).
 	shimFront string
+	// ctrdAddress is containerd's socket, as the client dials it (see
+	// groupAnnotations).
+	ctrdAddress string
 
 	mu     sync.Mutex
 	images map[string]*imageInfo
@@ -191,6 +194,7 @@ func New(c *client.Client, opts ...Option) (*Runner, error) {
 	r := &Runner{client: c, opts: o, host: host, pid: pid, start: start, images: map[string]*imageInfo{},
 		ids:  &identities{dir: filepath.Join(o.stateDir, idsDir), r: o.uids, owner: pid + " " + start},
 		cpus: newCPUSets()}
+	r.ctrdAddress = containerdAddress(c)
 	r.init, r.initErr = o.init, nil
 	if r.init == "" {
 		r.init, r.initErr = FindInit()

@@ -1,10 +1,15 @@
 package runner
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+
+	"github.com/containerd/containerd/v2/client"
+	"google.golang.org/grpc"
 )
 
 // ShimName is the file name of the shim binary containerd runs for the
@@ -45,4 +50,48 @@ func (r *Runner) shimFor(o OCIRuntime) string {
 		return s
 	}
 	return r.shimFront
+}
+
+// The annotations that let sandbox-runner-shim answer the start of a
+// sandbox joining a running shim group itself: the group's socket, and
+// the containerd address it was computed from, which the shim checks
+// against the one containerd gives it.
+const (
+	annotationShimSocket  = "io.sandbox-runner/shim-socket"
+	annotationShimAddress = "io.sandbox-runner/shim-address"
+)
+
+// shimSocketDir is where the runc shim puts its sockets (containerd's
+// default state dir, then "s").
+const shimSocketDir = "/run/containerd/s"
+
+// groupAnnotations are the spec annotations of a sandbox in shim group:
+// the runc shim's group, and, when the runner knows containerd's address,
+// the group's socket as the runc shim computes it (SocketAddress: the
+// SHA-256 of the address, the namespace and the group).
+func (r *Runner) groupAnnotations(group string) map[string]string {
+	a := map[string]string{shimGroupAnnotation: group}
+	if r.ctrdAddress != "" {
+		d := sha256.Sum256([]byte(filepath.Join(r.ctrdAddress, r.opts.namespace, group)))
+		a[annotationShimAddress] = r.ctrdAddress
+		a[annotationShimSocket] = fmt.Sprintf("unix://%s/%x", shimSocketDir, d)
+	}
+	return a
+}
+
+// containerdAddress is the socket path c dials, or "" when it is not a
+// unix socket the client dialed itself.
+func containerdAddress(c *client.Client) string {
+	if c == nil {
+		return ""
+	}
+	conn, ok := c.Conn().(*grpc.ClientConn)
+	if !ok {
+		return ""
+	}
+	path, ok := strings.CutPrefix(conn.Target(), "unix://")
+	if !ok || !filepath.IsAbs(path) {
+		return ""
+	}
+	return path
 }

@@ -44,3 +44,17 @@ func TestShimForUsesTheFrontForTheRuncShimOnly(t *testing.T) {
 	assert.Equal(t, RunscShim, r.shimFor(OCIRuntime{Name: OCIRuntimeRunsc}))
 	assert.Equal(t, DefaultShim, (&Runner{}).shimFor(OCIRuntime{Name: OCIRuntimeCrun}), "without a front: containerd's runc shim")
 }
+
+// A grouped sandbox's spec names its group's socket as the runc shim
+// computes it, and the containerd address that went into it.
+func TestGroupAnnotations(t *testing.T) {
+	r := &Runner{opts: options{namespace: "ns"}, ctrdAddress: "/run/containerd/containerd.sock"}
+	a := r.groupAnnotations("g1")
+	assert.Equal(t, "g1", a[shimGroupAnnotation])
+	assert.Equal(t, "/run/containerd/containerd.sock", a[annotationShimAddress])
+	// sha256("/run/containerd/containerd.sock/ns/g1")
+	assert.Equal(t, "unix:///run/containerd/s/32e0f1a370959a510baafe7a45941d1c2b307edd909acc65a8122aa6e4817096", a[annotationShimSocket])
+
+	a = (&Runner{}).groupAnnotations("g1")
+	assert.Equal(t, map[string]string{shimGroupAnnotation: "g1"}, a, "no address known: the group alone")
+}
