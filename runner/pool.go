@@ -43,10 +43,11 @@ type PoolOptions struct {
 	MaxIdle time.Duration
 	// ShimGroup is how many sandboxes of a runtime share one containerd
 	// shim (the runc v2 shim's group annotation), under crun and runc.
-	// 0: the default, DefaultShimGroup; 1: a shim each. Sharing saves the
-	// CPU and memory of starting a shim per sandbox; a shim that dies
-	// takes its group's tasks with it, each of which then fails with
-	// ErrShimLost.
+	// 0: the default, DefaultShimGroup; 1: a shim each. The sandboxes of
+	// tasks that miss the pool share shims in groups of the same size.
+	// Sharing saves the CPU and memory of starting a shim per sandbox; a
+	// shim that dies takes its group's tasks with it, each of which then
+	// fails with ErrShimLost.
 	ShimGroup int
 }
 
@@ -152,6 +153,8 @@ type slot struct {
 type shimGroup struct {
 	name   string
 	joined int
+	// oci is the OCI runtime of its sandboxes.
+	oci string
 }
 
 // NewPool starts a pool that fills itself in the background. Close drains
@@ -223,7 +226,7 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 		if c := p.stats[pt.runtime.Name]; c != nil {
 			c.misses.Add(1)
 		}
-		pt.groups = p
+		pt.groups = coldGroups{p: p, runtime: pt.runtime.Name}
 		return p.r.run(ctx, t, pt)
 	}
 	p.stats[pt.runtime.Name].hits.Add(1)
@@ -471,11 +474,20 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 	return &slot{runtime: name, env: info.env, dir: dir, sandbox: sb, born: time.Now(), group: group}, nil
 }
 
-// join is the shimGrouper of the tasks that miss the pool: their
-// sandboxes share shims too, a group of them per OCI runtime, which takes
-// new sandboxes until one of its own leaves (as the pool's groups do: a
-// shim exits with its last sandbox).
-func (p *Pool) join(o OCIRuntime) (map[string]string, func()) {
+// coldGroups is the shimGrouper of the tasks of runtime that miss the
+// pool: their sandboxes share shims too.
+type coldGroups struct {
+	p       *Pool
+	runtime string
+}
+
+// join puts a sandbox under o in the runtime's pooled group that is
+// filling, whose idle sandboxes keep its shim running (the shim exits
+// with its last sandbox; the group takes no new ones once one of its
+// pooled sandboxes has left); else in a group of such sandboxes per OCI
+// runtime, which takes new ones until one of its own leaves.
+func (c coldGroups) join(o OCIRuntime) (map[string]string, func()) {
+	p := c.p
 	size := p.opts.ShimGroup
 	if size == 0 {
 		size = DefaultShimGroup
@@ -485,6 +497,10 @@ func (p *Pool) join(o OCIRuntime) (map[string]string, func()) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if g := p.filling[c.runtime]; g != nil && g.oci == o.Name && g.joined < p.groupSize(c.runtime) && !p.closed.Load() {
+		g.joined++
+		return p.r.groupAnnotations(g.name), func() {}
+	}
 	g := p.coldFilling[o.Name]
 	if g == nil || g.joined >= size {
 		g = &shimGroup{name: "sr-cold-" + NewID()}
@@ -504,10 +520,7 @@ func (p *Pool) join(o OCIRuntime) (map[string]string, func()) {
 // ocirt) joins, or nil for a shim of its own: gVisor's shim has no
 // groups, and a group of 1 is no group.
 func (p *Pool) joinPooled(name, id string, ocirt OCIRuntime) *shimGroup {
-	size := p.opts.ShimGroup
-	if size == 0 {
-		size = min(DefaultShimGroup, p.opts.Runtimes[name].Size)
-	}
+	size := p.groupSize(name)
 	if size <= 1 || ocirt.shim() != DefaultShim {
 		return nil
 	}
@@ -515,11 +528,19 @@ func (p *Pool) joinPooled(name, id string, ocirt OCIRuntime) *shimGroup {
 	defer p.mu.Unlock()
 	g := p.filling[name]
 	if g == nil || g.joined >= size {
-		g = &shimGroup{name: "sr-pool-" + id}
+		g = &shimGroup{name: "sr-pool-" + id, oci: ocirt.Name}
 		p.filling[name] = g
 	}
 	g.joined++
 	return g
+}
+
+// groupSize is how many sandboxes a pooled group of runtime name takes.
+func (p *Pool) groupSize(name string) int {
+	if p.opts.ShimGroup != 0 {
+		return p.opts.ShimGroup
+	}
+	return min(DefaultShimGroup, p.opts.Runtimes[name].Size)
 }
 
 // Stats returns every pooled runtime's figures, sorted by runtime.

@@ -46,37 +46,55 @@ func TestPoolShimGroups(t *testing.T) {
 	assert.Same(t, a, b, "a group as configured")
 }
 
-// The sandboxes of tasks that miss the pool share shims too, per OCI
-// runtime: a group takes new sandboxes until it is full or one of its
-// own leaves (its shim exits with its last sandbox).
+// The sandboxes of tasks that miss the pool share shims too: they join
+// the runtime's filling pooled group (whose idle sandboxes keep its shim
+// running) while it has room, else a group per OCI runtime, which takes
+// new sandboxes until it is full or one of its own leaves (its shim exits
+// with its last sandbox).
 func TestPoolColdShimGroups(t *testing.T) {
 	crun, runc := OCIRuntime{Name: OCIRuntimeCrun}, OCIRuntime{Name: OCIRuntimeRunc}
 	pool := func(group int) *Pool {
-		return &Pool{r: &Runner{}, coldFilling: map[string]*shimGroup{}, opts: PoolOptions{ShimGroup: group}}
+		return &Pool{r: &Runner{}, filling: map[string]*shimGroup{}, coldFilling: map[string]*shimGroup{},
+			opts: PoolOptions{ShimGroup: group, Runtimes: map[string]PoolRuntime{"sh": {Size: 4}}}}
 	}
 	group := func(a map[string]string) string { return a[shimGroupAnnotation] }
 
 	p := pool(0)
-	a, leaveA := p.join(crun)
-	b, _ := p.join(crun)
+	cold := coldGroups{p: p, runtime: "sh"}
+	a, leaveA := cold.join(crun)
+	b, _ := cold.join(crun)
 	assert.NotEmpty(t, group(a))
 	assert.Equal(t, group(a), group(b))
-	r, _ := p.join(runc)
+	r, _ := cold.join(runc)
 	assert.NotEqual(t, group(a), group(r), "each OCI runtime has its own")
 	leaveA()
-	c, _ := p.join(crun)
+	c, _ := cold.join(crun)
 	assert.NotEqual(t, group(a), group(c), "a group one has left takes no more")
 	for range DefaultShimGroup - 1 {
-		d, _ := p.join(crun)
+		d, _ := cold.join(crun)
 		assert.Equal(t, group(c), group(d))
 	}
-	e, _ := p.join(crun)
+	e, _ := cold.join(crun)
 	assert.NotEqual(t, group(c), group(e), "a full group takes no more")
 
-	none, leave := pool(1).join(crun)
+	pooled := p.joinPooled("sh", "a", crun)
+	f, leaveF := cold.join(crun)
+	assert.Equal(t, pooled.name, group(f), "the filling pooled group, while it has room")
+	leaveF()
+	g, _ := cold.join(crun)
+	assert.Equal(t, pooled.name, group(g), "a task leaving does not close a pooled group")
+	h, _ := cold.join(runc)
+	assert.NotEqual(t, pooled.name, group(h), "not a pooled group of another OCI runtime")
+	for range DefaultShimGroup - 2 {
+		p.joinPooled("sh", "b", crun)
+	}
+	i, _ := cold.join(crun)
+	assert.NotEqual(t, pooled.name, group(i), "not a full one")
+
+	none, leave := coldGroups{p: pool(1), runtime: "sh"}.join(crun)
 	assert.Nil(t, none, "1: a shim each")
 	assert.Nil(t, leave)
-	none, _ = pool(0).join(OCIRuntime{Name: OCIRuntimeRunsc})
+	none, _ = cold.join(OCIRuntime{Name: OCIRuntimeRunsc})
 	assert.Nil(t, none, "gVisor's shim has no groups")
 }
 

@@ -121,6 +121,9 @@ type Throughput struct {
 	PerSecond   float64 `json:"tasks_per_second"`
 	PoolHits    int     `json:"pool_hits"`
 	CPU         float64 `json:"cpu_ms_per_task,omitempty"`
+	// P50 and P95 are the tasks' latencies, request to answer.
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
 }
 
 func main() {
@@ -807,24 +810,29 @@ func throughput(ctx context.Context, name string, c, n int, run func(context.Con
 		next <- struct{}{}
 	}
 	close(next)
+	var took []time.Duration
 	start := time.Now()
 	for range c {
 		wg.Go(func() {
 			for range next {
-				if err := run(ctx); err != nil {
-					mu.Lock()
+				begun := time.Now()
+				err := run(ctx)
+				mu.Lock()
+				took = append(took, time.Since(begun))
+				if err != nil {
 					firstErr = cmpOr(firstErr, err)
-					mu.Unlock()
 				}
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	took := time.Since(start)
+	elapsed := time.Since(start)
 	if firstErr != nil {
 		return Throughput{}, firstErr
 	}
-	return Throughput{Service: name, Concurrency: c, Tasks: n, PerSecond: float64(n) / took.Seconds()}, nil
+	l := stats(name, took, "")
+	return Throughput{Service: name, Concurrency: c, Tasks: n, PerSecond: float64(n) / elapsed.Seconds(), P50: l.P50, P95: l.P95}, nil
 }
 
 func cmpOr(a, b error) error {
@@ -1040,9 +1048,9 @@ func print(w io.Writer, r *Report) {
 	}
 	fmt.Fprintln(w, "\nService throughput (trivial tasks, pools of", poolSize, "sandboxes unless the service's name says otherwise)")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "service\tclients\ttasks\ttasks/s\tpool hits\tCPU ms/task\t")
+	fmt.Fprintln(tw, "service\tclients\ttasks\ttasks/s\tpool hits\tp50 ms\tp95 ms\tCPU ms/task\t")
 	for _, t := range r.Throughput {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t%s\t\n", t.Service, t.Concurrency, t.Tasks, t.PerSecond, t.PoolHits, cpuMS(t.CPU))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%d\t%.1f\t%.1f\t%s\t\n", t.Service, t.Concurrency, t.Tasks, t.PerSecond, t.PoolHits, t.P50, t.P95, cpuMS(t.CPU))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nMemory")
