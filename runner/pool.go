@@ -31,6 +31,9 @@ const (
 	// refillAfter is how long a task may run before the pool starts
 	// replacing the sandbox it took.
 	refillAfter = 100 * time.Millisecond
+	// refillParallel is how many sandboxes of a runtime the pool makes at
+	// once.
+	refillParallel = 2
 )
 
 // PoolOptions configure a warm pool.
@@ -367,21 +370,27 @@ func (p *Pool) refill() {
 				return
 			}
 			p.mu.Lock()
-			short := len(p.idle[name]) < p.opts.Runtimes[name].Size
+			short := p.opts.Runtimes[name].Size - len(p.idle[name])
 			p.mu.Unlock()
-			if !short {
-				continue
+			// Up to refillParallel at once: one sandbox's making waits on
+			// containerd, the shim and the OCI runtime in turn, and leaves
+			// a core idle.
+			var wg sync.WaitGroup
+			for range min(short, refillParallel) {
+				wg.Go(func() {
+					s, err := p.newSlot(name)
+					p.mu.Lock()
+					defer p.mu.Unlock()
+					if err != nil {
+						p.r.opts.log.Warn("filling the warm pool", "runtime", name, "error", err)
+						failed = true
+						return
+					}
+					p.idle[name] = append(p.idle[name], s)
+					filled = true
+				})
 			}
-			s, err := p.newSlot(name)
-			if err != nil {
-				p.r.opts.log.Warn("filling the warm pool", "runtime", name, "error", err)
-				failed = true
-				continue
-			}
-			p.mu.Lock()
-			p.idle[name] = append(p.idle[name], s)
-			p.mu.Unlock()
-			filled = true
+			wg.Wait()
 		}
 		wait := p.opts.MaxIdle / 4
 		switch {
