@@ -272,6 +272,18 @@ func (p *Pool) takeLive(ctx context.Context, pt *prepared) *slot {
 		if s == nil {
 			return nil
 		}
+		if running, known := s.sandbox.runsAhead(); known {
+			if running {
+				return s
+			}
+			p.r.opts.log.Warn("a pooled sandbox's init or shim is gone; discarding it", "task", s.sandbox.spec.id, "runtime", s.runtime)
+			p.discard(s)
+			p.poke()
+			if ended(ctx) != nil {
+				return nil
+			}
+			continue
+		}
 		// Created, or running when started ahead: its init waits for a
 		// command. Stopped, its init died.
 		want := client.Created

@@ -161,6 +161,9 @@ type sandbox struct {
 	// that command, from claim.
 	startedAhead bool
 	command      []byte
+	// init and shim are its init's and shim's host processes, when
+	// started ahead (see watchProcesses).
+	init, shim hostProcess
 	// limits are the task's, as claim handed them over.
 	limits Limits
 }
@@ -395,6 +398,7 @@ func (s *sandbox) startAhead(ctx context.Context) error {
 		return fmt.Errorf("starting a pooled sandbox: %w", err)
 	}
 	s.startedAhead = true
+	s.watchProcesses()
 	return nil
 }
 
@@ -451,12 +455,49 @@ func openCommandFIFO(ctx context.Context, path string, pid uint32) (*os.File, er
 
 // processAlive tells whether host process pid exists and is not a zombie.
 func processAlive(pid uint32) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
+	st := statField(strconv.FormatUint(uint64(pid), 10), 3)
+	return st != "" && st != "Z" && st != "X"
+}
+
+// hostProcess is a host process as its pid and start time, which no later
+// process with the same pid has.
+type hostProcess struct{ pid, start string }
+
+// running tells whether p runs, and its parent, when p has one of the
+// same identity.
+func (p hostProcess) running() (parent string, ok bool) {
+	f := statFields(p.pid, 3, 4, 22)
+	return f[1], f[0] != "" && f[0] != "Z" && f[0] != "X" && f[2] == p.start
+}
+
+// watchProcesses records, after s was started ahead, its init and the
+// shim that is the init's parent, so that taking it from the pool can
+// tell both still run without asking containerd (a round trip through
+// it and the shim on the task's way in).
+func (s *sandbox) watchProcesses() {
+	init := strconv.FormatUint(uint64(s.task.Pid()), 10)
+	f := statFields(init, 4, 22)
+	if f[0] == "" || f[1] == "" {
+		return
 	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	if shim := startTime(f[0]); shim != "" {
+		s.init, s.shim = hostProcess{init, f[1]}, hostProcess{f[0], shim}
+	}
+}
+
+// runsAhead tells whether s, started ahead, still waits for a task: its
+// init runs, a child of the same shim, which runs. ok is false when that
+// is not known (then ask containerd).
+func (s *sandbox) runsAhead() (running, ok bool) {
+	if s.init.pid == "" {
+		return false, false
+	}
+	parent, running := s.init.running()
+	if !running || parent != s.shim.pid {
+		return false, true
+	}
+	_, running = s.shim.running()
+	return running, true
 }
 
 // claim hands s its task: the command its init runs, the task's limits

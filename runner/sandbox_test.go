@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -96,4 +97,32 @@ func TestOpenCommandFIFOWaitsForTheInit(t *testing.T) {
 	_, err = openCommandFIFO(t.Context(), fifo, uint32(gone.Process.Pid))
 	assert.ErrorContains(t, err, "init was gone before its task started")
 	assert.Less(t, time.Since(begun), fifoReaderWait, "a dead init is not waited for")
+}
+
+// A pooled sandbox is known to wait by its init's and shim's host
+// processes, each its pid and start time: a process that ended, or
+// another with its pid, is not it.
+func TestHostProcessRunning(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	parent, ok := hostProcess{self, startTime(self)}.running()
+	assert.True(t, ok)
+	assert.Equal(t, strconv.Itoa(os.Getppid()), parent)
+	_, ok = hostProcess{self, "1"}.running()
+	assert.False(t, ok, "another process with the same pid")
+
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	_, ok = hostProcess{strconv.Itoa(gone.Process.Pid), "1"}.running()
+	assert.False(t, ok)
+
+	s := &sandbox{}
+	_, known := s.runsAhead()
+	assert.False(t, known, "not watched: ask containerd")
+	s.init, s.shim = hostProcess{self, startTime(self)}, hostProcess{strconv.Itoa(os.Getppid()), startTime(strconv.Itoa(os.Getppid()))}
+	running, known := s.runsAhead()
+	assert.True(t, known)
+	assert.True(t, running)
+	s.shim = hostProcess{"1", startTime("1")}
+	running, _ = s.runsAhead()
+	assert.False(t, running, "the init is no longer the shim's child: the shim died")
 }

@@ -301,23 +301,31 @@ func startTime(pid string) string { return statField(pid, 22) }
 
 // statField returns field n (1-based, as proc(5) numbers them) of
 // /proc/PID/stat, or "" when there is no such process.
-func statField(pid string, n int) string {
+func statField(pid string, n int) string { return statFields(pid, n)[0] }
+
+// statFields returns fields ns (1-based, as proc(5) numbers them, 3 and
+// on) of /proc/PID/stat from one read, "" each when there is no such
+// process.
+func statFields(pid string, ns ...int) []string {
+	out := make([]string, len(ns))
 	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
 	if err != nil {
-		return ""
+		return out
 	}
 	// The command name, field 2, is in parentheses and may hold spaces
 	// and parentheses: count from after its last ')', which is field 3.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 || n < 3 {
-		return ""
+	if i < 0 {
+		return out
 	}
 	fields := strings.Fields(s[i+1:])
-	if len(fields) < n-2 {
-		return ""
+	for j, n := range ns {
+		if n >= 3 && len(fields) >= n-2 {
+			out[j] = fields[n-3]
+		}
 	}
-	return fields[n-3]
+	return out
 }
 
 // ownerAlive tells whether the runner process named by pid and start time
