@@ -410,3 +410,48 @@ func TestPoolMissesShareShims(t *testing.T) {
 	assert.Len(t, shims, 1, "the tasks that missed the pool share a shim")
 	assert.Equal(t, uint64(n), p.Stats()[0].Misses)
 }
+
+// TestPoolMissesSharedShimKilledMidTask: the tasks that missed the pool
+// and share a shim all fail with "shim lost" when it dies, never with a
+// verdict; their processes go, and the next task runs.
+func TestPoolMissesSharedShimKilledMidTask(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	marker := fmt.Sprintf("pool-miss-kill-%d", time.Now().UnixNano())
+	const n = 2
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			task := shTask("echo started; sleep 60")
+			task.Args = []string{marker}
+			task.Limits.TmpSize = 8 << 20
+			res, err := p.Run(context.Background(), task)
+			if err == nil {
+				err = fmt.Errorf("got a result: %s", describe(res))
+			}
+			errs <- err
+		}()
+	}
+	var pids []string
+	require.Eventually(t, func() bool { pids = hostProcesses([]byte(marker)); return len(pids) >= n },
+		30*time.Second, 20*time.Millisecond, "the tasks should be running")
+	shim := ancestor(t, pids[0], "containerd-shim")
+	for _, pid := range pids[1:] {
+		require.Equal(t, shim, ancestor(t, pid, "containerd-shim"), "the tasks share a shim")
+	}
+	require.NoError(t, syscall.Kill(shim, syscall.SIGKILL))
+	for range n {
+		select {
+		case err := <-errs:
+			require.ErrorIs(t, err, runner.ErrShimLost)
+		case <-time.After(60 * time.Second):
+			t.Fatal("Run did not return within 60s of its shim's death")
+		}
+	}
+	assert.Eventually(t, func() bool { return len(hostProcesses([]byte(marker))) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"the tasks' processes outlived their shim")
+
+	res := pooledRun(t, p, "echo next", func(task *runner.Task) { task.Limits.TmpSize = 8 << 20 })
+	requireExit(t, res, 0)
+	assert.Equal(t, "next\n", string(res.Stdout.Data))
+}

@@ -68,7 +68,7 @@ const shimGroupAnnotation = "io.containerd.runc.v2.group"
 
 // PoolRuntime is the pool of one runtime.
 type PoolRuntime struct {
-	// Size is how many created, not yet started sandboxes to keep.
+	// Size is how many sandboxes ready for a task to keep.
 	Size int
 	// Limits are what the sandboxes are made with; zero fields take the
 	// runner's defaults. A task may ask for other memory, CPU and pids
@@ -99,11 +99,12 @@ type PoolStats struct {
 	IdleMemoryBytes uint64 `json:"idle_memory_bytes"`
 }
 
-// Pool keeps, per runtime, sandboxes that are created (namespaces,
-// cgroup, seccomp filter, mounts in place) but not started, each with its
-// own empty task dir and scratch tmpfs. A task claims one, gets its
-// files and command written and its limits applied, and starts it: most
-// of a cold start's cost is paid before the task arrives. A sandbox runs
+// Pool keeps, per runtime, sandboxes that are made (namespaces, cgroup,
+// seccomp filter, mounts in place) and, under crun and runc, started, their
+// init waiting for a command (see startAhead), each with its own empty
+// task dir and scratch tmpfs. A task claims one, gets its files written
+// and its limits applied, and hands it its command (gVisor's: starts it):
+// most of a cold start's cost is paid before the task arrives. A sandbox runs
 // one task and is destroyed, off the task's path; the pool refills in the
 // background and never makes a task wait: with no sandbox ready, a task
 // takes the cold path.

@@ -70,6 +70,10 @@ type Runner struct {
 	// ctrdAddress is containerd's socket, as the client dials it (see
 	// groupAnnotations).
 	ctrdAddress string
+	// plainShim: containerd's shims answer a start with their address
+	// alone (see shimAnswersPlainAddress).
+	plainShimOnce sync.Once
+	plainShim     bool
 
 	mu     sync.Mutex
 	images map[string]*imageInfo

@@ -1,12 +1,14 @@
 package runner
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"google.golang.org/grpc"
@@ -71,12 +73,43 @@ const shimSocketDir = "/run/containerd/s"
 // SHA-256 of the address, the namespace and the group).
 func (r *Runner) groupAnnotations(group string) map[string]string {
 	a := map[string]string{shimGroupAnnotation: group}
-	if r.ctrdAddress != "" {
+	if r.ctrdAddress != "" && r.shimAnswersPlainAddress() {
 		d := sha256.Sum256([]byte(filepath.Join(r.ctrdAddress, r.opts.namespace, group)))
 		a[annotationShimAddress] = r.ctrdAddress
 		a[annotationShimSocket] = fmt.Sprintf("unix://%s/%x", shimSocketDir, d)
 	}
 	return a
+}
+
+// shimAnswersPlainAddress tells whether a shim's start answers with its
+// address alone, which sandbox-runner-shim answers with for a group it
+// joins: containerd 1.x's shims do, as containerd 1.x expects (the task
+// API v2). containerd 2.x's runc shim answers with a bootstrap message
+// and serves the task API v3 alone; under containerd 2.x the runner does
+// not name the group's socket, and every start goes to the runc shim.
+// containerd is asked once.
+func (r *Runner) shimAnswersPlainAddress() bool {
+	r.plainShimOnce.Do(func() {
+		if r.client == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		v, err := r.client.Version(ctx)
+		if err != nil {
+			r.opts.log.Warn("asking containerd its version; sandboxes joining a shim group start through the runc shim", "error", err)
+			return
+		}
+		r.plainShim = containerdMajor(v.Version) == "1"
+	})
+	return r.plainShim
+}
+
+// containerdMajor is the major version of containerd version v ("1.6.20~ds1",
+// "v2.4.2").
+func containerdMajor(v string) string {
+	major, _, _ := strings.Cut(strings.TrimPrefix(v, "v"), ".")
+	return major
 }
 
 // containerdAddress is the socket path c dials, or "" when it is not a

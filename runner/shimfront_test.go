@@ -48,7 +48,8 @@ func TestShimForUsesTheFrontForTheRuncShimOnly(t *testing.T) {
 // A grouped sandbox's spec names its group's socket as the runc shim
 // computes it, and the containerd address that went into it.
 func TestGroupAnnotations(t *testing.T) {
-	r := &Runner{opts: options{namespace: "ns"}, ctrdAddress: "/run/containerd/containerd.sock"}
+	r := &Runner{opts: options{namespace: "ns"}, ctrdAddress: "/run/containerd/containerd.sock", plainShim: true}
+	r.plainShimOnce.Do(func() {})
 	a := r.groupAnnotations("g1")
 	assert.Equal(t, "g1", a[shimGroupAnnotation])
 	assert.Equal(t, "/run/containerd/containerd.sock", a[annotationShimAddress])
@@ -57,4 +58,15 @@ func TestGroupAnnotations(t *testing.T) {
 
 	a = (&Runner{}).groupAnnotations("g1")
 	assert.Equal(t, map[string]string{shimGroupAnnotation: "g1"}, a, "no address known: the group alone")
+
+	r2 := &Runner{opts: options{namespace: "ns"}, ctrdAddress: "/run/containerd/containerd.sock"}
+	r2.plainShimOnce.Do(func() {})
+	assert.Equal(t, map[string]string{shimGroupAnnotation: "g1"}, r2.groupAnnotations("g1"),
+		"containerd 2.x's runc shim answers a start with a bootstrap message: the group alone")
+}
+
+func TestContainerdMajor(t *testing.T) {
+	assert.Equal(t, "1", containerdMajor("1.6.20~ds1"))
+	assert.Equal(t, "2", containerdMajor("v2.4.2"))
+	assert.Equal(t, "1", containerdMajor("v1.7.0"))
 }
