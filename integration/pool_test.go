@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -394,7 +395,7 @@ func TestPoolMissesShareShims(t *testing.T) {
 	}
 	shims := map[int]bool{}
 	require.Eventually(t, func() bool {
-		pids := hostProcesses([]byte(marker))
+		pids := taskProcesses(marker)
 		if len(pids) < n {
 			return false
 		}
@@ -433,7 +434,9 @@ func TestPoolMissesSharedShimKilledMidTask(t *testing.T) {
 		}()
 	}
 	var pids []string
-	require.Eventually(t, func() bool { pids = hostProcesses([]byte(marker)); return len(pids) >= n },
+	// One process per task: a shell's child holds its command line too
+	// until it execs.
+	require.Eventually(t, func() bool { pids = taskProcesses(marker); return len(pids) >= n },
 		30*time.Second, 20*time.Millisecond, "the tasks should be running")
 	shim := ancestor(t, pids[0], "containerd-shim")
 	for _, pid := range pids[1:] {
@@ -454,4 +457,23 @@ func TestPoolMissesSharedShimKilledMidTask(t *testing.T) {
 	res := pooledRun(t, p, "echo next", func(task *runner.Task) { task.Limits.TmpSize = 8 << 20 })
 	requireExit(t, res, 0)
 	assert.Equal(t, "next\n", string(res.Stdout.Data))
+}
+
+// taskProcesses returns the host processes whose command line holds
+// marker and whose parent's does not: one per task.
+func taskProcesses(marker string) []string {
+	all := hostProcesses([]byte(marker))
+	var out []string
+	for _, pid := range all {
+		b, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+		if err != nil {
+			continue
+		}
+		_, rest, _ := strings.Cut(string(b), "\nPPid:\t")
+		ppid, _, _ := strings.Cut(rest, "\n")
+		if !slices.Contains(all, ppid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

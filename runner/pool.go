@@ -159,6 +159,34 @@ type shimGroup struct {
 	joined int
 	// oci is the OCI runtime of its sandboxes.
 	oci string
+	// up is closed once the group's first sandbox is made (its shim
+	// serves) or failed to be (failed).
+	up     chan struct{}
+	failed bool
+}
+
+func newShimGroup(name, oci string) *shimGroup {
+	return &shimGroup{name: name, oci: oci, up: make(chan struct{})}
+}
+
+// started records that the group's first sandbox was made, or not.
+func (g *shimGroup) started(ok bool) {
+	g.failed = !ok
+	close(g.up)
+}
+
+// wait waits until the group's shim serves, for a sandbox joining it
+// after the first: the runc shim's start races with another for the same
+// group (the second can remove the first's socket and start a shim of its
+// own, and the first shim then serves no one and never exits). False
+// when the first sandbox failed, or ctx ended: then no group.
+func (g *shimGroup) wait(ctx context.Context) bool {
+	select {
+	case <-g.up:
+		return !g.failed
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // NewPool starts a pool that fills itself in the background. Close drains
@@ -470,11 +498,17 @@ func (p *Pool) newSlot(name string) (*slot, error) {
 		return nil, err
 	}
 	spec := sandboxSpec{id: id, task: id, dir: dir, image: ref, img: info.img, limits: limits, oci: ocirt}
-	group := p.joinPooled(name, id, ocirt)
+	group, first := p.joinPooled(name, id, ocirt)
+	if group != nil && !first && !group.wait(p.ctx) {
+		group = nil
+	}
 	if group != nil {
 		spec.annotations = r.groupAnnotations(group.name)
 	}
 	sb, err := r.newSandbox(p.tctx, r.opts.log, spec)
+	if first {
+		group.started(err == nil)
+	}
 	if err == nil && ocirt.Name != OCIRuntimeRunsc {
 		if err = sb.startAhead(p.tctx); err != nil {
 			sb.destroy(p.tctx, r.opts.log)
@@ -508,53 +542,67 @@ type coldGroups struct {
 // with its last sandbox; the group takes no new ones once one of its
 // pooled sandboxes has left); else in a group of such sandboxes per OCI
 // runtime, which takes new ones until one of its own leaves.
-func (c coldGroups) join(o OCIRuntime) (map[string]string, func()) {
+func (c coldGroups) join(ctx context.Context, o OCIRuntime) (map[string]string, func(), func(bool)) {
 	p := c.p
 	size := p.opts.ShimGroup
 	if size == 0 {
 		size = DefaultShimGroup
 	}
 	if size <= 1 || o.shim() != DefaultShim {
-		return nil, nil
+		return nil, nil, nil
 	}
+	g, leave, first := c.pick(o, size)
+	if first {
+		return p.r.groupAnnotations(g.name), leave, g.started
+	}
+	if !g.wait(ctx) {
+		leave()
+		return nil, nil, nil
+	}
+	return p.r.groupAnnotations(g.name), leave, nil
+}
+
+// pick is join's choice of a group, and whether the sandbox is its first.
+func (c coldGroups) pick(o OCIRuntime, size int) (*shimGroup, func(), bool) {
+	p := c.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if g := p.filling[c.runtime]; g != nil && g.oci == o.Name && g.joined < p.groupSize(c.runtime) && !p.closed.Load() {
 		g.joined++
-		return p.r.groupAnnotations(g.name), func() {}
+		return g, func() {}, false
 	}
 	g := p.coldFilling[o.Name]
 	if g == nil || g.joined >= size {
-		g = &shimGroup{name: "sr-cold-" + NewID()}
+		g = newShimGroup("sr-cold-"+NewID(), o.Name)
 		p.coldFilling[o.Name] = g
 	}
 	g.joined++
-	return p.r.groupAnnotations(g.name), func() {
+	return g, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.coldFilling[o.Name] == g {
 			delete(p.coldFilling, o.Name)
 		}
-	}
+	}, g.joined == 1
 }
 
 // joinPooled returns the shim group runtime name's next sandbox (id, under
 // ocirt) joins, or nil for a shim of its own: gVisor's shim has no
 // groups, and a group of 1 is no group.
-func (p *Pool) joinPooled(name, id string, ocirt OCIRuntime) *shimGroup {
+func (p *Pool) joinPooled(name, id string, ocirt OCIRuntime) (g *shimGroup, first bool) {
 	size := p.groupSize(name)
 	if size <= 1 || ocirt.shim() != DefaultShim {
-		return nil
+		return nil, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	g := p.filling[name]
+	g = p.filling[name]
 	if g == nil || g.joined >= size {
-		g = &shimGroup{name: "sr-pool-" + id, oci: ocirt.Name}
+		g = newShimGroup("sr-pool-"+id, ocirt.Name)
 		p.filling[name] = g
 	}
 	g.joined++
-	return g
+	return g, g.joined == 1
 }
 
 // groupSize is how many sandboxes a pooled group of runtime name takes.

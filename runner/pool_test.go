@@ -23,26 +23,35 @@ func TestPoolShimGroups(t *testing.T) {
 	p := pool(0, 10)
 	var names []string
 	for i := range 2*DefaultShimGroup + 1 {
-		g := p.joinPooled("sh", string(rune('a'+i)), crun)
+		g, _ := p.joinPooled("sh", string(rune('a'+i)), crun)
 		require.NotNil(t, g)
 		names = append(names, g.name)
 	}
 	assert.Equal(t, "sr-pool-a", names[0])
 	assert.Equal(t, names[0], names[DefaultShimGroup-1], "a group fills first")
 	assert.Equal(t, "sr-pool-"+string(rune('a'+DefaultShimGroup)), names[DefaultShimGroup], "then the next starts")
-	assert.NotEqual(t, names[0], p.joinPooled("py", "z", crun).name, "each runtime has its own groups")
+	py, _ := p.joinPooled("py", "z", crun)
+	assert.NotEqual(t, names[0], py.name, "each runtime has its own groups")
 
 	p = pool(0, 2)
-	a, b, c := p.joinPooled("sh", "a", crun), p.joinPooled("sh", "b", crun), p.joinPooled("sh", "c", crun)
+	a, _ := p.joinPooled("sh", "a", crun)
+	b, _ := p.joinPooled("sh", "b", crun)
+	c, _ := p.joinPooled("sh", "c", crun)
 	assert.Same(t, a, b)
 	assert.NotSame(t, a, c, "no larger than the pool")
 
-	assert.Nil(t, pool(1, 10).joinPooled("sh", "a", crun), "1: a shim each")
-	assert.Nil(t, pool(0, 1).joinPooled("sh", "a", crun), "a pool of 1 has no group")
-	assert.Nil(t, pool(0, 10).joinPooled("sh", "a", OCIRuntime{Name: OCIRuntimeRunsc}), "gVisor's shim has no groups")
+	none, _ := pool(1, 10).joinPooled("sh", "a", crun)
+	assert.Nil(t, none, "1: a shim each")
+	none, _ = pool(0, 1).joinPooled("sh", "a", crun)
+	assert.Nil(t, none, "a pool of 1 has no group")
+	none, _ = pool(0, 10).joinPooled("sh", "a", OCIRuntime{Name: OCIRuntimeRunsc})
+	assert.Nil(t, none, "gVisor's shim has no groups")
 
 	p = pool(3, 10)
-	a, b = p.joinPooled("sh", "a", crun), p.joinPooled("sh", "b", crun)
+	a, first := p.joinPooled("sh", "a", crun)
+	assert.True(t, first)
+	b, first = p.joinPooled("sh", "b", crun)
+	assert.False(t, first)
 	assert.Same(t, a, b, "a group as configured")
 }
 
@@ -58,43 +67,59 @@ func TestPoolColdShimGroups(t *testing.T) {
 			opts: PoolOptions{ShimGroup: group, Runtimes: map[string]PoolRuntime{"sh": {Size: 4}}}}
 	}
 	group := func(a map[string]string) string { return a[shimGroupAnnotation] }
+	ctx := t.Context()
 
 	p := pool(0)
 	cold := coldGroups{p: p, runtime: "sh"}
-	a, leaveA := cold.join(crun)
-	b, _ := cold.join(crun)
+	a, leaveA, started := cold.join(ctx, crun)
+	require.NotNil(t, started, "the group's first sandbox says when it is made")
+	joined := make(chan map[string]string, 1)
+	go func() { b, _, _ := cold.join(ctx, crun); joined <- b }()
+	select {
+	case <-joined:
+		t.Fatal("a sandbox joined a group before its first one was made")
+	case <-time.After(50 * time.Millisecond):
+	}
+	started(true)
+	b := <-joined
 	assert.NotEmpty(t, group(a))
 	assert.Equal(t, group(a), group(b))
-	r, _ := cold.join(runc)
+	r, _, startedR := cold.join(ctx, runc)
 	assert.NotEqual(t, group(a), group(r), "each OCI runtime has its own")
+	startedR(false)
+	r2, _, _ := cold.join(ctx, runc)
+	assert.Nil(t, r2, "the group's first sandbox failed: a shim of its own")
 	leaveA()
-	c, _ := cold.join(crun)
+	c, _, startedC := cold.join(ctx, crun)
 	assert.NotEqual(t, group(a), group(c), "a group one has left takes no more")
+	startedC(true)
 	for range DefaultShimGroup - 1 {
-		d, _ := cold.join(crun)
+		d, _, _ := cold.join(ctx, crun)
 		assert.Equal(t, group(c), group(d))
 	}
-	e, _ := cold.join(crun)
+	e, _, startedE := cold.join(ctx, crun)
 	assert.NotEqual(t, group(c), group(e), "a full group takes no more")
+	startedE(true)
 
-	pooled := p.joinPooled("sh", "a", crun)
-	f, leaveF := cold.join(crun)
+	pooled, first := p.joinPooled("sh", "a", crun)
+	require.True(t, first)
+	pooled.started(true)
+	f, leaveF, _ := cold.join(ctx, crun)
 	assert.Equal(t, pooled.name, group(f), "the filling pooled group, while it has room")
 	leaveF()
-	g, _ := cold.join(crun)
+	g, _, _ := cold.join(ctx, crun)
 	assert.Equal(t, pooled.name, group(g), "a task leaving does not close a pooled group")
-	h, _ := cold.join(runc)
+	h, _, startedH := cold.join(ctx, runc)
 	assert.NotEqual(t, pooled.name, group(h), "not a pooled group of another OCI runtime")
-	for range DefaultShimGroup - 2 {
-		p.joinPooled("sh", "b", crun)
-	}
-	i, _ := cold.join(crun)
+	startedH(true)
+	p.joinPooled("sh", "b", crun) // the pooled group is full
+	i, _, _ := cold.join(ctx, crun)
 	assert.NotEqual(t, pooled.name, group(i), "not a full one")
 
-	none, leave := coldGroups{p: pool(1), runtime: "sh"}.join(crun)
+	none, leave, _ := coldGroups{p: pool(1), runtime: "sh"}.join(ctx, crun)
 	assert.Nil(t, none, "1: a shim each")
 	assert.Nil(t, leave)
-	none, _ = cold.join(OCIRuntime{Name: OCIRuntimeRunsc})
+	none, _, _ = cold.join(ctx, OCIRuntime{Name: OCIRuntimeRunsc})
 	assert.Nil(t, none, "gVisor's shim has no groups")
 }
 

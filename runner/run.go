@@ -162,25 +162,28 @@ func (r *Runner) runStage(ctx context.Context, log *slog.Logger, spec sandboxSpe
 // served by one runc shim process, which saves starting one per sandbox.
 type shimGrouper interface {
 	// join returns the annotations that make a sandbox under o join a
-	// group, and leave, to call before that sandbox is removed; nil
-	// annotations for a shim of its own.
-	join(o OCIRuntime) (annotations map[string]string, leave func())
+	// group, leave, to call before that sandbox is removed, and, for the
+	// group's first sandbox, started, to call once it is made or failed
+	// to be (the others wait for it in join); nil annotations for a shim
+	// of its own.
+	join(ctx context.Context, o OCIRuntime) (annotations map[string]string, leave func(), started func(ok bool))
 }
 
 // newGroupedSandbox is newSandbox, in a shim group when spec.groups gives
 // one. A sandbox that fails to join its group (its shim died) is made
 // again with a shim of its own: a task does not fail for a group.
 func (r *Runner) newGroupedSandbox(ctx context.Context, log *slog.Logger, spec sandboxSpec) (*sandbox, func(), error) {
-	leave := func() {}
+	leave, started := func() {}, func(bool) {}
 	if spec.groups != nil {
-		var annotations map[string]string
-		if annotations, leave = spec.groups.join(spec.oci); annotations != nil {
-			spec.annotations = annotations
-		} else {
-			leave = func() {}
+		if annotations, l, st := spec.groups.join(ctx, spec.oci); annotations != nil {
+			spec.annotations, leave = annotations, l
+			if st != nil {
+				started = st
+			}
 		}
 	}
 	s, err := r.newSandbox(ctx, log, spec)
+	started(err == nil)
 	if err != nil && spec.annotations != nil && ended(ctx) == nil {
 		leave()
 		log.Warn("making a sandbox in a shim group failed; making it with a shim of its own", "container", spec.id, "error", err)
