@@ -382,11 +382,7 @@ func TestPoolMissesShareShims(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			// Another tmp size: a miss.
-			task := shTask(fmt.Sprintf("sleep 1; exit %d", i))
-			task.Args = []string{marker}
-			task.Limits.TmpSize = 8 << 20
-			res, err := p.Run(context.Background(), task)
+			res, err := p.Run(context.Background(), missTask(fmt.Sprintf("sleep 1; exit %d", i), marker))
 			if err == nil && res.ExitCode != i {
 				err = fmt.Errorf("task %d: %s", i, describe(res))
 			}
@@ -423,10 +419,7 @@ func TestPoolMissesSharedShimKilledMidTask(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			task := shTask("echo started; sleep 60")
-			task.Args = []string{marker}
-			task.Limits.TmpSize = 8 << 20
-			res, err := p.Run(context.Background(), task)
+			res, err := p.Run(context.Background(), missTask("echo started; sleep 60", marker))
 			if err == nil {
 				err = fmt.Errorf("got a result: %s", describe(res))
 			}
@@ -457,6 +450,15 @@ func TestPoolMissesSharedShimKilledMidTask(t *testing.T) {
 	res := pooledRun(t, p, "echo next", func(task *runner.Task) { task.Limits.TmpSize = 8 << 20 })
 	requireExit(t, res, 0)
 	assert.Equal(t, "next\n", string(res.Stdout.Data))
+}
+
+// missTask is a task that misses a pool made by newPool (it asks for
+// another tmp size), its command line holding marker.
+func missTask(script, marker string) runner.Task {
+	task := shTask(script)
+	task.Args = []string{marker}
+	task.Limits.TmpSize = 8 << 20
+	return task
 }
 
 // taskProcesses returns the host processes whose command line holds

@@ -301,30 +301,9 @@ func (p *Pool) takeLive(ctx context.Context, pt *prepared) *slot {
 		if s == nil {
 			return nil
 		}
-		if running, known := s.sandbox.runsAhead(); known {
-			if running {
-				return s
-			}
-			p.r.opts.log.Warn("a pooled sandbox's init or shim is gone; discarding it", "task", s.sandbox.spec.id, "runtime", s.runtime)
-			p.discard(s)
-			p.poke()
-			if ended(ctx) != nil {
-				return nil
-			}
-			continue
-		}
-		// Created, or running when started ahead: its init waits for a
-		// command. Stopped, its init died.
-		want := client.Created
-		if s.sandbox.startedAhead {
-			want = client.Running
-		}
-		st, err := s.sandbox.task.Status(ctx)
-		if err == nil && st.Status == want {
-			return s
-		}
+		err := p.waiting(ctx, s)
 		if err == nil {
-			err = fmt.Errorf("its task is %s, not %s", st.Status, want)
+			return s
 		}
 		p.r.opts.log.Warn("a pooled sandbox's task is gone; discarding it", "task", s.sandbox.spec.id, "runtime", s.runtime, "error", err)
 		p.discard(s)
@@ -333,6 +312,29 @@ func (p *Pool) takeLive(ctx context.Context, pt *prepared) *slot {
 			return nil
 		}
 	}
+}
+
+// waiting returns nil when s still waits for a task, else why not. One
+// started ahead is known by its init's and shim's host processes, without
+// a round trip through containerd and the shim on the task's way in;
+// otherwise containerd says: created, or running when started ahead (its
+// init waits for a command); stopped, its init died.
+func (p *Pool) waiting(ctx context.Context, s *slot) error {
+	if running, known := s.sandbox.runsAhead(); known {
+		if !running {
+			return errors.New("its init or shim is gone")
+		}
+		return nil
+	}
+	want := client.Created
+	if s.sandbox.startedAhead {
+		want = client.Running
+	}
+	st, err := s.sandbox.task.Status(ctx)
+	if err == nil && st.Status != want {
+		err = fmt.Errorf("its task is %s, not %s", st.Status, want)
+	}
+	return err
 }
 
 // take pops a ready sandbox that fits the task, or returns nil.

@@ -130,8 +130,8 @@ type sandboxSpec struct {
 	scratch     bool
 	annotations map[string]string
 	// groups, when set, gives the sandbox a shim group to join (see
-	// runStage); else it has a shim of its own, or the group annotations
-	// says.
+	// newGroupedSandbox); else it has a shim of its own, or the group
+	// that annotations name.
 	groups shimGrouper
 	// binds are further read-only binds, such as a batch's compiled
 	// program in each run's /tmp (see artifacts).
@@ -408,7 +408,11 @@ func (s *sandbox) start(ctx context.Context) error {
 	if !s.startedAhead {
 		return s.task.Start(ctx)
 	}
-	f, err := openCommandFIFO(ctx, filepath.Join(s.cmdDir, initcmd.File), s.task.Pid())
+	init := s.init
+	if init.pid == "" {
+		init.pid = strconv.FormatUint(uint64(s.task.Pid()), 10)
+	}
+	f, err := openCommandFIFO(ctx, filepath.Join(s.cmdDir, initcmd.File), init)
 	if err != nil {
 		return err
 	}
@@ -426,13 +430,13 @@ func (s *sandbox) start(ctx context.Context) error {
 // to open its end: an exec and an open, about a millisecond.
 const fifoReaderWait = 5 * time.Second
 
-// openCommandFIFO opens the writing end of the command FIFO of the init
-// whose host pid is pid, once the init has opened its end: a sandbox is
+// openCommandFIFO opens the writing end of the command FIFO of init, once
+// init has opened its end: a sandbox is
 // ready as soon as its start returned, just before its init opens the
 // FIFO. Non-blocking, so an init that is gone is an error (ENXIO: no
 // reader) instead of a wait for ever; the writes then wait as a pipe's do,
 // on Go's poller.
-func openCommandFIFO(ctx context.Context, path string, pid uint32) (*os.File, error) {
+func openCommandFIFO(ctx context.Context, path string, init hostProcess) (*os.File, error) {
 	deadline := time.Now().Add(fifoReaderWait)
 	for {
 		f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0)
@@ -442,7 +446,7 @@ func openCommandFIFO(ctx context.Context, path string, pid uint32) (*os.File, er
 		if !errors.Is(err, unix.ENXIO) {
 			return nil, fmt.Errorf("handing the task its command: %w", err)
 		}
-		if !processAlive(pid) || time.Now().After(deadline) {
+		if _, alive := init.running(); !alive || time.Now().After(deadline) {
 			return nil, fmt.Errorf("the pooled sandbox's init was gone before its task started: %w", err)
 		}
 		select {
@@ -453,21 +457,16 @@ func openCommandFIFO(ctx context.Context, path string, pid uint32) (*os.File, er
 	}
 }
 
-// processAlive tells whether host process pid exists and is not a zombie.
-func processAlive(pid uint32) bool {
-	st := statField(strconv.FormatUint(uint64(pid), 10), 3)
-	return st != "" && st != "Z" && st != "X"
-}
-
 // hostProcess is a host process as its pid and start time, which no later
-// process with the same pid has.
+// process with the same pid has; with no start time, whatever process has
+// the pid.
 type hostProcess struct{ pid, start string }
 
-// running tells whether p runs, and its parent, when p has one of the
-// same identity.
+// running tells whether p runs (exists, and is not a zombie), and its
+// parent.
 func (p hostProcess) running() (parent string, ok bool) {
 	f := statFields(p.pid, 3, 4, 22)
-	return f[1], f[0] != "" && f[0] != "Z" && f[0] != "X" && f[2] == p.start
+	return f[1], f[0] != "" && f[0] != "Z" && f[0] != "X" && (p.start == "" || f[2] == p.start)
 }
 
 // watchProcesses records, after s was started ahead, its init and the

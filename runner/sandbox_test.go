@@ -84,7 +84,7 @@ func TestOpenCommandFIFOWaitsForTheInit(t *testing.T) {
 		}
 		got <- string(b)
 	}()
-	f, err := openCommandFIFO(t.Context(), fifo, uint32(os.Getpid()))
+	f, err := openCommandFIFO(t.Context(), fifo, hostProcess{pid: strconv.Itoa(os.Getpid())})
 	require.NoError(t, err)
 	_, err = f.Write([]byte("the command"))
 	require.NoError(t, err)
@@ -94,7 +94,7 @@ func TestOpenCommandFIFOWaitsForTheInit(t *testing.T) {
 	gone := exec.Command("true")
 	require.NoError(t, gone.Run())
 	begun := time.Now()
-	_, err = openCommandFIFO(t.Context(), fifo, uint32(gone.Process.Pid))
+	_, err = openCommandFIFO(t.Context(), fifo, hostProcess{pid: strconv.Itoa(gone.Process.Pid)})
 	assert.ErrorContains(t, err, "init was gone before its task started")
 	assert.Less(t, time.Since(begun), fifoReaderWait, "a dead init is not waited for")
 }

@@ -15,9 +15,10 @@ import (
 )
 
 // ShimName is the file name of the shim binary containerd runs for the
-// runner's crun and runc sandboxes: containerd's runc shim, but for the
-// cleanup containerd runs after every shim's connection closes, which it
-// answers itself when the sandbox is gone (cmd/sandbox-runner-shim). It is
+// runner's crun and runc sandboxes: containerd's runc shim, but for two
+// calls it answers itself (cmd/sandbox-runner-shim): the cleanup
+// containerd runs after every shim's connection closes, when the sandbox
+// is gone, and the start of a sandbox joining a running shim group. It is
 // installed beside the init.
 const ShimName = "sandbox-runner-shim"
 

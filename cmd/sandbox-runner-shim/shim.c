@@ -1,7 +1,7 @@
 /*
  * sandbox-runner-shim is the shim binary containerd runs for the runner's
  * crun and runc sandboxes. It is containerd's runc shim
- * (containerd-shim-runc-v2) but for one case it answers itself.
+ * (containerd-shim-runc-v2) but for two calls it answers itself.
  *
  * Whenever a shim's connection closes, even after a task was deleted the
  * normal way, containerd runs "SHIM ... delete" for the task, on the path
@@ -26,10 +26,11 @@
  * takes a connection, and otherwise leaves the start to the runc shim,
  * which starts the group's shim or finds it where it is.
  *
- * It reads no input and keeps no state. It is C and static, so that it costs
- * a few hundred microseconds.
+ * It keeps no state of its own (a start it answers writes the bundle's
+ * "address" file, as the runc shim does). It is C and static, so that it
+ * costs a few hundred microseconds.
  *
- * Its answer is what the runc shim answers for a cleanup, a
+ * Its answer to a cleanup is what the runc shim answers, a
  * containerd.task.v2.DeleteResponse in protobuf's wire format: exit status
  * 137 (SIGKILL) and the time of now.
  */
@@ -50,8 +51,6 @@
  * (process.RuncRoot), then the namespace, then the container's id. */
 #define RUNC_SHIM "containerd-shim-runc-v2"
 #define RUNC_ROOT "/run/containerd/runc"
-
-extern char **environ;
 
 static void fail(const char *what, const char *detail)
 {
