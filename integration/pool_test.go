@@ -371,6 +371,51 @@ func TestPoolStartsSandboxesAhead(t *testing.T) {
 	assert.Equal(t, "next\n", string(res.Stdout.Data))
 }
 
+// TestPoolVerdictsComeFromTheInit: a started-ahead sandbox's verdict
+// comes from its init's status FIFO as it exits, not from containerd
+// milliseconds later, and is the same verdict: exit codes, signals, the
+// deadline, output. The task cannot reach the FIFO to forge one: it is
+// unlinked before the task exists, and the init's descriptors are not the
+// task's to open.
+func TestPoolVerdictsComeFromTheInit(t *testing.T) {
+	h := RequiresRoot(t)
+	_, p := newPool(t, h, 1, runner.Limits{})
+	// fromInit: 1 when the verdict is the init's, 0 when the runner
+	// killed the task (its timeout comes before the init's deadline).
+	run := func(script string, fromInit uint64, mod func(*runner.Task)) *runner.Result {
+		t.Helper()
+		waitFull(t, p, 1)
+		before := p.Stats()[0]
+		res := pooledRun(t, p, script, mod)
+		after := p.Stats()[0]
+		require.Equal(t, before.Hits+1, after.Hits, "a pooled task")
+		assert.Equal(t, before.InitExits+fromInit, after.InitExits, "where its verdict came from: %s", describe(res))
+		return res
+	}
+
+	res := run("echo out; echo err >&2; exit 3", 1, nil)
+	requireExit(t, res, 3)
+	assert.Equal(t, "out\n", string(res.Stdout.Data))
+	assert.Equal(t, "err\n", string(res.Stderr.Data))
+
+	res = run("kill -KILL $$", 1, nil)
+	assert.Equal(t, runner.OutcomeSignaled, res.Outcome, describe(res))
+	assert.Equal(t, "SIGKILL", res.Signal)
+
+	res = run("sleep 30", 0, func(task *runner.Task) { task.Limits.Timeout = 500 * time.Millisecond })
+	assert.Equal(t, runner.OutcomeTimedOut, res.Outcome, describe(res))
+
+	// The forger: writes a 0 wherever the status could be, then fails.
+	res = run(`ls -a /.sandbox-runner/cmd
+for f in /.sandbox-runner/cmd/status /proc/1/fd/*; do
+	printf '\0' >"$f" 2>/dev/null && echo "wrote $f"
+done
+exit 7`, 1, nil)
+	requireExit(t, res, 7)
+	assert.NotContains(t, string(res.Stdout.Data), "status", "the FIFO is gone before the task runs")
+	assert.NotContains(t, string(res.Stdout.Data), "wrote", "nothing of the init's is the task's to write")
+}
+
 // TestPoolMissesShareShims: tasks that miss the pool run cold, their
 // sandboxes sharing a shim (a group per OCI runtime), each with its own
 // verdict, and nothing is left after them.

@@ -63,6 +63,14 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 		// task is killed and reported cancelled like any other.
 		stage.Cancelled = true
 	}
+	// A sandbox started ahead: its init writes its exit status into the
+	// status FIFO as it exits, milliseconds before the shim has reaped it
+	// and containerd passed the exit on.
+	var statusC <-chan int
+	if c.status != nil {
+		statusC = readStatus(c.status)
+	}
+	fromInit := false
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -78,6 +86,17 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 			// The init kills the task itself initGrace after the
 			// deadline; it wins only when this process was held up.
 			stage.TimedOut = status.ExitCode() == initcmd.ExitDeadline && time.Since(start) >= timeout
+		case code, ok := <-statusC:
+			statusC = nil
+			if !ok {
+				// The init ended without a word: killed, or a shim's
+				// cleanup killed it. containerd's exit tells.
+				waiting = true
+				break
+			}
+			status = *client.NewExitStatus(uint32(code), time.Now(), nil)
+			exited, fromInit = true, true
+			stage.TimedOut = code == initcmd.ExitDeadline && time.Since(start) >= timeout
 		case <-timer.C:
 			stage.TimedOut = true
 		case <-ctx.Done():
@@ -118,6 +137,9 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 		return nil, fmt.Errorf("waiting on task: %w", err)
 	}
 	c.exited = true
+	if fromInit {
+		c.pendingExit = exitC
+	}
 
 	// The counters live in the task's cgroup, which goes with the task.
 	afterExit := time.Now()
@@ -142,6 +164,14 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 	}
 	stage.PidsLimitHit = pidsLimitHit(r.cgroupPath(c.spec.id))
 	drain(task.IO(), drainWait)
+	if fromInit {
+		// The output came through the shim: a shim that died before
+		// the copy was done lost part of it, which containerd's exit
+		// would have said. It is the task's shim while it runs.
+		if _, alive := c.shim.running(); !alive {
+			return nil, fmt.Errorf("%w: the task's shim died as the task ended, so its output may be cut short", ErrShimLost)
+		}
+	}
 
 	stage.Stdout.Data, stage.Stdout.Dropped = st.stdout.result()
 	stage.Stderr.Data, stage.Stderr.Dropped = st.stderr.result()

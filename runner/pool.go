@@ -94,6 +94,10 @@ type PoolStats struct {
 	Misses uint64 `json:"misses"`
 	// Recycled counts sandboxes thrown away unused after MaxIdle.
 	Recycled uint64 `json:"recycled"`
+	// InitExits counts hits whose verdict came from their init's status
+	// FIFO as it exited, not from containerd milliseconds later (see
+	// readStatus); the others waited for containerd.
+	InitExits uint64 `json:"init_exits"`
 	// IdleMemoryBytes is the mean host memory (proportional set size of
 	// the waiting process and its shim) one idle sandbox holds.
 	IdleMemoryBytes uint64 `json:"idle_memory_bytes"`
@@ -139,7 +143,7 @@ type Pool struct {
 }
 
 type poolCounters struct {
-	hits, misses, recycled atomic.Uint64
+	hits, misses, recycled, initExits atomic.Uint64
 }
 
 // slot is one pooled sandbox and its task dir.
@@ -286,6 +290,9 @@ func (p *Pool) run(ctx context.Context, t Task) (*Result, error) {
 	st, err := p.r.execute(ctx, log, sb, pt.limits.Timeout)
 	if err != nil {
 		return nil, err
+	}
+	if sb.pendingExit != nil {
+		p.stats[pt.runtime.Name].initExits.Add(1)
 	}
 	return &Result{ID: sb.spec.id, Runtime: s.runtime, Image: sb.spec.image, OCIRuntime: sb.spec.oci.Name, Stage: *st}, nil
 }
@@ -623,7 +630,7 @@ func (p *Pool) Stats() []PoolStats {
 	for name, pr := range p.opts.Runtimes {
 		c := p.stats[name]
 		st := PoolStats{Runtime: name, Size: pr.Size, Idle: len(p.idle[name]),
-			Hits: c.hits.Load(), Misses: c.misses.Load(), Recycled: c.recycled.Load()}
+			Hits: c.hits.Load(), Misses: c.misses.Load(), Recycled: c.recycled.Load(), InitExits: c.initExits.Load()}
 		if st.Idle > 0 {
 			st.IdleMemoryBytes = idleMemory(p.idle[name]) / uint64(st.Idle)
 		}

@@ -161,6 +161,14 @@ type sandbox struct {
 	// that command, from claim.
 	startedAhead bool
 	command      []byte
+	// status is the reading end of the status FIFO of a sandbox started
+	// ahead, where its init writes its exit status (see readStatus); nil
+	// when there is none to trust.
+	status *os.File
+	// pendingExit is containerd's exit of a task whose verdict came from
+	// its init: containerd deletes a task only once it has seen the
+	// exit, so the teardown waits for it.
+	pendingExit <-chan client.ExitStatus
 	// init and shim are its init's and shim's host processes, when
 	// started ahead (see watchProcesses).
 	init, shim hostProcess
@@ -301,6 +309,12 @@ func (r *Runner) create(ctx context.Context, s *sandbox, specOpts []ctrdoci.Spec
 	s.task = task
 	s.undo.add(func(ctx context.Context) error {
 		drain(task.IO(), 0)
+		if s.pendingExit != nil {
+			select {
+			case <-s.pendingExit:
+			case <-ctx.Done():
+			}
+		}
 		return deleteSandboxTask(ctx, task, s.exited)
 	})
 	if err := pinOOMScore(task.Pid()); err != nil {
@@ -394,6 +408,17 @@ func (s *sandbox) startAhead(ctx context.Context) error {
 	if err := os.Chown(file, int(s.spec.dir.uid), int(s.spec.dir.uid)); err != nil {
 		return fmt.Errorf("making the task's command FIFO: %w", err)
 	}
+	status, err := openStatusFIFO(filepath.Join(s.cmdDir, initcmd.StatusFile), s.spec.dir.uid)
+	if err != nil {
+		return err
+	}
+	s.status = status
+	s.undo.add(func(context.Context) error {
+		if s.status != nil {
+			s.status.Close()
+		}
+		return nil
+	})
 	if err := s.task.Start(ctx); err != nil {
 		return fmt.Errorf("starting a pooled sandbox: %w", err)
 	}
@@ -416,6 +441,13 @@ func (s *sandbox) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The init holds the status FIFO open once it waits for its command:
+	// unlinked now, before any task runs, no task can open it.
+	if err := os.Remove(filepath.Join(s.cmdDir, initcmd.StatusFile)); err != nil || s.shim.pid == "" {
+		// Not trusted, or its shim not known to be checked: containerd's
+		// exit tells. The init's write then fails, which it ignores.
+		s.closeStatus()
+	}
 	_, err = f.Write(s.command)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -424,6 +456,50 @@ func (s *sandbox) start(ctx context.Context) error {
 		return fmt.Errorf("handing the task its command: %w", err)
 	}
 	return nil
+}
+
+// openStatusFIFO makes the status FIFO at path, writable by the init
+// (uid) alone, and opens its reading end: non-blocking, so the init's
+// non-blocking open of its writing end finds a reader, and the read waits
+// on Go's poller.
+func openStatusFIFO(path string, uid uint32) (*os.File, error) {
+	if err := unix.Mkfifo(path, 0o200); err != nil {
+		return nil, fmt.Errorf("making the task's status FIFO: %w", err)
+	}
+	if err := os.Chown(path, int(uid), int(uid)); err != nil {
+		return nil, fmt.Errorf("making the task's status FIFO: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the task's status FIFO: %w", err)
+	}
+	return f, nil
+}
+
+// closeStatus closes s's status FIFO: its task's exit then comes from
+// containerd.
+func (s *sandbox) closeStatus() {
+	if s.status != nil {
+		s.status.Close()
+		s.status = nil
+	}
+}
+
+// readStatus reads the exit status the init writes into f as it exits:
+// the channel gets it, or is closed without a value when the init ended
+// without one (killed, by a shim's cleanup or from the host) or f was
+// closed. Neither the task nor its shim can write into f: the FIFO was
+// unlinked before the task existed, and the init's end is not dumpable.
+func readStatus(f *os.File) <-chan int {
+	c := make(chan int, 1)
+	go func() {
+		defer close(c)
+		var b [1]byte
+		if n, _ := f.Read(b[:]); n == 1 {
+			c <- int(b[0])
+		}
+	}()
+	return c
 }
 
 // fifoReaderWait bounds how long openCommandFIFO waits for a started init

@@ -21,6 +21,15 @@
  * gives, it kills every process in the sandbox and exits, so the kernel
  * tears the pid namespace down even when no runner process is alive.
  *
+ * A sandbox started ahead also has a status FIFO beside its command file,
+ * which the runner reads. This process opens its writing end before it
+ * waits for the command, and the runner unlinks it before it writes the
+ * command, so no task can reach it: this process alone holds it (not
+ * dumpable, its descriptors cannot be taken from /proc/1/fd), and it writes
+ * its exit status there, one byte, just before it exits. The runner has the
+ * verdict then, without waiting for the shim to reap this process and
+ * containerd to pass the exit on.
+ *
  * It runs as the task's unprivileged user, under the task's seccomp filter
  * and limits, adds no privilege and keeps no state. It is not dumpable, so
  * the task (the same uid) cannot ptrace it or read its memory to forge a
@@ -61,6 +70,39 @@
 #define EXIT_DEADLINE 124
 
 extern char **environ;
+
+/* The name of the status FIFO in the command file's directory. */
+#define STATUS_FILE "status"
+
+/* status_fd is the status FIFO's writing end, or -1 when there is none. */
+static int status_fd = -1;
+
+/* open_status opens the status FIFO beside the command file, if the runner
+ * made one and reads it; non-blocking, so a FIFO with no reader is an
+ * error (ENXIO) rather than a wait. */
+static void open_status(const char *command_file)
+{
+	const char *slash = strrchr(command_file, '/');
+	size_t dir = slash ? (size_t)(slash - command_file) + 1 : 0;
+	char path[4096];
+	if (dir + sizeof STATUS_FILE > sizeof path)
+		return;
+	memcpy(path, command_file, dir);
+	memcpy(path + dir, STATUS_FILE, sizeof STATUS_FILE);
+	status_fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
+/* finish reports code on the status FIFO, if there is one, and exits with
+ * it. */
+static void finish(int code)
+{
+	if (status_fd >= 0) {
+		unsigned char b = code;
+		/* SIGPIPE is blocked: a reader gone is EPIPE, nothing more. */
+		(void)write(status_fd, &b, 1);
+	}
+	_exit(code);
+}
 
 static void fail(int code, const char *what, const char *detail)
 {
@@ -201,6 +243,9 @@ int main(int argc, char **argv)
 		fail(EXIT_CANNOT_RUN, "usage: sandbox-runner-init COMMAND-FILE", NULL);
 	/* No ptrace, no /proc/1/mem, no core: the task runs as this uid too. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Before the command: the runner unlinks the FIFO once this process
+	 * waits for it. */
+	open_status(argv[1]);
 	read_command(argv[1], &c);
 
 	/* Every signal is blocked here and taken with sigtimedwait, so none
@@ -238,7 +283,7 @@ int main(int argc, char **argv)
 			long long left = deadline - now_ms();
 			if (left <= 0) {
 				kill_all(child);
-				_exit(EXIT_DEADLINE);
+				finish(EXIT_DEADLINE);
 			}
 			wait.tv_sec = left / 1000;
 			wait.tv_nsec = (left % 1000) * 1000000;
@@ -263,7 +308,7 @@ int main(int argc, char **argv)
 			}
 			if (pid == child && (WIFEXITED(status) || WIFSIGNALED(status))) {
 				kill_all(child);
-				_exit(status_code(status));
+				finish(status_code(status));
 			}
 		}
 	}

@@ -23,6 +23,11 @@ const (
 	Dir = "/.sandbox-runner/cmd"
 	// File is the command file's name in Dir.
 	File = "command"
+	// StatusFile is the name in Dir of a started-ahead sandbox's status
+	// FIFO: the init opens its writing end before it waits for the
+	// command, the runner unlinks it before it writes the command, and
+	// the init writes its exit status there, one byte, as it exits.
+	StatusFile = "status"
 )
 
 // magic opens every command file; the init refuses any other.

@@ -3,6 +3,7 @@ package initcmd_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,4 +245,60 @@ func TestInitWaitsForTheCommandInAFIFO(t *testing.T) {
 	assert.Equal(t, 0, code, "the deadline counts from the command, 0.4 s before it: %s", out)
 	assert.Equal(t, "ran\n", out)
 	assert.Greater(t, time.Since(begun), 900*time.Millisecond)
+}
+
+// A started-ahead sandbox's init reports its exit status, one byte, on the
+// status FIFO beside its command file, which it opens before it waits for
+// the command; with no FIFO there, or no reader, it runs as ever.
+func TestInitWritesItsStatusToTheStatusFIFO(t *testing.T) {
+	bin := initBinary(t)
+	for _, tc := range []struct {
+		name     string
+		script   string
+		deadline time.Duration
+		code     int
+	}{
+		{"exit code", "exit 3", 0, 3},
+		{"signal", "kill -KILL $$", 0, 128 + int(syscall.SIGKILL)},
+		{"deadline", "sleep 5", 200 * time.Millisecond, initcmd.ExitDeadline},
+		{"a missing command", "exec /no/such/program", 0, 127},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			command, status := filepath.Join(dir, initcmd.File), filepath.Join(dir, initcmd.StatusFile)
+			require.NoError(t, syscall.Mkfifo(command, 0o600))
+			require.NoError(t, syscall.Mkfifo(status, 0o600))
+			r, err := os.OpenFile(status, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+			require.NoError(t, err)
+			defer r.Close()
+			c := sh(tc.script)
+			c.Deadline = tc.deadline
+			b, err := initcmd.Encode(c)
+			require.NoError(t, err)
+			code, out := runFile(t, bin, command, func(*os.Process) {
+				w, err := os.OpenFile(command, os.O_WRONLY, 0)
+				require.NoError(t, err)
+				// As the runner: the init has the status FIFO open by
+				// now, and no task can open it once it is gone.
+				require.NoError(t, os.Remove(status))
+				_, err = w.Write(b)
+				require.NoError(t, err)
+				require.NoError(t, w.Close())
+			})
+			assert.Equal(t, tc.code, code, out)
+			got, err := io.ReadAll(r)
+			require.NoError(t, err)
+			assert.Equal(t, []byte{byte(tc.code)}, got, "the status FIFO says what the exit says")
+		})
+	}
+
+	// No reader: the init cannot open the FIFO, and runs the task anyway.
+	dir := t.TempDir()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, initcmd.StatusFile), 0o600))
+	command := filepath.Join(dir, initcmd.File)
+	b, err := initcmd.Encode(sh("exit 5"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(command, b, 0o600))
+	code, out := runFile(t, bin, command, nil)
+	assert.Equal(t, 5, code, out)
 }

@@ -78,8 +78,8 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 
 // poolCollector reports a warm pool's figures, read when scraped.
 type poolCollector struct {
-	stats                                   func() []runner.PoolStats
-	size, idle, hits, misses, recycled, mem *prometheus.Desc
+	stats                                              func() []runner.PoolStats
+	size, idle, hits, misses, recycled, initExits, mem *prometheus.Desc
 }
 
 func newPoolCollector(stats func() []runner.PoolStats) *poolCollector {
@@ -93,12 +93,14 @@ func newPoolCollector(stats func() []runner.PoolStats) *poolCollector {
 		hits:     d("sandbox_runner_pool_hits_total", "Tasks that got a pooled sandbox."),
 		misses:   d(MetricPoolMisses, "Tasks that took the cold path because no sandbox was ready."),
 		recycled: d("sandbox_runner_pool_recycled_total", "Sandboxes thrown away unused after their idle time."),
-		mem:      d("sandbox_runner_pool_idle_memory_bytes", "Mean host memory one idle sandbox holds (its process and shim)."),
+		initExits: d("sandbox_runner_pool_init_exits_total",
+			"Pooled tasks whose verdict came from their init as it exited, not from containerd milliseconds later."),
+		mem: d("sandbox_runner_pool_idle_memory_bytes", "Mean host memory one idle sandbox holds (its process and shim)."),
 	}
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.size, c.idle, c.hits, c.misses, c.recycled, c.mem} {
+	for _, d := range []*prometheus.Desc{c.size, c.idle, c.hits, c.misses, c.recycled, c.initExits, c.mem} {
 		ch <- d
 	}
 }
@@ -115,6 +117,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 			{c.hits, prometheus.CounterValue, float64(st.Hits)},
 			{c.misses, prometheus.CounterValue, float64(st.Misses)},
 			{c.recycled, prometheus.CounterValue, float64(st.Recycled)},
+			{c.initExits, prometheus.CounterValue, float64(st.InitExits)},
 			{c.mem, prometheus.GaugeValue, float64(st.IdleMemoryBytes)},
 		} {
 			ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v, st.Runtime)

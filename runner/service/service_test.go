@@ -615,12 +615,13 @@ func TestTaskTimesFeedTheStageHistograms(t *testing.T) {
 }
 
 func TestMetricsReportThePool(t *testing.T) {
-	stats := []runner.PoolStats{{Runtime: "python", Size: 4, Idle: 3, Hits: 10, Misses: 2, Recycled: 1, IdleMemoryBytes: 5 << 20}}
+	stats := []runner.PoolStats{{Runtime: "python", Size: 4, Idle: 3, Hits: 10, Misses: 2, Recycled: 1, InitExits: 9, IdleMemoryBytes: 5 << 20}}
 	ts := startService(t, &fakeExec{}, WithPoolStats(func() []runner.PoolStats { return stats }))
 	mfs := ts.scrape(t)
 	for name, want := range map[string]float64{
 		"sandbox_runner_pool_size": 4, "sandbox_runner_pool_idle": 3, "sandbox_runner_pool_hits_total": 10,
 		"sandbox_runner_pool_misses_total": 2, "sandbox_runner_pool_recycled_total": 1, "sandbox_runner_pool_idle_memory_bytes": 5 << 20,
+		"sandbox_runner_pool_init_exits_total": 9,
 	} {
 		assert.Equal(t, want, metricValue(t, mfs, name, "runtime", "python"), name)
 	}
