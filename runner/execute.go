@@ -83,9 +83,6 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 		select {
 		case status = <-exitC:
 			exited = true
-			// The init kills the task itself initGrace after the
-			// deadline; it wins only when this process was held up.
-			stage.TimedOut = status.ExitCode() == initcmd.ExitDeadline && time.Since(start) >= timeout
 		case code, ok := <-statusC:
 			statusC = nil
 			if !ok {
@@ -96,7 +93,6 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 			}
 			status = *client.NewExitStatus(uint32(code), time.Now(), nil)
 			exited, fromInit = true, true
-			stage.TimedOut = code == initcmd.ExitDeadline && time.Since(start) >= timeout
 		case <-timer.C:
 			stage.TimedOut = true
 		case <-ctx.Done():
@@ -116,7 +112,11 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, c *sandbox, time
 			}
 		}
 	}
-	if !exited {
+	if exited {
+		// The init kills the task itself initGrace after the deadline;
+		// it wins only when this process was held up.
+		stage.TimedOut = status.ExitCode() == initcmd.ExitDeadline && time.Since(start) >= timeout
+	} else {
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 		status, err = killAll(kctx, task, exitC)
 		cancel()

@@ -414,9 +414,7 @@ func (s *sandbox) startAhead(ctx context.Context) error {
 	}
 	s.status = status
 	s.undo.add(func(context.Context) error {
-		if s.status != nil {
-			s.status.Close()
-		}
+		s.closeStatus()
 		return nil
 	})
 	if err := s.task.Start(ctx); err != nil {
